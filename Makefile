@@ -29,8 +29,9 @@ reproduce: setup
 		echo "no notebooks yet: the notebook issue adds notebooks/NN_*.ipynb, which this target will run in order through papermill into reports/$(PROFILE)/"; \
 	fi
 
+# Jupyter refuses to run as root (containers, CI machines) unless told to.
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup
 	$(BIN)/python benchmarks/model_cost.py

@@ -179,9 +179,13 @@ def test_backbone_of_another_size_is_an_error(ir50):
         load_backbone_weights(torch.nn.Linear(2, 2), ir50[0])
 
 
-def test_unpicklable_junk_is_a_clear_error(tmp_path):
-    path = tmp_path / "junk.pth"
-    path.write_bytes(pickle.dumps("not a checkpoint", protocol=2)[:5] + b"\x00garbage")
-    with pytest.raises(CheckpointError, match="not readable as a torch.save file") as e:
+@pytest.mark.parametrize("content, message", [
+    (pickle.dumps("not a checkpoint", protocol=2)[:5] + b"\x00", r"not readable as a torch.save file: it ends early"),
+    (b"<html>Google Drive: virus scan warning</html>", r"not a torch.save file \(it starts with b'<htm'\)"),
+])
+def test_files_that_are_not_checkpoints(tmp_path, content, message):
+    path = tmp_path / "download.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message) as e:
         load_checkpoint(path)
     assert_one_line_naming(e, path)

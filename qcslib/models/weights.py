@@ -8,6 +8,7 @@ every tensor the model needs or raises one line naming the file; nothing is load
 from __future__ import annotations
 
 import re
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,13 +118,16 @@ def read_torch_file(path: str | Path) -> tuple[Any, list[str]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     with path.open("rb") as f:
-        is_zip_start = f.read(4) == b"PK\x03\x04"
-    if is_zip_start and not zipfile.is_zipfile(path):
+        start = f.read(4)
+    is_zip = start == b"PK\x03\x04"  # torch.save's format since torch 1.6; before, a bare pickle
+    if not is_zip and not start.startswith(b"\x80"):
+        raise CheckpointError(f"{path}: not a torch.save file (it starts with {start!r})")
+    if is_zip and not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: truncated or corrupt (a zip archive without its directory); copy it again")
     try:
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) if is_zip_start else []
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) if is_zip else []
     except Exception as e:
-        raise CheckpointError(f"{path}: not readable as a torch.save file: {_first_line(e)}") from e
+        raise CheckpointError(f"{path}: not readable as a torch.save file: {_reason(e)}") from e
     if refused := [name for name in unsafe if not name.startswith(STUBBED_MODULES)]:
         raise CheckpointError(f"{path}: refused: reading it would call {', '.join(refused)}; "
                               "a checkpoint should hold only tensors and plain data")
@@ -131,13 +135,18 @@ def read_torch_file(path: str | Path) -> tuple[Any, list[str]]:
         with torch.serialization.safe_globals([(_stub(name), name) for name in unsafe]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types here; the message is what the user needs
-        raise CheckpointError(f"{path}: not readable as a torch.save file: {_first_line(e)}") from e
+        raise CheckpointError(f"{path}: not readable as a torch.save file: {_reason(e)}") from e
     return obj, unsafe
 
 
-def _first_line(e: Exception) -> str:
+def _reason(e: Exception) -> str:
+    """One line out of what torch raised: the global it refused, a truncation, or its first line."""
     text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    if found := re.search(r"GLOBAL (\S+)", text):
+        return f"it names {found.group(1)}, which weights-only loading does not allow (a pre-1.6 file?)"
+    if isinstance(e, (EOFError, struct.error)):
+        return "it ends early (truncated?)"
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _tensor_dict(obj: Any, path: Path | str, what: str) -> dict[str, torch.Tensor]:
