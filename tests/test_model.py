@@ -142,6 +142,7 @@ def test_save_load_round_trip(tmp_path):
     (dict(backbone_size=100), "multiple of 16"),
     (dict(dim=100, heads=8), "not divisible"),
     (dict(cross_residual_from="raw"), "residual_from"),
+    (dict(csa="sdpa", per_sample_norm=True), "per_sample_norm applies to"),
 ])
 def test_bad_configs_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -150,7 +151,7 @@ def test_bad_configs_are_rejected(kwargs, message):
 
 def test_bad_inputs_are_rejected():
     model = tiny()
-    with pytest.raises(ValueError, match="takes 4 image batches .* got 2"):
+    with pytest.raises(ValueError, match=r"takes 4 image batches \(anchor, positive, negative, negative2\), got 2"):
         model.forward_train(*images(2))
     with pytest.raises(ValueError, match="same batch shape"):
         model.forward_train(*images(3), images(1, batch=2)[0])

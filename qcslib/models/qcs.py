@@ -63,6 +63,8 @@ class QCSConfig:
             raise ValueError(f"csa must be one of {CSA_MODES}, got {self.csa!r}")
         if self.variant == "dcs" and self.csa in ("d", "sd"):
             raise ValueError(f"csa {self.csa!r} needs the negatives, which only the qcs variant has")
+        if self.per_sample_norm and self.csa not in ("sd", "s", "d"):
+            raise ValueError(f"per_sample_norm applies to the distance-based csa modes sd, s and d, not {self.csa!r}")
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "units", tuple(self.units))
         if len(self.channels) != 3 or len(self.units) != 3 or min(self.units) < 1:
@@ -170,8 +172,9 @@ class QCSNet(nn.Module):
     def forward_train(self, *images: Tensor) -> TrainOutput:
         """Branches (a,) / (a, p) / (a, p, n, n2) → base and cross logits per branch, and k."""
         if len(images) != self.branches:
-            raise ValueError(f"the {self.config.variant} variant takes {self.branches} image batches "
-                             f"(anchor, positive, negative, negative2)[:{self.branches}], got {len(images)}")
+            names = ", ".join(("anchor", "positive", "negative", "negative2")[: self.branches])
+            raise ValueError(f"the {self.config.variant} variant takes {self.branches} image batches ({names}), "
+                             f"got {len(images)}")
         if len({x.shape for x in images}) != 1:
             raise ValueError(f"all branches need the same batch shape, got {[tuple(x.shape) for x in images]}")
         base_logits, tokens = zip(*(self.base.forward_features(x) for x in images))
