@@ -1,0 +1,101 @@
+"""Quadruplet sampling: (anchor, positive, negative, negative2) indices for one epoch, vectorised.
+
+For an anchor of class c: the positive is another image of class c; the negative an image of
+another class c'; negative2 another image of class c'. The official sampler filters a pandas
+table for every sample; here each draw is a few array operations over per-class index arrays.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+NEGATIVES = ("data", "balanced")
+
+
+class SamplingError(ValueError):
+    """Labels that cannot give quadruplets."""
+
+
+class ClassIndex:
+    """Images grouped by class: ``order`` lists image indices class by class, and class ``c`` owns
+    ``order[start[c] : start[c] + count[c]]``; ``rank[i]`` is image i's position inside its class."""
+
+    def __init__(self, labels: np.ndarray, num_classes: int):
+        self.labels = labels
+        self.order = np.argsort(labels, kind="stable")
+        self.count = np.bincount(labels, minlength=num_classes)
+        self.start = np.concatenate([[0], np.cumsum(self.count)[:-1]])
+        self.rank = np.empty_like(self.order)
+        self.rank[self.order] = np.arange(len(labels)) - self.start[labels[self.order]]
+
+    def other_in_class(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """For each image, a uniformly drawn different image of its class: draw r ∈ [0, n_c − 1)
+        and skip the image's own position (r ≥ rank → r + 1)."""
+        c = self.labels[images]
+        r = rng.integers(0, self.count[c] - 1)
+        r += r >= self.rank[images]
+        return self.order[self.start[c] + r]
+
+    def in_class(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A uniformly drawn image of each given class."""
+        return self.order[self.start[classes] + rng.integers(0, self.count[classes])]
+
+    def other_class_image(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Uniform over all images of other classes: draw r ∈ [0, N − n_c) and skip class c's block."""
+        c = self.labels[images]
+        r = rng.integers(0, len(self.labels) - self.count[c])
+        r += np.where(r >= self.start[c], self.count[c], 0)
+        return self.order[r]
+
+    def other_class(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A class drawn uniformly among the other classes that have images."""
+        present = np.flatnonzero(self.count)
+        position = np.searchsorted(present, self.labels[images])
+        r = rng.integers(0, len(present) - 1, size=len(images))
+        return present[r + (r >= position)]
+
+
+def draw_quadruplets(labels: Sequence[int] | np.ndarray, seed: int, epoch: int = 0, negatives: str = "data",
+                     classes: Sequence[str] | None = None, oversample: bool = False,
+                     num_anchors: int | None = None, rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """One epoch of quadruplets → int64 array (M, 4) of (anchor, positive, negative, negative2) indices.
+
+    - anchors: every image once, shuffled; with ``oversample`` (AffectNet), ``num_anchors`` draws
+      (default N) with replacement and probability ∝ 1 / n_class, so each class is equally likely;
+    - ``negatives="data"``: the negative is uniform over all other-class images (official
+      RAF-DB/FERPlus sampler); ``"balanced"``: its class is uniform over the other classes first
+      (official AffectNet sampler);
+    - the same (seed, epoch) gives the same epoch on every rank; rank r keeps rows r, r + W, …,
+      after wrapping around so that every rank gets ``ceil(M / W)`` rows, as DistributedSampler does.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
+    if labels.ndim != 1 or len(labels) == 0 or labels.min() < 0:
+        raise SamplingError(f"labels must be a non-empty 1-D array of class indices ≥ 0, got shape {labels.shape}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+    num_classes = max(len(classes or ()), int(labels.max()) + 1)
+    index = ClassIndex(labels, num_classes)
+    name = (lambda c: classes[c]) if classes else str
+    if few := [f"{name(c)!r} ({n})" for c, n in enumerate(index.count) if n == 1]:
+        raise SamplingError(f"quadruplets need at least 2 images per class, but class {', '.join(few)} has fewer")
+    if np.count_nonzero(index.count) < 2:
+        raise SamplingError("quadruplets need at least 2 classes with images")
+
+    rng = np.random.default_rng([seed, epoch])
+    if oversample:
+        weights = 1.0 / index.count[labels]
+        anchors = rng.choice(len(labels), size=num_anchors or len(labels), p=weights / weights.sum())
+    else:
+        anchors = rng.permutation(len(labels))[:num_anchors]
+    positives = index.other_in_class(anchors, rng)
+    if negatives == "data":
+        negs = index.other_class_image(anchors, rng)
+    else:
+        negs = index.in_class(index.other_class(anchors, rng), rng)
+    quads = np.stack([anchors, positives, negs, index.other_in_class(negs, rng)], axis=1)
+    per_rank = -(-len(quads) // world_size)
+    quads = np.resize(quads, (per_rank * world_size, 4))  # wraps around to pad
+    return quads[rank::world_size]
