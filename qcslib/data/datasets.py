@@ -1,0 +1,103 @@
+"""PyTorch datasets over a ``Split``: single images for evaluation, quadruplets for training.
+
+Quadruplets come from a sampler (``QuadrupletSampler``), not from the dataset, so that a new
+epoch's draw reaches the loader's worker processes (persistent ones too) and each DDP rank
+gets its own shard, as with ``DistributedSampler``::
+
+    sampler = QuadrupletSampler(split.labels, seed=0, rank=rank, world_size=world)
+    loader = DataLoader(QuadrupletDataset(split, transform), batch_size=24, sampler=sampler)
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        for a, p, n, n2, label, neg_label in loader: ...
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+from tqdm.auto import tqdm
+
+from .quadruplets import draw_quadruplets
+from .sources import Split, read_image
+
+
+class _SplitImages(Dataset):
+    def __init__(self, split: Split, transform: Callable, cache: np.ndarray | None = None):
+        if cache is not None and len(cache) != len(split):
+            raise ValueError(f"the image cache holds {len(cache)} images, the split {len(split)}")
+        self.split, self.transform, self.cache = split, transform, cache
+
+    def image(self, index: int) -> Image.Image:
+        return Image.fromarray(self.cache[index]) if self.cache is not None else read_image(self.split, index)
+
+
+class ImageDataset(_SplitImages):
+    """Item i: ``(transform(image_i), label_i)``."""
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.image(index)), int(self.split.labels[index])
+
+
+class QuadrupletDataset(_SplitImages):
+    """Item ``(a, p, n, n2)`` (a row of ``draw_quadruplets``): the four images, each transformed
+    on its own (its own random augmentation), then the anchor's label and the negative's."""
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, quad):
+        a, p, n, n2 = (int(i) for i in quad)
+        labels = self.split.labels
+        return (*(self.transform(self.image(i)) for i in (a, p, n, n2)), int(labels[a]), int(labels[n]))
+
+
+class QuadrupletSampler(Sampler):
+    """Yields this rank's quadruplets of the current epoch; ``set_epoch`` draws the next one.
+    Keyword arguments go to ``draw_quadruplets`` (negatives, classes, oversample, num_anchors, rank, world_size)."""
+
+    def __init__(self, labels: np.ndarray, seed: int = 0, **options):
+        self.labels, self.seed, self.options = np.asarray(labels), seed, options
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.quads = draw_quadruplets(self.labels, self.seed, epoch, **self.options)
+
+    def __len__(self) -> int:
+        return len(self.quads)
+
+    def __iter__(self) -> Iterator[tuple[int, int, int, int]]:
+        return iter(map(tuple, self.quads.tolist()))
+
+
+def decode_images(split: Split, size: int, path: str | Path | None = None) -> np.ndarray:
+    """Every image of ``split`` decoded once, resized to ``size``², as a (N, size, size, 3) uint8 array.
+
+    In memory, or a memmap at ``path`` (``.npy``) that later calls reuse when it was made from the
+    same images at the same size (a sidecar ``.json`` records which). For small datasets that the
+    loader would otherwise decode again every epoch.
+    """
+    digest = hashlib.sha256("\n".join(map(str, split.paths or [])).encode()).hexdigest()
+    identity = {"dataset": split.dataset, "split": split.split, "n": len(split), "size": size, "images": digest}
+    if path is not None:
+        path = Path(path)
+        sidecar = path.with_suffix(".json")
+        if path.exists() and sidecar.exists() and json.loads(sidecar.read_text()) == identity:
+            return np.load(path, mmap_mode="r")
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(split), size, size, 3))
+    else:
+        array = np.empty((len(split), size, size, 3), dtype=np.uint8)
+    for i in tqdm(range(len(split)), desc=f"decoding {split.dataset}/{split.split}", leave=False):
+        array[i] = np.asarray(read_image(split, i).convert("RGB").resize((size, size), Image.BILINEAR))
+    if path is not None:
+        array.flush()
+        sidecar.write_text(json.dumps(identity))
+    return array

@@ -1,0 +1,288 @@
+"""SynthFER: determinism, format, caching, label noise and bias rates, AU prototypes, masks and contempt."""
+import csv
+import json
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from qcslib.data import synthfer
+from qcslib.data.synthfer import (AUS, CLASSES, PROTOTYPES, Record, SynthFERSettings, generate, plan, render,
+                                  sample_aus)
+
+SMALL = SynthFERSettings(train_identities=3, test_identities=2, images_per_identity=8, size=64)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("synthfer") / "small", SMALL, workers=2)
+
+
+def read_meta(root: Path) -> list[dict]:
+    with open(root / "meta.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_list(root: Path, split: str) -> list[tuple[str, int]]:
+    lines = (root / f"{split}.txt").read_text().splitlines()
+    return [(path, int(label)) for path, label in (line.split() for line in lines)]
+
+
+# ---------------------------------------------------------------------------------------------- determinism
+
+def test_output_is_the_same_for_one_or_two_workers(small, tmp_path):
+    one = generate(tmp_path / "one", SMALL, workers=1)
+    files = sorted(p.relative_to(small) for p in small.rglob("*") if p.is_file())
+    assert len(files) == 2 * 40 + 5  # images and masks, train/test/classes lists, meta, settings
+    assert files == sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    for name in files:
+        assert (small / name).read_bytes() == (one / name).read_bytes(), name
+
+
+def test_the_seed_changes_the_images(small, tmp_path):
+    other = generate(tmp_path / "other", SynthFERSettings(**{**SMALL.to_dict(), "seed": 1}), workers=1)
+    path = read_list(small, "train")[0][0]
+    assert not np.array_equal(np.asarray(Image.open(small / path)), np.asarray(Image.open(other / path)))
+
+
+def test_png_writer_round_trips_exactly(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    grey = np.random.default_rng(1).integers(0, 256, (6, 4), dtype=np.uint8)
+    for name, pixels, mode in (("rgb.png", rgb, "RGB"), ("grey.png", grey, "L")):
+        synthfer.write_png(str(tmp_path / name), Image.fromarray(pixels))
+        with Image.open(tmp_path / name) as im:
+            assert im.mode == mode
+            assert np.array_equal(np.asarray(im), pixels)
+
+
+# ---------------------------------------------------------------------------------------------- format
+
+def test_every_listed_image_and_mask_exists_with_the_right_size_and_mode(small):
+    meta = {row["path"]: row for row in read_meta(small)}
+    assert (small / "classes.txt").read_text().splitlines() == list(CLASSES[:7])
+    for split, count in (("train", 24), ("test", 16)):
+        listed = read_list(small, split)
+        assert len(listed) == count
+        for path, label in listed:
+            assert path.startswith(f"images/{split}/") and 0 <= label < 7
+            assert meta[path]["split"] == split and int(meta[path]["label"]) == label
+            with Image.open(small / path) as im:
+                assert (im.mode, im.size) == ("RGB", (64, 64))
+            with Image.open(small / meta[path]["mask"]) as mask:
+                assert (mask.mode, mask.size) == ("L", (64, 64))
+                assert set(np.unique(np.asarray(mask))) <= {0, 255}
+    assert len(meta) == 40
+    assert json.loads((small / "settings.json").read_text()) == {"version": synthfer.VERSION, **SMALL.to_dict()}
+
+
+def test_meta_has_the_promised_columns(small):
+    row = read_meta(small)[0]
+    wanted = {"path", "split", "identity", "label", "true_label", "attribute", "bias_conflicting", "mask",
+              *(f"au{au:02d}" for au in AUS)}
+    assert wanted <= set(row)
+
+
+def test_train_and_test_identities_are_disjoint(small):
+    ids = {split: {row["identity"] for row in read_meta(small) if row["split"] == split} for split in ("train", "test")}
+    assert len(ids["train"]) == 3 and len(ids["test"]) == 2
+    assert not ids["train"] & ids["test"]
+
+
+# ---------------------------------------------------------------------------------------------- caching
+
+def test_a_second_call_does_nothing(small):
+    before = {p: p.stat().st_mtime_ns for p in small.rglob("*")}
+    start = time.perf_counter()
+    assert generate(small, SMALL) == small
+    assert time.perf_counter() - start < 0.5
+    assert {p: p.stat().st_mtime_ns for p in small.rglob("*")} == before
+
+
+def test_other_settings_in_the_same_directory_are_an_error(small):
+    with pytest.raises(ValueError, match=r"other settings \(bias_strength: 0.5 there, 0.9 asked\)") as error:
+        generate(small, SynthFERSettings(**{**SMALL.to_dict(), "bias_strength": 0.9}))
+    assert str(small) in str(error.value)
+
+
+def test_a_foreign_non_empty_directory_is_an_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no settings.json"):
+        generate(tmp_path, SMALL)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_an_interrupted_run_is_redone_from_scratch(tmp_path):
+    tiny = SynthFERSettings(train_identities=1, test_identities=1, images_per_identity=2, size=32)
+    partial = tmp_path / ".data.partial"
+    (partial / "images").mkdir(parents=True)
+    (partial / synthfer.PARTIAL_MARK).touch()
+    (partial / "images" / "stale.png").write_bytes(b"old")
+    out = generate(tmp_path / "data", tiny, workers=1)
+    assert not partial.exists() and not (out / "images" / "stale.png").exists()
+    assert len(read_meta(out)) == 4
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(ValueError, match=r"SynthFERSettings.classes must be 7 or 8, got 6"):
+        SynthFERSettings(classes=6)
+    with pytest.raises(ValueError, match=r"SynthFERSettings.label_noise must be in \[0, 1\]"):
+        SynthFERSettings(label_noise=1.5)
+
+
+# ---------------------------------------------------------------------------------------------- label noise and bias
+
+BIG = SynthFERSettings(train_identities=200, test_identities=100, images_per_identity=40, label_noise=0.2,
+                       bias_strength=0.8)
+
+
+def test_label_noise_hits_the_configured_fraction_of_train_only():
+    records = plan(BIG)
+    train = [r for r in records if r.split == "train"]
+    test = [r for r in records if r.split == "test"]
+    assert sum(r.label != r.true_label for r in train) == round(0.2 * len(train))
+    assert all(r.label == r.true_label for r in test)
+    for identity in range(300):  # balanced classes within each identity: 40 images = 5 or 6 per class
+        counts = Counter(r.true_label for r in records[40 * identity: 40 * identity + 40])
+        assert set(counts) == set(range(7)) and set(counts.values()) <= {5, 6}
+
+
+def test_noisy_labels_are_recorded_in_meta(small):
+    for row in read_meta(small):
+        assert int(row["noisy"]) == (row["label"] != row["true_label"])
+        assert row["split"] == "train" or not int(row["noisy"])
+
+
+def aligned_fraction(records: list[Record]) -> float:
+    return np.mean([not r.bias_conflicting for r in records])
+
+
+def test_the_attribute_follows_the_class_in_train_and_not_in_test():
+    records = plan(BIG)
+    train = [r for r in records if r.split == "train"]
+    test = [r for r in records if r.split == "test"]
+    assert aligned_fraction(train) == pytest.approx(0.8 + 0.2 / 7, abs=0.02)
+    assert aligned_fraction(test) == pytest.approx(1 / 7, abs=0.02)
+    # test attributes are independent of the class: every class sees every attribute about equally often
+    for c in range(7):
+        counts = np.bincount([r.attribute for r in test if r.true_label == c], minlength=7)
+        assert counts.min() > 0.6 * counts.mean()
+
+
+def test_no_bias_means_an_independent_attribute():
+    train = [r for r in plan(SynthFERSettings(**{**BIG.to_dict(), "bias_strength": 0.0})) if r.split == "train"]
+    assert aligned_fraction(train) == pytest.approx(1 / 7, abs=0.02)
+
+
+# ---------------------------------------------------------------------------------------------- AUs and masks
+
+def au_means(settings: SynthFERSettings, label: int, n: int = 400) -> dict[int, float]:
+    rng = np.random.default_rng(label)
+    draws = [sample_aus(settings, label, 1.0, rng)[0] for _ in range(n)]
+    return {au: float(np.mean([max(d[au]) for d in draws])) for au in AUS}
+
+
+@pytest.mark.parametrize("label", range(8))
+def test_au_intensities_follow_the_prototypes(label):
+    means = au_means(SynthFERSettings(classes=8), label)
+    inside = [means[au] for au in PROTOTYPES[CLASSES[label]]]
+    outside = [m for au, m in means.items() if au not in PROTOTYPES[CLASSES[label]]]
+    assert all(m > 0.35 for m in inside), means
+    assert max(outside) < 0.3 and np.mean(outside) < 0.1, means
+
+
+def test_meta_au_columns_follow_the_prototypes(small):
+    rows = read_meta(small)
+    happy = [float(r["au12"]) for r in rows if r["true_label"] == "1"]
+    neutral = [float(r["au12"]) for r in rows if r["true_label"] == "0"]
+    assert np.mean(happy) > 0.3 > np.mean(neutral) + 0.2
+
+
+def clean(**overrides) -> SynthFERSettings:
+    """No pose, occluders or leaks: what each image shows is its expression alone."""
+    return SynthFERSettings(**{**dict(classes=8, size=96, max_rotation=0.0, scale_jitter=0.0, max_shift=0.0,
+                                      occlusion_prob=0.0, leak_prob=0.0, au_dropout=0.0, intensity_min=0.6,
+                                      train_identities=4, test_identities=1, images_per_identity=16), **overrides})
+
+
+def test_masks_cover_the_active_aus_and_neutral_has_none():
+    settings = clean()
+    for record in plan(settings)[:48]:
+        _, mask, meta = render(settings, record)
+        area = (np.asarray(mask) > 0).mean()
+        if record.true_label == 0:
+            assert area == 0, record
+        else:
+            assert area > 0.005, (record, meta)
+
+
+def test_mask_regions_follow_the_mouth_and_the_eyes():
+    settings = clean()
+    rows = {}
+    for record in plan(settings)[:32]:
+        rows.setdefault(CLASSES[record.true_label], np.asarray(render(settings, record)[1]) > 0)
+    mid = 96 // 2
+    assert rows["happy"][mid:].any() and rows["disgust"][mid:].any()         # mouth, lower half
+    assert rows["surprise"][:mid].any() and rows["anger"][:mid].any()        # brows and lids, upper half
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_the_mask_turns_with_the_face():
+    still, turned = clean(), clean(max_rotation=30.0)
+    fear = (r for r in plan(still) if CLASSES[r.true_label] == "fear")
+    record, meta = next((r, m) for r in fear if abs((m := render(turned, r)[2])["rotation"]) > 10)
+    (_, a, _), (_, b, _) = render(still, record), render(turned, record)
+    pivot = (96 / 2, 96 * 0.53)  # the face origin, where render puts the face centre
+    # PIL turns counter-clockwise for positive angles; the renderer's y axis points down, so it turns clockwise
+    expected = np.asarray(a.rotate(-meta["rotation"], center=pivot)) > 0
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    assert iou(b, expected) > 0.85 and iou(b, a) < 0.6
+
+
+def test_expressions_change_the_face_inside_the_mask():
+    """The same image (identity, pose, background, noise) drawn as neutral and as each expression."""
+    settings = clean()
+    base = plan(settings)[0]
+    neutral = np.asarray(render(settings, replace(base, true_label=0, label=0))[0], float)
+    for label in range(1, 8):
+        image, mask, _ = render(settings, replace(base, true_label=label, label=label))
+        diff = np.abs(np.asarray(image, float) - neutral).mean(-1)
+        inside = np.asarray(mask) > 0
+        assert diff[inside].mean() > 5 * diff[~inside].mean() + 1, CLASSES[label]
+
+
+# ---------------------------------------------------------------------------------------------- contempt
+
+def test_contempt_is_one_sided():
+    settings = clean()
+    contempt = [r for r in plan(settings) if CLASSES[r.true_label] == "contempt"]
+    assert len(contempt) >= 4
+    sides = set()
+    for record in contempt:
+        rng = synthfer._rng(settings.seed, 2, record.index)
+        aus, side = sample_aus(settings, record.true_label, 1.0, rng)
+        _, mask, meta = render(settings, record)
+        assert meta["side"] == side in ("left", "right")
+        active = 0 if side == "left" else 1
+        assert aus[12][active] > 0.3 and aus[12][1 - active] == 0 and aus[14][1 - active] == 0
+        m = np.asarray(mask) > 0
+        left, right = m[:, :48].sum(), m[:, 48:].sum()
+        assert (left > 3 * right) if side == "left" else (right > 3 * left)
+        sides.add(side)
+    assert sides == {"left", "right"}
+
+
+def test_seven_classes_have_no_contempt(small):
+    assert {int(r["true_label"]) for r in read_meta(small)} == set(range(7))
+    assert {r["side"] for r in read_meta(small)} == {"none"}
+
+
+def test_class_names_are_the_projects():
+    from qcslib.data.sources import CLASS_NAMES
+    assert CLASSES == CLASS_NAMES
