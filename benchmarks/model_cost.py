@@ -6,20 +6,13 @@ Prints a markdown table with the machine and date; benchmarks/RESULTS.md keeps t
 """
 import argparse
 import datetime
-import platform
 
 import torch
 from torch.utils.benchmark import Timer
 
+from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib import QCSConfig, QCSNet, count_parameters, inference_flops
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def measure(size: str, batch: int, seconds: float) -> dict:

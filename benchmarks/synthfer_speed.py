@@ -9,21 +9,14 @@ is a real part of the cost and depends on the file system: measure where dataset
 import argparse
 import datetime
 import os
-import platform
 import resource
 import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib.data.synthfer import SynthFERSettings, generate
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def cpu_seconds() -> float:
