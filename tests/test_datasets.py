@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from qcslib.__main__ import main
 from qcslib.data.datasets import ImageDataset, QuadrupletDataset, QuadrupletSampler, decode_images
 from qcslib.data.quadruplets import draw_quadruplets
-from qcslib.data.sources import load_split, read_image
+from qcslib.data.sources import Split, load_split, read_image
 from qcslib.data.transforms import RECIPES, build_transforms
 
 CLASSES = ["neutral", "happy", "sad"]
@@ -119,3 +119,13 @@ def test_synthfer_command_generates_once_and_refuses_to_mix_settings(tmp_path, c
     assert str(out) in capsys.readouterr().err
     split = load_split("synthfer", out, "test")
     assert len(split) == 7 and split.classes == ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
+
+
+def test_memmapped_cache_of_pixel_images_follows_the_pixels(tmp_path):
+    def grey(value):
+        return Split("ferplus", "test", tmp_path, CLASSES, np.array([0, 1]), None,
+                     np.full((2, 48, 48), value, np.uint8), None)
+
+    path = tmp_path / "cache.npy"
+    assert decode_images(grey(10), 16, path)[0, 0, 0, 0] == 10
+    assert decode_images(grey(200), 16, path)[0, 0, 0, 0] == 200  # same shape, other pixels: rebuilt

@@ -82,10 +82,11 @@ def decode_images(split: Split, size: int, path: str | Path | None = None) -> np
     """Every image of ``split`` decoded once, resized to ``size``², as a (N, size, size, 3) uint8 array.
 
     In memory, or a memmap at ``path`` (``.npy``) that later calls reuse when it was made from the
-    same images at the same size (a sidecar ``.json`` records which). For small datasets that the
+    same images (paths, or the pixels themselves) at the same size (a sidecar ``.json`` records which). For small datasets that the
     loader would otherwise decode again every epoch.
     """
-    digest = hashlib.sha256("\n".join(map(str, split.paths or [])).encode()).hexdigest()
+    content = split.pixels.tobytes() if split.pixels is not None else "\n".join(map(str, split.paths)).encode()
+    digest = hashlib.sha256(content).hexdigest()
     identity = {"dataset": split.dataset, "split": split.split, "n": len(split), "size": size, "images": digest}
     if path is not None:
         path = Path(path)
