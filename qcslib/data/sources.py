@@ -486,7 +486,7 @@ def _list_classes(root: Path, classes: str | list[str] | None, layout: str) -> l
         names = [canonical_class_name(c) for c in classes]
     if from_file is not None and names != from_file:
         raise DataError(f"{file}: classes {from_file} differ from classes= {names}; expected them to agree")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = _repeated(names)
     if duplicates:
         raise DataError(f"{file if classes is None else 'classes='}: class name(s) {', '.join(duplicates)} appear "
                         f"more than once; expected each class once")
@@ -506,7 +506,7 @@ def _load_folder(dataset: str, root: Path, split: str) -> Split:
     split_dir = _require_dir(root / split, layout)
     folders = sorted({d.name for s in SPLITS if (root / s).is_dir() for d in (root / s).iterdir() if d.is_dir()})
     names = [canonical_class_name(f) for f in folders]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = _repeated(names)
     if duplicates:
         raise DataError(f"{root}: class folders {[f for f in folders if canonical_class_name(f) in duplicates]} "
                         f"name the same class; expected one folder per class in {layout}")
@@ -538,6 +538,11 @@ _OPTIONS = {
 }
 _LAYOUT_KEY = {"rafdb": "rafdb", "affectnet7": "affectnet", "affectnet8": "affectnet", "list": "list",
                "synthfer": "list", "folder": "folder"}
+
+
+def _repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted(name for name, n in Counter(names).items() if n > 1)
 
 
 def _require_file(path: Path, layout: str) -> Path:
