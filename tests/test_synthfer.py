@@ -61,6 +61,17 @@ def test_png_writer_round_trips_exactly(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- format
 
+@pytest.mark.parametrize("sigma", [0.3, 0.5, 1.0])
+def test_blur_matches_scipys_gaussian_filter(sigma):
+    from scipy.ndimage import gaussian_filter
+    x = np.random.default_rng(0).uniform(0, 255, (20, 24, 3)).astype(np.float32)
+    ours = synthfer.gaussian_blur(x, sigma)
+    theirs = gaussian_filter(x.astype(np.float64), (sigma, sigma, 0), mode="nearest", truncate=2.0)
+    assert ours.shape == x.shape
+    np.testing.assert_allclose(ours, theirs, atol=1e-3)
+    np.testing.assert_allclose(synthfer.gaussian_blur(np.full_like(x, 7.0), sigma), 7.0, rtol=1e-6)
+
+
 def test_every_listed_image_and_mask_exists_with_the_right_size_and_mode(small):
     meta = {row["path"]: row for row in read_meta(small)}
     assert (small / "classes.txt").read_text().splitlines() == list(CLASSES[:7])
