@@ -9,6 +9,9 @@ gets its own shard, as with ``DistributedSampler``::
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         for a, p, n, n2, label, neg_label in loader: ...
+
+The sampler also hands each item an augmentation seed, so that a run can stop and restart mid-epoch
+and get the same images (see ``QuadrupletSampler``).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from tqdm.auto import tqdm
@@ -47,35 +51,57 @@ class ImageDataset(_SplitImages):
 
 
 class QuadrupletDataset(_SplitImages):
-    """Item ``(a, p, n, n2)`` (a row of ``draw_quadruplets``): the four images, each transformed
-    on its own (its own random augmentation), then the anchor's label and the negative's."""
+    """Item ``(a, p, n, n2)`` or ``(a, p, n, n2, seed)`` (what ``QuadrupletSampler`` yields): the four
+    images, each transformed on its own (its own random augmentation), then the anchor's label and the
+    negative's. With a seed, the augmentation draws from a torch RNG seeded with it (the global RNG is
+    left as it was), so an item's images do not depend on which worker made them or on what came before."""
+
+    def __init__(self, split: Split, transform: Callable, cache: np.ndarray | None = None, branches: int = 4):
+        super().__init__(split, transform, cache)
+        if branches not in (1, 2, 4):
+            raise ValueError(f"branches must be 1 (baseline), 2 (DCS) or 4 (QCS), got {branches}")
+        self.branches = branches
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, quad):
-        a, p, n, n2 = (int(i) for i in quad)
+    def __getitem__(self, item):
+        """→ the first ``branches`` of the four transformed images, the anchor's label, the negative's label."""
+        quad = [int(i) for i in item[:4]]
         labels = self.split.labels
-        return (*(self.transform(self.image(i)) for i in (a, p, n, n2)), int(labels[a]), int(labels[n]))
+        if len(item) == 5:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(item[4]))
+                images = [self.transform(self.image(i)) for i in quad[: self.branches]]
+        else:
+            images = [self.transform(self.image(i)) for i in quad[: self.branches]]
+        return (*images, int(labels[quad[0]]), int(labels[quad[2]]))
 
 
 class QuadrupletSampler(Sampler):
-    """Yields this rank's quadruplets of the current epoch; ``set_epoch`` draws the next one.
-    Keyword arguments go to ``draw_quadruplets`` (negatives, classes, oversample, num_anchors, rank, world_size)."""
+    """Yields this rank's quadruplets of the current epoch as ``(a, p, n, n2, seed)``; ``set_epoch`` draws
+    the next epoch. Item i of epoch e gets the augmentation seed ``(s_e + i) mod 2⁶³`` with ``s_e`` drawn
+    from ``SeedSequence([seed, e])``, so augmentation is a function of (seed, epoch, position) and a run can
+    restart mid-epoch: ``set_epoch(e, start=k)`` skips the first k items. Keyword arguments go to
+    ``draw_quadruplets`` (negatives, classes, oversample, num_anchors, rank, world_size)."""
 
     def __init__(self, labels: np.ndarray, seed: int = 0, **options):
         self.labels, self.seed, self.options = np.asarray(labels), seed, options
         self.set_epoch(0)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
         self.quads = draw_quadruplets(self.labels, self.seed, epoch, **self.options)
+        base = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1, np.uint64)[0])
+        rank = self.options.get("rank", 0)
+        self.item_seeds = (base + rank * len(self.quads) + np.arange(len(self.quads), dtype=object)) % 2 ** 63
 
     def __len__(self) -> int:
-        return len(self.quads)
+        return len(self.quads) - self.start
 
-    def __iter__(self) -> Iterator[tuple[int, int, int, int]]:
-        return iter(map(tuple, self.quads.tolist()))
+    def __iter__(self) -> Iterator[tuple[int, int, int, int, int]]:
+        rows = self.quads[self.start:].tolist()
+        return (tuple(row) + (int(s),) for row, s in zip(rows, self.item_seeds[self.start:]))
 
 
 def decode_images(split: Split, size: int, path: str | Path | None = None) -> np.ndarray:

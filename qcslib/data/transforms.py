@@ -18,6 +18,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def resize_size(recipe: str, image_size: int) -> int:
+    """The side the recipe first resizes images to: ``image_size``, or ``round(image_size · 236 / 224)`` for
+    AffectNet (which then crops). A decoded cache at this size loses nothing."""
+    return round(image_size * 236 / 224) if recipe == "affectnet" else image_size
+
+
 def build_transforms(recipe: str = "rafdb", image_size: int = 224, train: bool = True) -> T.Compose:
     """The ``recipe``'s train or test transform, producing (3, image_size, image_size) float tensors."""
     if recipe not in RECIPES:
@@ -26,7 +32,7 @@ def build_transforms(recipe: str = "rafdb", image_size: int = 224, train: bool =
     to_tensor = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     jitter = T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1)
     if recipe == "affectnet":
-        big = round(s * 236 / 224)
+        big = resize_size(recipe, s)
         if not train:
             return T.Compose([T.Resize((big, big)), T.CenterCrop((s, s)), *to_tensor])
         return T.Compose([T.Resize((big, big)), T.RandomHorizontalFlip(), T.RandomRotation(12), T.RandomCrop((s, s)),
