@@ -3,6 +3,12 @@
 - ``synthfer --out DIR [--seed S] [--size N] ...``: generate SynthFER (cached: same settings, no work)
 - ``data-report --dataset NAME --root DIR [--split train|val|test]``: open every image of a split
   and print one JSON object with the class counts and what was excluded or skipped, and why
+- ``train --profile NAME [--set key=value ...] [--run-dir DIR] [--resume PATH] [--overwrite]``: train
+  (``torchrun --nproc-per-node N -m qcslib train ...`` for DDP); prints the run's summary JSON
+- ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test]``: metrics of a checkpoint (ours
+  or the authors' official release) on a split, as JSON
+
+Exit codes: 0 done, 2 bad input (the message says what and where), 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -10,10 +16,13 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 from .data.sources import DATASETS, DataError, load_split, verify_images
 from .data.report import data_report
 from .data.synthfer import SynthFERSettings, generate
+from .models.weights import CheckpointError
+from .train.engine import TrainingError
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -36,17 +45,52 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--dataset", required=True, choices=DATASETS)
     report.add_argument("--root", required=True)
     report.add_argument("--split", default="train", choices=("train", "val", "test"))
+    train = commands.add_parser("train", help="train a profile (torchrun-able)")
+    train.add_argument("--profile", default="cpu", help="a built-in profile name or a .yaml path")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a profile field (model.csa=s, lr=1e-4, ...); repeatable")
+    train.add_argument("--run-dir", help="the run directory (default: <runs_dir>/<name> of the profile)")
+    train.add_argument("--resume", help="a last.pt to continue from")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    ev = commands.add_parser("evaluate", help="evaluate a checkpoint on a dataset split")
+    ev.add_argument("--checkpoint", required=True, help="a qcslib .pt or an official QCS/DCS .pth")
+    ev.add_argument("--dataset", required=True, choices=DATASETS)
+    ev.add_argument("--root", required=True)
+    ev.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--num-workers", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         if args.command == "synthfer":
             values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthFERSettings)}
             print(generate(args.out, SynthFERSettings(**values), workers=args.workers))
-        else:
+        elif args.command == "data-report":
             split = verify_images(load_split(args.dataset, args.root, args.split))
             print(json.dumps(data_report(split), indent=1))
-    except (DataError, FileNotFoundError, ValueError) as e:
+        elif args.command == "train":
+            from .train import fit, load_profile
+            overrides = list(args.overrides)
+            if args.run_dir:
+                run_dir = Path(args.run_dir)
+                overrides += [f"runs_dir={run_dir.parent}", f"name={run_dir.name}"]
+            run = fit(load_profile(args.profile, overrides), resume=args.resume, overwrite=args.overwrite)
+            if run.summary:
+                print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
+        else:
+            from .train.engine import evaluate_checkpoint
+            print(json.dumps(evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.split,
+                                                 batch_size=args.batch_size, device=args.device,
+                                                 num_workers=args.num_workers), indent=1))
+    except (DataError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"python -m qcslib {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingError as e:
+        print(f"python -m qcslib {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as e:
+        print(f"python -m qcslib {args.command}: {e or 'interrupted'}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -294,4 +294,8 @@ def load_checkpoint(path: str | Path, num_classes: int | None = None) -> tuple[Q
     _load_exact(model, _tensor_dict(obj, path, "a qcslib checkpoint"), path)
     meta = {"variant": config.variant, "num_classes": config.num_classes,
             **_scalars(obj, [k for k in obj if k not in ("format", "config", "state_dict")])}
+    if isinstance(obj.get("classes"), list):
+        meta["classes"] = [str(c) for c in obj["classes"]]
+    if isinstance(obj.get("train_config"), dict):
+        meta["transform"] = obj["train_config"].get("transform")
     return model.eval(), LoadReport(str(path), list(model.state_dict()), stubbed=stubbed, meta=meta)

@@ -1,0 +1,35 @@
+"""Classification metrics from scikit-learn: accuracy, mean class accuracy, macro-F1, confusion, per class.
+
+Mean class accuracy is the mean of per-class recalls (scikit-learn's balanced accuracy), the second
+number RAF-DB papers report. Classes absent from ``y_true`` are left out of it and of macro-F1, with
+scikit-learn's rules; the confusion matrix always has one row and column per class.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
+                             precision_recall_fscore_support)
+
+
+def classification_metrics(y_true, y_pred, classes: list[str] | tuple[str, ...]) -> dict:
+    """→ ``{accuracy, mean_class_accuracy, macro_f1, n, confusion (list of rows: true × predicted),
+    per_class: {name: {precision, recall, f1, support}}}``."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"need two equal, non-empty 1-D label arrays, got {y_true.shape} and {y_pred.shape}")
+    labels = np.arange(len(classes))
+    present = np.unique(y_true)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined precision of never-predicted classes is reported as 0
+        precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+        return {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "mean_class_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+            "n": int(len(y_true)),
+            "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+            "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                          for name, p, r, f, s in zip(classes, precision, recall, f1, support)},
+        }

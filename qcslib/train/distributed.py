@@ -1,0 +1,53 @@
+"""Process-group setup for ``torchrun``: NCCL on GPUs, gloo on CPU. Without torchrun: one process.
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; each process trains on its shard of the quadruplets
+(``draw_quadruplets(rank=, world_size=)``) and DDP averages the gradients. Only rank 0 writes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def init_world(device_type: str) -> World:
+    """Join torchrun's process group if there is one (once per process) and return this process's place."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World()
+    world = World(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), size)
+    if not dist.is_initialized():
+        if device_type == "cuda":
+            torch.cuda.set_device(world.local_rank)
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return world
+
+
+def broadcast_flag(flag: bool, world: World, device: torch.device) -> bool:
+    """Rank 0's value of ``flag`` on every rank (so that all ranks stop together)."""
+    if not world.distributed:
+        return flag
+    t = torch.tensor([int(flag)], device=device if device.type == "cuda" else "cpu")
+    dist.broadcast(t, 0)
+    return bool(t.item())

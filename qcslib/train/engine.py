@@ -1,0 +1,471 @@
+"""Training and evaluation: ``fit(config) -> Run`` and ``evaluate(model, split) -> metrics``.
+
+One SAM step on a batch of quadruplets (a, p, n, n2) with labels (y, y_n):
+
+    L(w)   = mean CE over the heads (``losses.quadruplet_loss``)
+    w'     = w + ρ ∇L(w) / ‖∇L(w)‖           (first backward without DDP gradient sync)
+    w      ← base_optimizer(w, ∇L(w'))       (second backward, synchronised)
+
+The learning rate decays as ``lr · γ^epoch`` (ExponentialLR, once per epoch). Train loss and accuracy
+in ``metrics.csv`` are those of the first forward pass (at w), accumulated on the device.
+
+Reproducibility: the model is initialised from ``seed``; the quadruplets and each item's augmentation
+are functions of (seed, epoch, position) (``QuadrupletSampler``); dropout draws from the global RNG,
+seeded from (seed, epoch, rank) at each epoch start and saved in mid-epoch checkpoints. So on CPU two
+runs with one seed give identical metrics, and a resumed run ends as an uninterrupted one would.
+
+Run directory ``<runs_dir>/<name>/``: ``config.yaml``, ``metrics.csv`` (one row per epoch),
+``last.pt`` (everything needed to resume; after each epoch and on Ctrl-C), ``best.pt`` (the model of
+the best eval accuracy), ``confusion.csv`` (of the best epoch), ``data.json`` (what the data loaders
+skipped or excluded) and ``summary.json`` (best and last epoch). Files are written atomically.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..analysis.metrics import classification_metrics
+from ..data.datasets import ImageDataset, QuadrupletDataset, QuadrupletSampler, decode_images
+from ..data.sources import Split, load_split, verify_images
+from ..data.synthfer import generate
+from ..data.transforms import build_transforms, resize_size
+from ..models.qcs import QCSNet, TrainOutput
+from ..models.weights import FORMAT, CheckpointError, load_backbone_weights, load_checkpoint, read_torch_file
+from .config import ConfigError, TrainConfig
+from .distributed import World, broadcast_flag, init_world
+from .losses import head_names, quadruplet_loss
+from .sam import SAM
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss); the message says where, and last.pt is the last good state."""
+
+
+@dataclass
+class Run:
+    """A finished (or resumed and finished) run: its directory, config and ``summary.json``."""
+
+    dir: Path
+    config: TrainConfig
+    summary: dict
+
+    def metrics(self) -> pd.DataFrame:
+        return pd.read_csv(self.dir / "metrics.csv")
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.dir / "best.pt"
+
+
+# ------------------------------------------------------------------------------------------- device and precision
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto``: cuda if there is one, then mps, then cpu. A named device that is missing is an error."""
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    if name == "auto":
+        name = next(k for k in ("cuda", "mps", "cpu") if available[k])
+    if not available.get(name, False):
+        raise ConfigError(f"device {name!r} is not available here (cuda: {available['cuda']}, "
+                          f"mps: {available['mps']})")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None: fp32). ``auto`` is bf16 on CUDA, fp16 where bf16 is missing, fp32 elsewhere."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision != "fp32" and device.type == "cpu" and precision == "fp16":
+        raise ConfigError("precision fp16 needs a GPU; use fp32 or bf16 on CPU")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _to(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+# ------------------------------------------------------------------------------------------------------ evaluation
+
+@torch.inference_mode()
+def predict(model: nn.Module, split: Split, image_size: int, recipe: str = "rafdb", batch_size: int = 64,
+            device: torch.device | str = "cpu", precision: str = "fp32", channels_last: bool = False,
+            num_workers: int = 0, cache: np.ndarray | None = None, progress: bool = True) -> np.ndarray:
+    """Class probabilities (N, C) of the base branch on every image of ``split``, with the recipe's test
+    transform at ``image_size``; float32 numpy."""
+    device = torch.device(device)
+    dtype = autocast_dtype(precision, device)
+    base = model.base if isinstance(model, QCSNet) else model
+    was_training = base.training
+    base.eval()
+    loader = DataLoader(ImageDataset(split, build_transforms(recipe, image_size, train=False), cache),
+                        batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+    out = []
+    for images, _ in tqdm(loader, desc=f"eval {split.dataset}/{split.split}", leave=False, disable=not progress):
+        with _autocast(device, dtype):
+            logits = base(_to(images, device, channels_last))
+        out.append(torch.softmax(logits.float(), dim=1).cpu())
+    base.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def evaluate(model: nn.Module, split: Split, image_size: int | None = None, recipe: str = "rafdb",
+             **options) -> dict:
+    """Metrics of the base branch on ``split`` (``classification_metrics``); ``options`` go to ``predict``.
+    ``image_size`` defaults to the model's."""
+    if isinstance(model, QCSNet) and model.config.num_classes != len(split.classes):
+        raise ConfigError(f"the model has {model.config.num_classes} classes, {split.dataset}/{split.split} has "
+                          f"{len(split.classes)} ({', '.join(split.classes)})")
+    size = image_size or model.config.image_size
+    probabilities = predict(model, split, size, recipe, **options)
+    return classification_metrics(split.labels, probabilities.argmax(1), split.classes)
+
+
+RECIPE_OF = {"rafdb": "rafdb", "ferplus": "ferplus", "affectnet7": "affectnet", "affectnet8": "affectnet"}
+
+
+def evaluate_checkpoint(checkpoint: str | Path, dataset: str, root: str | Path, split: str = "test",
+                        batch_size: int = 64, device: str = "auto", precision: str = "fp32", num_workers: int = 0,
+                        **data_options) -> dict:
+    """Load a checkpoint (ours, or the authors' official release) and evaluate it on a dataset split →
+    ``{checkpoint, dataset, split, skipped, load, **classification_metrics}``.
+
+    Our checkpoints carry their class names, which must be the split's, and their transform recipe;
+    official ones are taken to use the dataset's own label order and official test transform."""
+    model, report = load_checkpoint(checkpoint)
+    data = verify_images(load_split(dataset, root, split, **data_options))
+    names = report.meta.get("classes")
+    if names is not None and list(names) != list(data.classes):
+        raise CheckpointError(f"{checkpoint}: was trained on classes {names}, but {dataset}/{split} has "
+                              f"{list(data.classes)}")
+    if model.config.num_classes != len(data.classes):
+        raise CheckpointError(f"{checkpoint}: has {model.config.num_classes} classes, {dataset}/{split} has "
+                              f"{len(data.classes)} ({', '.join(data.classes)})")
+    recipe = report.meta.get("transform") or RECIPE_OF.get(dataset, "rafdb")
+    device = select_device(device)
+    metrics = evaluate(model.to(device), data, recipe=recipe, batch_size=batch_size, device=device,
+                       precision=precision, num_workers=num_workers)
+    return {"checkpoint": str(checkpoint), "dataset": dataset, "split": split, "skipped": len(data.skipped),
+            "load": str(report), **metrics}
+
+
+# ------------------------------------------------------------------------------------------------------------ data
+
+def load_data(config: TrainConfig, world: World = World()) -> tuple[Split, Split]:
+    """The train and eval splits (SynthFER generated first if needed), checked against the config."""
+    if config.dataset == "synthfer":
+        if world.main:
+            generate(config.data_root, config.synthfer_settings())
+        world.barrier()
+    splits = []
+    for name in (config.train_split, config.eval_split):
+        split = load_split(config.dataset, config.data_root, name, **config.data_options)
+        splits.append(verify_images(split) if config.verify_images else split)
+    train, test = splits
+    if train.classes != test.classes:
+        raise ConfigError(f"the {config.train_split} and {config.eval_split} splits name different classes: "
+                          f"{train.classes} and {test.classes}")
+    classes = config.model_config().num_classes
+    if classes != len(train.classes):
+        raise ConfigError(f"model.num_classes is {classes}, but {config.dataset} at {config.data_root} has "
+                          f"{len(train.classes)} classes ({', '.join(train.classes)})")
+    if config.batch_size * world.size > len(train):
+        raise ConfigError(f"batch_size {config.batch_size} × {world.size} process(es) is larger than the "
+                          f"{len(train)} training images of {config.dataset}")
+    return train, test
+
+
+def _loaders(config: TrainConfig, train: Split, test: Split, image_size: int, branches: int, world: World,
+             device: torch.device):
+    cache_size = resize_size(config.transform, image_size)
+    caches = [decode_images(s, cache_size) if config.decoded_cache else None for s in (train, test)]
+    anchors = max(1, round(len(train) * config.epoch_fraction))
+    sampler = QuadrupletSampler(train.labels, seed=config.seed, negatives=config.negatives, classes=train.classes,
+                                oversample=config.oversample, num_anchors=anchors if anchors < len(train) or
+                                config.oversample else None, rank=world.rank, world_size=world.size)
+    dataset = QuadrupletDataset(train, build_transforms(config.transform, image_size, train=True), caches[0],
+                                branches=branches)
+    workers = config.num_workers
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
+                        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                        prefetch_factor=4 if workers > 0 else None,
+                        generator=torch.Generator().manual_seed(0))  # leaves the global RNG alone
+    return sampler, loader, caches[1]
+
+
+# -------------------------------------------------------------------------------------------------------- training
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, rank, 7]).generate_state(1, np.uint64)[0] % 2 ** 63)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _build_optimizer(config: TrainConfig, model: nn.Module):
+    base = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
+    kwargs = dict(lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = SAM(model.parameters(), base, rho=config.rho, **kwargs) if config.sam else base(
+        model.parameters(), **kwargs)
+    # SAM shares its param groups with the base optimizer, which is the one that steps
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer.base_optimizer if config.sam else optimizer,
+                                                       gamma=config.lr_gamma)
+    return optimizer, scheduler
+
+
+class _Interrupt:
+    """Turns the first Ctrl-C (SIGINT) into a flag the loop checks between steps; a second one is immediate."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool = False,
+        progress: bool = True) -> Run:
+    """Train ``config`` (or resume it from a ``last.pt``) and return the Run. See the module docstring.
+
+    An existing run directory with a ``last.pt`` is an error unless resuming or ``overwrite``."""
+    device = select_device(config.device)
+    world = init_world(device.type)
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    dtype = autocast_dtype(config.precision, device)
+    run_dir = config.run_dir
+    if world.main and resume is None and (run_dir / "last.pt").exists() and not overwrite:
+        raise ConfigError(f"{run_dir} already holds a run; resume it (--resume {run_dir / 'last.pt'}), "
+                          f"choose another name, or overwrite it")
+    state = _read_resume(resume, config) if resume is not None else None
+    train, test = load_data(config, world)
+
+    torch.manual_seed(config.seed)
+    net = QCSNet(config.model_config())
+    if config.backbone_weights and state is None:
+        load_backbone_weights(net.base.backbone, config.backbone_weights)
+    net.to(device)
+    if config.channels_last:
+        net.to(memory_format=torch.channels_last)
+    optimizer, scheduler = _build_optimizer(config, net)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    history, best, start_epoch, start_step, sums, rng = [], None, 0, 0, None, None
+    if state is not None:
+        net.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        history, best = state["history"], state["best"]
+        start_epoch, start_step = state["epoch"], state["step"]
+        sums, rng = state.get("sums"), state.get("rng")
+    model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world.distributed else net
+    step_model = torch.compile(model) if config.compile else model
+
+    sampler, loader, test_cache = _loaders(config, train, test, net.config.image_size, net.branches, world, device)
+    names = head_names(net.branches, net.cross is not None)
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_text(yaml.safe_dump(config.to_dict(), sort_keys=False), run_dir / "config.yaml")
+        _atomic_text(json.dumps({s.split: {"n": len(s), "counts": s.counts(), "skipped": s.skipped,
+                                           "excluded": s.excluded} for s in (train, test)}, indent=1),
+                     run_dir / "data.json")
+
+    def checkpoint(epoch: int, step: int, epoch_sums=None) -> dict:
+        return {"format": FORMAT, "config": net.config.to_dict(), "state_dict": net.state_dict(),
+                "train_config": config.to_dict(), "classes": list(train.classes),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "epoch": epoch, "step": step, "history": history, "best": best,
+                "sums": epoch_sums.cpu() if epoch_sums is not None else None,
+                "rng": _rng_state(device) if epoch_sums is not None else None}
+
+    with _Interrupt() as interrupt:
+        for epoch in range(start_epoch, config.epochs):
+            skip = start_step if epoch == start_epoch else 0
+            sampler.set_epoch(epoch, start=skip * config.batch_size)
+            torch.manual_seed(_epoch_seed(config.seed, epoch, world.rank))
+            if epoch == start_epoch and rng is not None:
+                _set_rng_state(rng, device)
+            epoch_sums = sums.to(device) if (epoch == start_epoch and sums is not None) else \
+                torch.zeros(len(names) + 2, device=device, dtype=torch.float64)
+            resumed_samples = float(epoch_sums[-1]) * world.size  # trained before a restart: not timed here
+            lr = optimizer.param_groups[0]["lr"]
+            model.train()
+            t0, steps_total = time.perf_counter(), skip + len(loader)
+            bar = tqdm(total=steps_total, initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}",
+                       disable=not (progress and world.main), leave=False)
+            bad = torch.full((), -1, device=device, dtype=torch.long)
+            step = skip
+            for step, batch in enumerate(loader, start=skip):
+                parts, correct, n, loss = _train_step(step_model, optimizer, scaler, batch, net.branches, device,
+                                                      dtype, config.channels_last, config.sam, world)
+                epoch_sums += torch.cat([parts.double() * n, torch.stack([correct.double(),
+                                                                           torch.tensor(float(n), device=device,
+                                                                                        dtype=torch.float64)])])
+                bad = torch.where((bad < 0) & ~torch.isfinite(loss), step, bad)
+                last = step + 1 == steps_total
+                if (step + 1) % config.log_every == 0 or last or interrupt.requested:
+                    if int(bad) >= 0:
+                        raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {int(bad) + 1}; stopped, "
+                                            f"{run_dir / 'last.pt'} holds the last good state")
+                    s = epoch_sums.cpu()
+                    seconds = time.perf_counter() - t0
+                    bar.set_postfix(loss=f"{s[:len(names)].sum() / len(names) / s[-1]:.4f}",
+                                    acc=f"{s[-2] / s[-1]:.3f}", samples_per_s=f"{s[-1] * world.size / seconds:.1f}")
+                    bar.update(step + 1 - bar.n)
+                stop = broadcast_flag(interrupt.requested, world, device) if world.distributed else interrupt.requested
+                if stop:
+                    if world.main:
+                        _atomic_save(checkpoint(epoch, step + 1, epoch_sums), run_dir / "last.pt")
+                    bar.close()
+                    raise KeyboardInterrupt(f"interrupted at epoch {epoch + 1}, step {step + 1}; "
+                                            f"resume with --resume {run_dir / 'last.pt'}")
+            bar.close()
+            train_seconds = time.perf_counter() - t0
+            if world.distributed:
+                torch.distributed.all_reduce(epoch_sums)
+            scheduler.step()
+            if world.main:
+                t1 = time.perf_counter()
+                metrics = evaluate(net, test, recipe=config.transform, batch_size=config.eval_batch_size,
+                                   device=device, precision=config.precision, channels_last=config.channels_last,
+                                   cache=test_cache, progress=progress)
+                row = _row(epoch, lr, names, epoch_sums.cpu(), net, metrics, train_seconds,
+                           time.perf_counter() - t1, steps_total, resumed_samples)
+                history.append(row)
+                if best is None or row["test_accuracy"] > best["test_accuracy"]:
+                    best = row
+                    _atomic_save({**checkpoint(epoch + 1, 0), "optimizer": None, "scheduler": None,
+                                  "history": None, "metrics": metrics}, run_dir / "best.pt")
+                    _write_confusion(metrics, train.classes, run_dir / "confusion.csv")
+                _atomic_save(checkpoint(epoch + 1, 0), run_dir / "last.pt")
+                _atomic_text(pd.DataFrame(history).to_csv(index=False), run_dir / "metrics.csv")
+                _atomic_text(json.dumps(_summary(history, best, config), indent=1), run_dir / "summary.json")
+            world.barrier()
+    summary = json.loads((run_dir / "summary.json").read_text()) if world.main else {}
+    return Run(run_dir, config, summary)
+
+
+def _train_step(model, optimizer, scaler, batch, branches, device, dtype, channels_last, sam, world):
+    """One (SAM) step → (per-head losses, correct anchors, batch size, loss), all on the device."""
+    *images, labels, neg_labels = batch
+    images = [_to(x, device, channels_last) for x in images]
+    labels, neg_labels = labels.to(device, non_blocking=True), neg_labels.to(device, non_blocking=True)
+
+    def forward_backward(sync: bool):
+        with _autocast(device, dtype):
+            # one batch through the model is the base branch alone: the baseline's only head
+            out = model(*images) if branches > 1 else TrainOutput([model(images[0])], [], None)
+        loss, parts = quadruplet_loss(out, labels, neg_labels)
+        with model.no_sync() if (not sync and world.distributed) else contextlib.nullcontext():
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        return out, loss, parts
+
+    out, loss, parts = forward_backward(sync=not sam)
+    if sam:
+        optimizer.first_step(zero_grad=True)
+        forward_backward(sync=True)
+        optimizer.second_step(zero_grad=True, scaler=scaler)
+    else:
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    correct = (out.base_logits[0].argmax(1) == labels).sum()
+    return parts, correct, len(labels), loss.detach()
+
+
+def _row(epoch, lr, names, sums, net, metrics, train_seconds, eval_seconds, steps, untimed) -> dict:
+    """One metrics.csv row; ``sums`` = per-head loss × batch sums, correct anchors, samples (all ranks)."""
+    n = float(sums[-1])
+    row = {"epoch": epoch + 1, "lr": lr, "loss": float(sums[:len(names)].sum()) / len(names) / n}
+    row.update({f"loss_{name}": float(v) / n for name, v in zip(names, sums[:len(names)])})
+    if net.cross is not None and net.cross[0].k() is not None:
+        row.update({f"k{i + 1}": float(m.k().detach()) for i, m in enumerate(net.cross)})
+    row.update({"train_accuracy": float(sums[-2]) / n, "test_accuracy": metrics["accuracy"],
+                "test_mean_class_accuracy": metrics["mean_class_accuracy"], "test_macro_f1": metrics["macro_f1"],
+                "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
+                "samples_per_s": round((n - untimed) / train_seconds, 2) if train_seconds > 0 else math.nan,
+                "steps": steps})
+    return row
+
+
+def _summary(history: list[dict], best: dict, config: TrainConfig) -> dict:
+    keys = ("epoch", "test_accuracy", "test_mean_class_accuracy", "test_macro_f1", "train_accuracy", "loss")
+    return {"name": config.name, "seed": config.seed, "variant": config.model_config().variant,
+            "epochs": len(history), "best": {k: best[k] for k in keys}, "last": {k: history[-1][k] for k in keys},
+            "train_seconds": round(sum(r["train_seconds"] for r in history), 2)}
+
+
+def _write_confusion(metrics: dict, classes, path: Path) -> None:
+    table = pd.DataFrame(metrics["confusion"], index=pd.Index(classes, name="true"), columns=classes)
+    _atomic_text(table.to_csv(), path)
+
+
+def _rng_state(device: torch.device) -> dict:
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _read_resume(path: str | Path, config: TrainConfig) -> dict:
+    """A ``last.pt`` to resume ``config`` from; its model must be the one ``config`` builds."""
+    state, _ = read_torch_file(path)
+    if not (isinstance(state, dict) and state.get("format") == FORMAT and "optimizer" in state
+            and state.get("history") is not None):
+        raise ConfigError(f"{path}: not a resumable qcslib checkpoint (a last.pt written by fit)")
+    if state["config"] != config.model_config().to_dict():
+        theirs, ours = state["config"], config.model_config().to_dict()
+        diff = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in ours if theirs.get(k) != ours[k])
+        raise ConfigError(f"{path}: was trained with another model ({diff})")
+    return state

@@ -1,0 +1,331 @@
+"""The training engine: profiles, SAM, the loss, fit (learning, determinism, resume, non-finite loss, DDP) and evaluate."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qcslib import QCSConfig, QCSNet, TrainOutput
+from qcslib.analysis.metrics import classification_metrics
+from qcslib.models.weights import load_checkpoint
+from qcslib.train import SAM, ConfigError, TrainingError, fit, head_names, load_profile, quadruplet_loss
+from qcslib.train import engine
+from qcslib.train.config import PROFILE_DIR, parse_overrides
+from qcslib.train.engine import evaluate_checkpoint
+from tests.official_reference import official_forward, random_official_state_dict, write_official_checkpoint
+
+TIMING = ["train_seconds", "eval_seconds", "samples_per_s"]
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    """The smoke profile's SynthFER, generated once for the module."""
+    root = tmp_path_factory.mktemp("data") / "synthfer-smoke"
+    from qcslib.data.synthfer import generate
+    generate(root, load_profile("smoke").synthfer_settings())
+    return root
+
+
+def smoke(tmp_path, data, *overrides):
+    return load_profile("smoke", [f"runs_dir={tmp_path}", f"data_root={data}", *overrides])
+
+
+def without_timing(run_dir):
+    return pd.read_csv(Path(run_dir) / "metrics.csv").drop(columns=TIMING)
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+def test_every_profile_loads_and_the_paper_ones_follow_the_official_mains():
+    names = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+    assert names == ["affectnet7", "affectnet8", "cpu", "ferplus", "rafdb", "smoke"]
+    configs = {n: load_profile(n) for n in names}
+    official = {  # main_QCS_*.py defaults and models/QCS_*.py drop ratios
+        "rafdb": dict(lr=3e-6, batch_size=24, epochs=200, transform="rafdb", negatives="data", oversample=False),
+        "ferplus": dict(lr=3.5e-6, batch_size=24, epochs=150, transform="ferplus", negatives="data"),
+        "affectnet7": dict(lr=4e-6, batch_size=24, epochs=150, transform="affectnet", negatives="balanced",
+                           oversample=True, epoch_fraction=1 / 12),
+        "affectnet8": dict(lr=4e-6, batch_size=24, epochs=100, transform="affectnet", negatives="balanced",
+                           oversample=True, epoch_fraction=1 / 12),
+    }
+    for name, expected in official.items():
+        c = configs[name]
+        assert {k: getattr(c, k) for k in expected} == pytest.approx(expected), name
+        assert (c.sam, c.rho, c.optimizer, c.weight_decay, c.lr_gamma) == (True, 0.05, "adam", 0.0, 0.98)
+        m = c.model_config()
+        assert (m.variant, m.dim, m.image_size) == ("qcs", 768, 224)
+    assert [configs[n].model_config().num_classes for n in official] == [7, 8, 7, 8]
+    assert [configs[n].model_config().cross_drop for n in official] == [0.0, 0.2, 0.4, 0.0]
+    assert [configs[n].model_config().attn_proj_drop for n in official] == [False, True, False, True]
+
+
+def test_overrides_reach_nested_fields_and_parse_as_yaml():
+    c = load_profile("cpu", ["lr=1e-4", "sam=false", "model.csa=s", "model.units=[1, 1, 1]",
+                             "synthfer.bias_strength=0.9"])
+    assert (c.lr, c.sam, c.model["csa"], c.model_config().units) == (1e-4, False, "s", (1, 1, 1))
+    assert c.synthfer_settings().bias_strength == 0.9
+    assert parse_overrides(["name=a=b"]) == {"name": "a=b"}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("learning_rate=1", "unknown key 'learning_rate'"),
+    ("model.depth=3", "unknown model field(s) depth"),
+    ("synthfer.hue=3", "unknown synthfer field(s) hue"),
+    ("lr.x=1", "'lr' has no sub-keys"),
+    ("lr=fast", "lr must be float"),
+    ("epochs=true", "epochs must be int"),
+    ("optimizer=sgd", "optimizer must be one of adam, adamw"),
+    ("model.csa=bogus", "csa must be one of"),
+    ("epoch_fraction=0", "epoch_fraction must be in (0, 1]"),
+    ("lr", "is not key=value"),
+])
+def test_bad_overrides_are_one_line_errors(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_profile("smoke", [override])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unknown_profile_lists_the_built_in_ones():
+    with pytest.raises(ConfigError, match="the built-in profiles are affectnet7, affectnet8, cpu"):
+        load_profile("imagenet")
+
+
+# ------------------------------------------------------------------------------------------------ SAM and loss
+
+def test_sam_perturbs_by_rho_along_the_gradient_then_steps_from_the_original_weights():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(5))
+    v = torch.nn.Parameter(torch.randn(3))
+    sam = SAM([w, v], torch.optim.SGD, rho=0.05, lr=0.1)
+    w0, v0 = w.detach().clone(), v.detach().clone()
+
+    def loss_fn():
+        return (w ** 3).sum() + (v ** 2).sum() * w.sum()
+
+    loss_fn().backward()
+    g = torch.cat([w.grad, v.grad])
+    sam.first_step()
+    e = torch.cat([w.detach() - w0, v.detach() - v0])
+    torch.testing.assert_close(e, 0.05 * g / g.norm())
+    assert w.grad is None  # zeroed for the second pass
+    loss_fn().backward()
+    g_adv = torch.cat([w.grad, v.grad]).clone()
+    sam.second_step()
+    torch.testing.assert_close(torch.cat([w.detach(), v.detach()]), torch.cat([w0, v0]) - 0.1 * g_adv)
+
+
+def test_sam_restores_the_weights_exactly_and_skips_a_non_finite_gradient():
+    w = torch.nn.Parameter(torch.tensor([1e8, 1e-8, 3.0]))
+    w0 = w.detach().clone()
+    sam = SAM([w], torch.optim.SGD, rho=0.05, lr=0.0)
+    w.grad = torch.tensor([1.0, 2.0, 3.0])
+    sam.first_step()
+    w.grad = torch.zeros(3)
+    sam.second_step()
+    assert torch.equal(w.detach(), w0)  # bit for bit (w + e − e would round 1e-8 away)
+    w.grad = torch.tensor([float("inf"), 1.0, 0.0])
+    sam.first_step()
+    assert torch.equal(w.detach(), w0)
+
+
+def test_the_loss_is_the_mean_ce_of_every_head_with_the_negatives_labels():
+    g = torch.Generator().manual_seed(0)
+    logits = [torch.randn(6, 7, generator=g) for _ in range(8)]
+    y, y_neg = torch.randint(0, 7, (6,), generator=g), torch.randint(0, 7, (6,), generator=g)
+    out = TrainOutput(logits[:4], logits[4:], None)
+    loss, parts = quadruplet_loss(out, y, y_neg)
+    targets = [y, y, y_neg, y_neg] * 2
+    expected = torch.stack([F.cross_entropy(x, t) for x, t in zip(logits, targets)])
+    torch.testing.assert_close(parts, expected)
+    torch.testing.assert_close(loss, expected.mean())
+    assert head_names(4, True) == ["base_a", "base_p", "base_n", "base_n2", "cross_a", "cross_p", "cross_n",
+                                   "cross_n2"]
+    dcs_loss, dcs_parts = quadruplet_loss(TrainOutput(logits[:2], logits[4:6], None), y)
+    torch.testing.assert_close(dcs_loss, torch.stack([expected[0], expected[1], expected[4], expected[5]]).mean())
+    assert len(quadruplet_loss(TrainOutput(logits[:1], [], None), y)[1]) == 1
+
+
+def test_classification_metrics_by_hand():
+    m = classification_metrics([0, 0, 0, 1, 2, 2], [0, 0, 1, 1, 2, 0], ["a", "b", "c", "d"])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["mean_class_accuracy"] == pytest.approx((2 / 3 + 1 + 1 / 2) / 3)  # d has no images
+    assert m["confusion"] == [[2, 1, 0, 0], [0, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
+    assert m["per_class"]["b"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1}
+    f1s = [2 * (2 / 3 * 2 / 3) / (4 / 3), 2 / 3, 2 * 0.5 / 1.5]
+    assert m["macro_f1"] == pytest.approx(np.mean(f1s))
+
+
+# ------------------------------------------------------------------------------------------------ fit
+
+def test_a_smoke_run_learns_and_writes_its_run_directory(tmp_path, smoke_data):
+    run = fit(smoke(tmp_path, smoke_data), progress=False)
+    m = run.metrics()
+    assert len(m) == 4 and m["epoch"].tolist() == [1, 2, 3, 4]
+    assert m["loss"].iloc[-1] < m["loss"].iloc[0] - 0.1
+    assert m["test_accuracy"].max() > 1 / 7 + 0.1  # chance is 1/7
+    expected = ["lr", "loss_base_a", "loss_cross_n2", "k1", "k2", "k3", "train_accuracy", "test_accuracy",
+                "test_mean_class_accuracy", "test_macro_f1", "train_seconds", "samples_per_s"]
+    assert set(expected) <= set(m.columns)
+    np.testing.assert_allclose(m["lr"], 1e-3 * 0.98 ** np.arange(4))
+    names = {p.name for p in run.dir.iterdir()}
+    assert names == {"config.yaml", "metrics.csv", "last.pt", "best.pt", "confusion.csv", "summary.json", "data.json"}
+    summary = json.loads((run.dir / "summary.json").read_text())
+    best = m.loc[m["test_accuracy"].idxmax()]
+    assert summary["best"]["epoch"] == best["epoch"] and summary["last"]["epoch"] == 4
+    assert summary["best"]["test_accuracy"] == pytest.approx(best["test_accuracy"])
+    confusion = pd.read_csv(run.dir / "confusion.csv", index_col=0)
+    assert confusion.values.sum() == 112 and np.trace(confusion.values) / 112 == pytest.approx(best["test_accuracy"])
+    model, report = load_checkpoint(run.best_checkpoint)
+    assert report.meta["epoch"] == best["epoch"] and report.meta["classes"][0] == "neutral"
+    with pytest.raises(ConfigError, match="already holds a run"):
+        fit(smoke(tmp_path, smoke_data), progress=False)
+
+
+def test_two_runs_with_one_seed_agree_and_another_seed_differs(tmp_path, smoke_data):
+    runs = [fit(smoke(tmp_path, smoke_data, "epochs=2", f"name={n}", f"seed={s}", *extra), progress=False).dir
+            for n, s, extra in (("a", 0, []), ("b", 0, ["num_workers=1"]), ("c", 1, []))]
+    a, b, c = (without_timing(r) for r in runs)
+    pd.testing.assert_frame_equal(a, b)  # the worker processes do not change the augmentation either
+    assert not a.equals(c)
+
+
+class Boom(Exception):
+    pass
+
+
+def interrupt_at(monkeypatch, call: int, how: str):
+    """Make the ``call``-th training step send SIGINT to this process, or crash, after it runs."""
+    real, calls = engine._train_step, {"n": 0}
+
+    def step(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == call:
+            if how == "sigint":
+                os.kill(os.getpid(), signal.SIGINT)
+            else:
+                raise Boom()
+        return out
+
+    monkeypatch.setattr(engine, "_train_step", step)
+
+
+@pytest.mark.parametrize("how, call", [("sigint", 25), ("crash", 25), ("sigint", 3)])
+def test_a_run_stopped_anywhere_resumes_to_the_same_metrics(tmp_path, smoke_data, monkeypatch, how, call):
+    """21 steps per epoch: call 25 is step 4 of epoch 2, call 3 step 3 of epoch 1."""
+    reference = fit(smoke(tmp_path, smoke_data, "epochs=2", "name=ref"), progress=False)
+    config = smoke(tmp_path, smoke_data, "epochs=2", "name=cut")
+    with monkeypatch.context() as m:
+        interrupt_at(m, call, how)
+        with pytest.raises(KeyboardInterrupt if how == "sigint" else Boom):
+            fit(config, progress=False)
+    state = torch.load(config.run_dir / "last.pt", weights_only=False) if (config.run_dir / "last.pt").exists() \
+        else None
+    if how == "sigint":  # Ctrl-C saves the state after the step it came in
+        assert (state["epoch"], state["step"]) == ((call - 1) // 21, (call - 1) % 21 + 1)
+    else:  # a crash leaves the last end-of-epoch state
+        assert (state["epoch"], state["step"]) == (1, 0)
+    resumed = fit(config, resume=config.run_dir / "last.pt", progress=False)
+    pd.testing.assert_frame_equal(without_timing(resumed.dir), without_timing(reference.dir))
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, smoke_data, monkeypatch):
+    real, calls = engine.quadruplet_loss, {"n": 0}
+
+    def poisoned(*args):
+        loss, parts = real(*args)
+        calls["n"] += 1
+        return (loss * float("nan"), parts) if calls["n"] == 2 * 21 + 2 * 3 + 1 else (loss, parts)
+
+    monkeypatch.setattr(engine, "quadruplet_loss", poisoned)  # 2 SAM passes per step: step 4 of epoch 2
+    config = smoke(tmp_path, smoke_data, "epochs=3")
+    with pytest.raises(TrainingError, match=r"non-finite loss at epoch 2, step 4;.*last\.pt holds the last good"):
+        fit(config, progress=False)
+    state = torch.load(config.run_dir / "last.pt", weights_only=False)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["state_dict"].values()
+                                       if v.is_floating_point())
+    assert len(pd.read_csv(config.run_dir / "metrics.csv")) == 1
+
+
+def test_a_config_that_cannot_work_is_refused_before_training(tmp_path, smoke_data):
+    cases = [(smoke(tmp_path, smoke_data, "model.num_classes=8"), ConfigError, "model.num_classes is 8, but synthfer"),
+             (smoke(tmp_path, smoke_data, "batch_size=500"), ConfigError,
+              "batch_size 500 × 1 process(es) is larger than the 336 training images"),
+             (smoke(tmp_path, tmp_path / "nowhere", "dataset=list"), FileNotFoundError, "dataset root not found")]
+    for config, error, message in cases:
+        with pytest.raises(error) as e:
+            fit(config, progress=False)
+        assert message in str(e.value)
+        assert not config.run_dir.exists()
+
+
+def test_torchrun_two_processes_on_gloo(tmp_path, smoke_data):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    run_dir = tmp_path / "ddp"
+    result = subprocess.run(
+        [str(torchrun), "--nproc-per-node", "2", "--master-port", "29517", "-m", "qcslib", "train", "--profile",
+         "smoke", "--set", f"data_root={smoke_data}", "--set", "epochs=2", "--run-dir", str(run_dir)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('"run_dir"') == 1  # only rank 0 reports
+    m = pd.read_csv(run_dir / "metrics.csv")
+    assert m["epoch"].tolist() == [1, 2]
+    assert m["steps"].tolist() == [11, 11]  # 168 quadruplets per rank in batches of 16
+    assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "metrics.csv", "last.pt", "best.pt",
+                                                    "confusion.csv", "summary.json", "data.json"}
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+
+def test_evaluate_an_official_checkpoint_on_rafdb(tmp_path):
+    from PIL import Image
+    root = tmp_path / "basic"
+    (root / "EmoLabel").mkdir(parents=True)
+    (root / "Image" / "aligned").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"test_000{i}.jpg" for i in range(1, 5)]
+    (root / "EmoLabel" / "list_patition_label.txt").write_text(
+        "".join(f"{n} {k}\n" for n, k in zip(names, [1, 4, 7, 7])) + "train_00001.jpg 2\n")
+    for n in names + ["train_00001.jpg"]:
+        Image.fromarray(rng.integers(0, 255, (100, 100, 3), dtype=np.uint8)).save(
+            root / "Image" / "aligned" / n.replace(".jpg", "_aligned.jpg"), quality=95)
+    sd = random_official_state_dict("qcs", 7, seed=3)
+    path = tmp_path / "rafdb_qcs.pth"
+    write_official_checkpoint(path, sd)
+    result = evaluate_checkpoint(path, "rafdb", root, "test", batch_size=2, device="cpu")
+    # the reference: the official forward on the official test transform of the same images
+    from qcslib.data.sources import load_split, read_image
+    from qcslib.data.transforms import build_transforms
+    split = load_split("rafdb", root, "test")
+    x = torch.stack([build_transforms("rafdb", 224, train=False)(read_image(split, i)) for i in range(len(split))])
+    with torch.no_grad():
+        logits = official_forward(sd, [x], "qcs")[0][0]
+    expected = classification_metrics(split.labels, logits.argmax(1).numpy(), split.classes)
+    assert {k: result[k] for k in expected} == expected
+    assert result["n"] == 4 and result["skipped"] == 0 and "variant=qcs" in result["load"]
+
+
+def test_evaluate_command_checks_the_classes(tmp_path, smoke_data):
+    run = fit(smoke(tmp_path, smoke_data, "epochs=1"), progress=False)
+    cmd = [sys.executable, "-m", "qcslib", "evaluate", "--checkpoint", str(run.best_checkpoint), "--dataset",
+           "synthfer", "--device", "cpu", "--root"]
+    ok = subprocess.run(cmd + [str(smoke_data)], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    metrics = json.loads(ok.stdout)
+    assert metrics["accuracy"] == pytest.approx(run.summary["last"]["test_accuracy"])
+    other = tmp_path / "other"
+    shutil.copytree(smoke_data, other)
+    (other / "classes.txt").write_text("".join(f"{c}\n" for c in
+                                               ["happy", "neutral", "sad", "surprise", "fear", "disgust", "anger"]))
+    bad = subprocess.run(cmd + [str(other)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert "was trained on classes ['neutral', 'happy'" in bad.stderr and bad.stderr.count("\n") == 1
