@@ -23,15 +23,11 @@ test: setup
 	$(BIN)/python -m pytest
 
 reproduce: setup
-	@if ls notebooks/[0-9][0-9]_*.ipynb >/dev/null 2>&1; then \
-		echo "will run, in order, through papermill into reports/$(PROFILE)/:"; ls notebooks/[0-9][0-9]_*.ipynb; \
-	else \
-		echo "no notebooks yet: the notebook issue adds notebooks/NN_*.ipynb, which this target will run in order through papermill into reports/$(PROFILE)/"; \
-	fi
+	$(BIN)/python -m qcslib.pipeline --profile $(PROFILE)
 
 # Jupyter refuses to run as root (containers, CI machines) unless told to.
 lab: setup
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup
-	$(BIN)/python benchmarks/model_cost.py
+	for b in model_cost sampler_speed synthfer_speed train_speed; do $(BIN)/python benchmarks/$$b.py || exit 1; done

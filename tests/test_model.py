@@ -121,6 +121,18 @@ def test_per_branch_batch_norm_matches_separate_calls_in_training():
         torch.testing.assert_close(model.base(xi), logits)
 
 
+def test_concatenated_branches_equal_separate_calls_in_eval_and_share_batch_norm_in_training():
+    x = images(4)
+    separate, joint = tiny().eval(), tiny(concat_branches=True).eval()
+    a, b = separate.forward_train(*x), joint.forward_train(*x)
+    for u, v in zip(a.base_logits + a.cross_logits, b.base_logits + b.cross_logits):
+        torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-5)
+    joint.train()
+    logits = joint.forward_train(*x).base_logits
+    torch.testing.assert_close(torch.cat(logits), joint.base(torch.cat(x)))  # one batch: statistics over all 4
+    assert not torch.allclose(logits[0], joint.base(x[0]), atol=1e-4)
+
+
 def test_save_load_round_trip(tmp_path):
     model = tiny("dcs", per_sample_norm=True, num_classes=8).eval()
     path = tmp_path / "model.pt"

@@ -1,4 +1,7 @@
-"""Analysis: metrics (scikit-learn), and later embeddings (t-SNE) and CAMs."""
-from .metrics import classification_metrics
+"""Analysis: metrics (scikit-learn), base-branch embeddings and t-SNE, Grad-CAM, CSA maps and mask energy shares."""
+from .cam import csa_maps, gradcam, mask_energy_share, mask_energy_shares, read_masks, token_grid
+from .embedding import embedding_scores, extract_features, tsne_2d
+from .metrics import PAPER_ACCURACY, classification_metrics
 
-__all__ = ["classification_metrics"]
+__all__ = ["PAPER_ACCURACY", "classification_metrics", "extract_features", "tsne_2d", "embedding_scores", "gradcam", "token_grid",
+           "csa_maps", "mask_energy_share", "mask_energy_shares", "read_masks"]

@@ -12,6 +12,9 @@ import numpy as np
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
                              precision_recall_fscore_support)
 
+# Test accuracy (%) the paper reports for QCS, as in the official README's results table (birdwcp/QCS).
+PAPER_ACCURACY = {"rafdb": 92.50, "ferplus": 91.41, "affectnet7": 67.94, "affectnet8": 64.30}
+
 
 def classification_metrics(y_true, y_pred, classes: list[str] | tuple[str, ...]) -> dict:
     """→ ``{accuracy, mean_class_accuracy, macro_f1, n, confusion (list of rows: true × predicted),

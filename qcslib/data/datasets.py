@@ -104,7 +104,7 @@ class QuadrupletSampler(Sampler):
         return (tuple(row) + (int(s),) for row, s in zip(rows, self.item_seeds[self.start:]))
 
 
-def decode_images(split: Split, size: int, path: str | Path | None = None) -> np.ndarray:
+def decode_images(split: Split, size: int, path: str | Path | None = None, progress: bool = True) -> np.ndarray:
     """Every image of ``split`` decoded once, resized to ``size``², as a (N, size, size, 3) uint8 array.
 
     In memory, or a memmap at ``path`` (``.npy``) that later calls reuse when it was made from the
@@ -122,7 +122,7 @@ def decode_images(split: Split, size: int, path: str | Path | None = None) -> np
         array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(split), size, size, 3))
     else:
         array = np.empty((len(split), size, size, 3), dtype=np.uint8)
-    for i in tqdm(range(len(split)), desc=f"decoding {split.dataset}/{split.split}", leave=False):
+    for i in tqdm(range(len(split)), desc=f"decoding {split.dataset}/{split.split}", leave=False, disable=not progress):
         array[i] = np.asarray(read_image(split, i).convert("RGB").resize((size, size), Image.BILINEAR))
     if path is not None:
         array.flush()

@@ -106,6 +106,13 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, indices) -> Split:
+        """The items at ``indices`` (in that order), with the same classes and records."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return replace(self, labels=self.labels[idx], paths=None if self.paths is None else [self.paths[i] for i in idx],
+                       pixels=None if self.pixels is None else self.pixels[idx],
+                       boxes=None if self.boxes is None else self.boxes[idx])
+
     def counts(self) -> dict[str, int]:
         """Class name -> number of items, every class listed (0 where it has none)."""
         n = np.bincount(self.labels, minlength=len(self.classes))

@@ -2,7 +2,8 @@
 
 ``base`` is the inference network (POSTER++ without landmarks): IR-50 stages 1-3 → pyramid
 tokens → ViT → logits. In training, ``forward_train`` runs 1, 2 or 4 images through ``base``
-(one call per branch, so BatchNorm statistics are per branch as in the official code), refines
+(one call per branch, so BatchNorm statistics are per branch as in the official code; or, with
+``concat_branches``, all branches as one batch), refines
 each scale's tokens with a shared ``CrossSimilarity`` module, adds them to the base tokens and
 classifies them again with ``cross_encoder``. All weights are shared across branches.
 """
@@ -51,6 +52,8 @@ class QCSConfig:
     base_drop: float = 0.0
     cross_drop: float = 0.0
     attn_proj_drop: bool = False         # also drop after attention projections (official 8-class ViT)
+    concat_branches: bool = False        # training: all branches through base as one batch (BatchNorm statistics
+                                         # then span them); False: one call per branch, as the official code
 
     def __post_init__(self):
         if self.variant not in BRANCHES:
@@ -177,7 +180,11 @@ class QCSNet(nn.Module):
                              f"got {len(images)}")
         if len({x.shape for x in images}) != 1:
             raise ValueError(f"all branches need the same batch shape, got {[tuple(x.shape) for x in images]}")
-        base_logits, tokens = zip(*(self.base.forward_features(x) for x in images))
+        if self.config.concat_branches:
+            logits, joint = self.base.forward_features(torch.cat(images))
+            base_logits, tokens = logits.chunk(len(images)), joint.chunk(len(images))
+        else:
+            base_logits, tokens = zip(*(self.base.forward_features(x) for x in images))
         if self.cross is None:
             return TrainOutput(list(base_logits), [], None)
         scales = [t.chunk(3, dim=1) for t in tokens]  # per branch: 3 scales of (B, N, D)

@@ -5,6 +5,10 @@ Profiles live in ``qcslib/profiles/<name>.yaml`` (or any path ending in ``.yaml`
 ``synthfer`` holds ``SynthFERSettings`` fields, ``data_options`` goes to ``load_split``. Overrides use
 dotted keys for those: ``model.csa=s``, ``synthfer.bias_strength=0.9``. Values are parsed as YAML
 (``lr=1e-4``, ``sam=false``, ``model.units=[1,1,1]``). Any unknown key is an error.
+
+A profile's ``notebooks`` mapping holds what the notebooks need beyond one run (the seeds of the
+multi-seed experiments, overrides for the ablation runs, how many points to embed, ...):
+``notebook_parameters`` returns it.
 """
 from __future__ import annotations
 
@@ -203,6 +207,7 @@ def load_profile(profile: str | Path = "cpu", overrides: dict | list[str] | None
         raise ConfigError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of TrainConfig fields, got {type(values).__name__}")
+    values.pop("notebooks", None)  # the notebooks' parameters: see notebook_parameters
     values = apply_overrides({}, values, where=str(path))
     if isinstance(overrides, (list, tuple)):
         overrides = parse_overrides(overrides)
@@ -211,3 +216,13 @@ def load_profile(profile: str | Path = "cpu", overrides: dict | list[str] | None
         return TrainConfig(**values)
     except TypeError as e:
         raise ConfigError(f"{path}: {e}") from e
+
+
+def notebook_parameters(profile: str | Path = "cpu") -> dict:
+    """The profile's ``notebooks`` mapping (``{}`` when it has none)."""
+    path = profile_path(profile)
+    values = yaml.safe_load(path.read_text()) or {}
+    params = values.get("notebooks") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: notebooks must be a mapping of notebook parameters")
+    return params

@@ -51,3 +51,27 @@ def broadcast_flag(flag: bool, world: World, device: torch.device) -> bool:
     t = torch.tensor([int(flag)], device=device if device.type == "cuda" else "cpu")
     dist.broadcast(t, 0)
     return bool(t.item())
+
+
+def launch_torchrun(config, processes: int, resume: str | None = None):
+    """Train ``config`` on ``processes`` GPUs (or CPU processes) with torchrun in a subprocess → the Run.
+
+    For notebooks: the kernel itself never initialises CUDA or a process group. The config is written
+    as a profile next to its run directory, and ``python -m torch.distributed.run`` runs ``qcslib train``."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    from .engine import Run
+
+    config.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    profile = config.run_dir.parent / f"{config.name}.yaml"
+    profile.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes), "-m", "qcslib", "train",
+           "--profile", str(profile), "--overwrite"] + (["--resume", str(resume)] if resume else [])
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"torchrun exited with {result.returncode}: {result.stderr.strip().splitlines()[-1:]}")
+    return Run(config.run_dir, config, json.loads((config.run_dir / "summary.json").read_text()))

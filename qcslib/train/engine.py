@@ -196,9 +196,9 @@ def load_data(config: TrainConfig, world: World = World()) -> tuple[Split, Split
 
 
 def _loaders(config: TrainConfig, train: Split, test: Split, image_size: int, branches: int, world: World,
-             device: torch.device):
+             device: torch.device, progress: bool):
     cache_size = resize_size(config.transform, image_size)
-    caches = [decode_images(s, cache_size) if config.decoded_cache else None for s in (train, test)]
+    caches = [decode_images(s, cache_size, progress=progress) if config.decoded_cache else None for s in (train, test)]
     anchors = max(1, round(len(train) * config.epoch_fraction))
     sampler = QuadrupletSampler(train.labels, seed=config.seed, negatives=config.negatives, classes=train.classes,
                                 oversample=config.oversample, num_anchors=anchors if anchors < len(train) or
@@ -304,7 +304,8 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
         if world.distributed else net
     step_model = torch.compile(model) if config.compile else model
 
-    sampler, loader, test_cache = _loaders(config, train, test, net.config.image_size, net.branches, world, device)
+    sampler, loader, test_cache = _loaders(config, train, test, net.config.image_size, net.branches, world, device,
+                                           progress and world.main)
     names = head_names(net.branches, net.cross is not None)
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,69 @@
+"""Input pipeline: quadruplets/s the training loader delivers, with and without the decoded uint8 cache.
+
+    .venv/bin/python benchmarks/loader_speed.py [--root data/synthfer] [--sizes 224 48] [--workers 0 2] [--quads 512]
+
+The loader of ``fit``: ``QuadrupletSampler`` → ``QuadrupletDataset`` (4 images, each with its own RAF-DB train
+augmentation) → batches of 32. Without the cache every image is decoded from its PNG each time; with it, from
+a (N, s, s, 3) uint8 array decoded once (the time to build it is printed apart). Compare with the training
+step's quadruplets/s (train_speed.py) to see whether the loader can feed the model. Writes
+reports/bench/loader_speed.json.
+"""
+import argparse
+import datetime
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
+from qcslib.data import (QuadrupletDataset, QuadrupletSampler, SynthFERSettings, build_transforms, decode_images,
+                         generate, load_split)
+
+
+def rate(split, size, cache, workers, quads) -> float:
+    sampler = QuadrupletSampler(split.labels, seed=0, num_anchors=quads)
+    loader = DataLoader(QuadrupletDataset(split, build_transforms("rafdb", size, train=True), cache), batch_size=32,
+                        sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
+                        prefetch_factor=4 if workers else None)
+    next(iter(loader))  # workers started
+    t = time.perf_counter()
+    n = sum(len(batch[-1]) for batch in loader)
+    return n / (time.perf_counter() - t)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=None, help="a SynthFER directory (default: generate 1,400 images to a temp dir)")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[224, 48])
+    parser.add_argument("--workers", nargs="+", type=int, default=[0, os.cpu_count()])
+    parser.add_argument("--quads", type=int, default=512)
+    args = parser.parse_args()
+    root = Path(args.root) if args.root else generate(Path("/tmp/qcs-loader-bench"), SynthFERSettings(
+        train_identities=20, test_identities=8, images_per_identity=50))
+    split = load_split("synthfer", root, "train")
+    rows = []
+    for size in args.sizes:
+        t = time.perf_counter()
+        cache = decode_images(split, size)
+        build = time.perf_counter() - t
+        for workers in args.workers:
+            for cached in (False, True):
+                qps = rate(split, size, cache if cached else None, workers, args.quads)
+                rows.append(dict(size=size, workers=workers, cache=cached, quadruplets_per_s=round(qps, 1),
+                                 images_per_s=round(4 * qps, 1), cache_build_s=round(build, 2)))
+                print(rows[-1], flush=True)
+    machine = f"{datetime.date.today()} · {cpu_name()} · {os.cpu_count()} cores · torch {torch.__version__}"
+    print(f"\n{machine} · {len(split)} SynthFER train images (112² PNG)\n")
+    print("| image size | workers | decoded cache | quadruplets/s | images/s |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['size']} | {r['workers']} | {r['cache']} | {r['quadruplets_per_s']:.1f} | {r['images_per_s']:.1f} |")
+    out = Path(__file__).resolve().parents[1] / "reports" / "bench" / "loader_speed.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

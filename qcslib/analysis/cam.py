@@ -1,0 +1,135 @@
+"""Where the network looks: Grad-CAM of the base branch, the CSA gates of the cross modules, and how much of a
+map falls inside a ground-truth mask (SynthFER draws one per image).
+
+Grad-CAM (pytorch-grad-cam) needs a grid of activations. The base encoder sees ``1 + 3n`` tokens, a class
+token and the three pyramid scales of ``n = h × w`` tokens each, scale by scale, each scale's grid flattened
+row by row. ``token_grid`` drops the class token and stacks the three scales as channels, ``(B, 3D, h, w)``,
+so that Grad-CAM weighs each scale's channels on their own::
+
+    cam = ReLU(Σ_s Σ_c α_{s,c} A_{s,c}),   α_{s,c} = mean_{h,w} ∂y/∂A_{s,c}
+
+that is the sum of the three per-scale Grad-CAMs, before the ReLU. The layer is the last block's first
+LayerNorm (as pytorch-grad-cam does for ViTs), not the block's output: the head reads only the class token
+after the last block, so the patch tokens there get no gradient.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from ..data.sources import Split
+from ..models.qcs import QCSNet
+
+
+def token_grid(tokens: Tensor) -> Tensor:
+    """``(B, 1 + 3n, D)`` encoder tokens → ``(B, 3D, √n, √n)``: class token dropped, scales as channels."""
+    b, t, d = tokens.shape
+    side = int(round(((t - 1) / 3) ** 0.5))
+    if 3 * side * side + 1 != t:
+        raise ValueError(f"expected 1 + 3n tokens with n a square, got {t}")
+    grid = tokens[:, 1:].reshape(b, 3, side, side, d)
+    return grid.permute(0, 1, 4, 2, 3).reshape(b, 3 * d, side, side)
+
+
+def gradcam(model: nn.Module, images: Tensor, targets: Sequence[int] | None = None) -> np.ndarray:
+    """Grad-CAM of the base branch (``QCSNet`` or ``BaseNet``) for ``images`` (B, 3, H, W) → (B, H, W) float32,
+    each map min-max scaled to [0, 1] and resized to the input by pytorch-grad-cam. ``targets``: one class index
+    per image; None explains the predicted class. Runs in eval mode; the model's mode is restored after."""
+    # Imported here: pytorch-grad-cam loads OpenCV, matplotlib and SciPy, a second that training need not pay.
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    base = model.base if isinstance(model, QCSNet) else model
+    if targets is not None:
+        targets = [int(t) for t in targets]
+        classes = base.encoder.head.out_features
+        if len(targets) != len(images) or not all(0 <= t < classes for t in targets):
+            raise ValueError(f"targets must be {len(images)} class indices in [0, {classes}), got {targets}")
+        targets = [ClassifierOutputTarget(t) for t in targets]
+    was_training = base.training
+    cam = GradCAM(base, [base.encoder.blocks[-1].norm1], reshape_transform=token_grid)
+    # Not `with cam:`: its __exit__ swallows IndexErrors.
+    try:
+        with torch.enable_grad():
+            return cam(images.to(cam.device), targets)
+    finally:
+        cam.activations_and_grads.release()
+        base.zero_grad()
+        base.train(was_training)
+
+
+def csa_maps(model: QCSNet, images: Sequence[Tensor]) -> list[list[np.ndarray]]:
+    """The CSA gate of every token, per scale and branch: ``maps[s][x]`` is (B, √n, √n) for scale s and branch x
+    (a, p, n, n2; DCS: a, p), in eval mode and without gradients.
+
+    As in the cross module, ``Q_x = first half of W · LN₁(t_x)`` and ``A = CSA(Q_a, Q_p, Q_n, Q_n2)`` with the
+    module's mode (``csa``); for QCS's ``sd``, ``A_a = softmax_t(φ(S_pa) + k·φ(D̃_na))``, a softmax over the
+    image's own tokens, so each map is non-negative and sums to 1. The min and max inside S and D̃ are taken over
+    the whole batch unless the model has ``per_sample_norm``, so a map depends on the other images in the batch.
+    """
+    if model.cross is None:
+        raise ValueError("the baseline has no cross module, so it has no CSA maps")
+    if model.config.csa == "sdpa":
+        raise ValueError("csa 'sdpa' mixes the partner's tokens with an (n × n) attention; it has no gate per token")
+    if len(images) != model.branches:
+        raise ValueError(f"the {model.config.variant} variant takes {model.branches} image batches, got {len(images)}")
+    device, side = next(model.parameters()).device, model.config.backbone_size // 16
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            tokens = [model.base.forward_features(x.to(device))[1] for x in images]
+            scales = [t.chunk(3, dim=1) for t in tokens]  # per branch: 3 scales of (B, n, D)
+            maps = []
+            for s, m in enumerate(model.cross):
+                queries = [m.proj(m.norm1(t[s])).chunk(2, dim=-1)[0] for t in scales]
+                maps.append([a.reshape(-1, side, side).float().cpu().numpy() for a in m.maps(queries)])
+    finally:
+        model.train(was_training)
+    return maps
+
+
+def mask_energy_share(cam: np.ndarray, mask: np.ndarray | Image.Image) -> float:
+    """``Σ cam · [mask > 0] / Σ cam``: the share of a map's energy (H, W) inside a mask. A mask of another size is
+    resized to the map's (nearest), as the test transforms resize images. NaN for a map that is zero everywhere."""
+    cam = np.asarray(cam, dtype=np.float64)
+    if cam.ndim != 2 or cam.min() < 0:
+        raise ValueError(f"expected a non-negative (H, W) map, got shape {cam.shape}")
+    mask = Image.fromarray(np.asarray(mask) > 0)
+    if mask.size != cam.shape[::-1]:
+        mask = mask.resize(cam.shape[::-1], Image.NEAREST)
+    total = cam.sum()
+    return float((cam * np.asarray(mask)).sum() / total) if total > 0 else float("nan")
+
+
+def mask_energy_shares(cams: np.ndarray, masks: Sequence[np.ndarray | Image.Image]) -> np.ndarray:
+    """``mask_energy_share`` of each map (B, H, W) with its mask → (B,)."""
+    if len(cams) != len(masks):
+        raise ValueError(f"got {len(cams)} maps and {len(masks)} masks")
+    return np.array([mask_energy_share(c, m) for c, m in zip(cams, masks)])
+
+
+def read_masks(split: Split) -> list[Image.Image]:
+    """The ground-truth masks (mode L, 0/255, at the image size) of a SynthFER split, from its ``meta.csv``."""
+    root = Path(split.root)
+    meta_file = root / "meta.csv"
+    if split.paths is None or not meta_file.exists():
+        raise FileNotFoundError(f"{meta_file}: not found, or the split holds no image files; masks come with "
+                                f"SynthFER datasets (python -m qcslib synthfer)")
+    mask_of = dict(pd.read_csv(meta_file, usecols=["path", "mask"]).itertuples(index=False))
+    rel = [Path(p).relative_to(root).as_posix() for p in split.paths]
+    missing = [r for r in rel if r not in mask_of]
+    if missing:
+        raise ValueError(f"{meta_file} has no mask for {len(missing)} image(s) of {split.dataset}/{split.split}, "
+                         f"e.g. {missing[0]}")
+    masks = []
+    for r in rel:
+        with Image.open(root / mask_of[r]) as mask:
+            masks.append(mask.convert("L"))
+    return masks

@@ -1,0 +1,173 @@
+"""The notebooks' figures, so that their cells stay orchestration. Each function returns a matplotlib Figure."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from ..data.sources import Split, read_image
+
+
+def class_counts(splits: list[Split]) -> plt.Figure:
+    """Bar chart of images per class, one bar group per split."""
+    table = pd.DataFrame({s.split: s.counts() for s in splits})
+    fig, ax = plt.subplots(figsize=(8, 3))
+    table.plot.bar(ax=ax, rot=0)
+    ax.set_ylabel("images")
+    ax.set_title("images per class")
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid(split: Split, per_class: int = 6, seed: int = 0) -> plt.Figure:
+    """``per_class`` random images of each class, one row per class."""
+    rng = np.random.default_rng(seed)
+    classes = split.classes
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(1.3 * per_class, 1.35 * len(classes)), squeeze=False)
+    for c, name in enumerate(classes):
+        pool = np.flatnonzero(split.labels == c)
+        picks = rng.choice(pool, min(per_class, len(pool)), replace=False) if len(pool) else []
+        for j, ax in enumerate(axes[c]):
+            ax.axis("off")
+            if j < len(picks):
+                ax.imshow(read_image(split, int(picks[j])))
+        axes[c, 0].set_title(name, loc="left", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def quadruplet_grid(split: Split, quads: np.ndarray) -> plt.Figure:
+    """Rows of (anchor, positive, negative, negative2), each titled with its class."""
+    names = ("anchor", "positive", "negative", "negative2")
+    fig, axes = plt.subplots(len(quads), 4, figsize=(6.4, 1.7 * len(quads)), squeeze=False)
+    for row, quad in zip(axes, quads):
+        for ax, role, i in zip(row, names, quad):
+            ax.imshow(read_image(split, int(i)))
+            ax.set_title(f"{role}: {split.classes[split.labels[i]]}", fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(metrics: pd.DataFrame) -> plt.Figure:
+    """The per-head losses, k = 1 + tanh θ of the three cross modules, and train/test accuracy per epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    epochs = metrics["epoch"]
+    for column in [c for c in metrics.columns if c.startswith("loss_")]:
+        axes[0].plot(epochs, metrics[column], label=column[5:], ls="-" if "base" in column else "--")
+    axes[0].set(title="loss per head", xlabel="epoch")
+    axes[0].legend(fontsize=7, ncol=2)
+    ks = [c for c in metrics.columns if c in ("k1", "k2", "k3")]
+    for column in ks:
+        axes[1].plot(epochs, metrics[column], label=f"scale {column[1]}")
+    axes[1].set(title="k = 1 + tanh θ" if ks else "k (only the sd cross similarity has it)", xlabel="epoch")
+    if ks:
+        axes[1].legend(fontsize=8)
+    for column in ("train_accuracy", "test_accuracy", "test_mean_class_accuracy"):
+        axes[2].plot(epochs, 100 * metrics[column], label=column.replace("_", " "))
+    axes[2].set(title="accuracy (%)", xlabel="epoch")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(confusion, classes) -> plt.Figure:
+    """Row-normalised confusion matrix (each true class's row sums to 100 %)."""
+    counts = np.asarray(confusion, dtype=float)
+    rows = counts.sum(1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) * 100
+    fig, ax = plt.subplots(figsize=(0.8 * len(classes) + 2, 0.7 * len(classes) + 1.5))
+    sns.heatmap(share, annot=True, fmt=".0f", cmap="Blues", vmin=0, vmax=100, xticklabels=classes,
+                yticklabels=classes, ax=ax, cbar_kws={"label": "% of the true class"})
+    ax.set(xlabel="predicted", ylabel="true", title="confusion (row-normalised, %)")
+    fig.tight_layout()
+    return fig
+
+
+def confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, n: int = 12) -> np.ndarray:
+    """Indices of the ``n`` wrong predictions made with the highest probability."""
+    predicted = probabilities.argmax(1)
+    wrong = np.flatnonzero(predicted != labels)
+    return wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:n]
+
+
+def mistake_gallery(split: Split, probabilities: np.ndarray, n: int = 12, columns: int = 6) -> plt.Figure:
+    """The most confident mistakes, titled "true → predicted (p)"."""
+    picks = confident_mistakes(probabilities, split.labels, n)
+    rows = max(1, -(-len(picks) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, picks):
+        p = probabilities[i]
+        ax.imshow(read_image(split, int(i)))
+        ax.set_title(f"{split.classes[split.labels[i]]} → {split.classes[p.argmax()]}\n({p.max():.2f})", fontsize=8)
+    fig.suptitle("most confident mistakes" if len(picks) else "no mistakes")
+    fig.tight_layout()
+    return fig
+
+
+def ablation_bars(table: pd.DataFrame, metric: str = "test_accuracy") -> plt.Figure:
+    """Mean ± std (error bars) of the best and the last epoch's ``metric`` per variant, in %."""
+    fig, ax = plt.subplots(figsize=(1.3 * len(table) + 2, 3.4))
+    x = np.arange(len(table))
+    for offset, when in ((-0.2, "best"), (0.2, "last")):
+        ax.bar(x + offset, 100 * table[f"{when}_{metric}_mean"], 0.4, yerr=100 * table[f"{when}_{metric}_std"].fillna(0),
+               capsize=3, label=f"{when} epoch")
+    ax.set_xticks(x, table.index, rotation=20)
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+    ax.set_title(f"mean ± std over seeds (n = {int(table['n'].min())}–{int(table['n'].max())})")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def embedding_pair(points: dict[str, np.ndarray], labels: np.ndarray, classes, scores: dict[str, dict]) -> plt.Figure:
+    """2-D embeddings side by side, coloured by class, titled with their silhouette and kNN accuracy."""
+    fig, axes = plt.subplots(1, len(points), figsize=(5.5 * len(points), 5), squeeze=False)
+    palette = sns.color_palette("tab10", len(classes))
+    for ax, (name, xy) in zip(axes[0], points.items()):
+        for c, cls in enumerate(classes):
+            keep = labels == c
+            ax.scatter(xy[keep, 0], xy[keep, 1], s=8, color=palette[c], label=cls)
+        s = scores[name]
+        ax.set_title(f"{name}: silhouette {s['silhouette']:.3f}, {s['k']}-NN {100 * s['knn_accuracy']:.1f} %")
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[0, -1].legend(fontsize=8, markerscale=2, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def cam_grid(images: list, cams: dict[str, np.ndarray], titles: list[str]) -> plt.Figure:
+    """One row per image: the image, then each model's CAM over it."""
+    fig, axes = plt.subplots(len(images), 1 + len(cams), figsize=(2.2 * (1 + len(cams)), 2.2 * len(images)),
+                             squeeze=False)
+    for i, (row, image) in enumerate(zip(axes, images)):
+        picture = np.asarray(image.resize(cams[next(iter(cams))].shape[1:][::-1]))
+        row[0].imshow(picture)
+        row[0].set_title(titles[i], fontsize=8)
+        for ax, (name, cam) in zip(row[1:], cams.items()):
+            ax.imshow(picture)
+            ax.imshow(cam[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.set_title(name, fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def csa_grid(images: list, maps: list[list[np.ndarray]], sample: int = 0) -> plt.Figure:
+    """For one quadruplet: each branch's image, then its CSA token gates at the 3 scales."""
+    branches = ("anchor", "positive", "negative", "negative2")[: len(maps[0])]
+    fig, axes = plt.subplots(len(branches), 4, figsize=(8.4, 2.1 * len(branches)), squeeze=False)
+    for b, name in enumerate(branches):
+        axes[b, 0].imshow(images[b])
+        axes[b, 0].set_title(name, fontsize=9)
+        for s in range(3):
+            axes[b, s + 1].imshow(maps[s][b][sample], cmap="viridis")
+            axes[b, s + 1].set_title(f"scale {s + 1} gates", fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

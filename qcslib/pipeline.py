@@ -1,0 +1,169 @@
+"""``python -m qcslib.pipeline --profile NAME``: run the numbered notebooks in order into HTML reports.
+
+Each ``notebooks/NN_*.ipynb`` runs with papermill in a fresh kernel, from the project root, with the
+profile's parameters (``parameters``) plus any ``-p key value`` given; the executed copy and its HTML go
+to ``reports/<profile>/``. Cells tagged ``hide-input`` show only their output in the HTML. A failing
+notebook stops the pipeline, naming the notebook, the cell and the error; the reports rendered before it
+stay, and the partly executed notebook is saved (and rendered) too. ``reports/<profile>/index.html``
+links the reports and tabulates every run's ``summary.json`` with the environment it ran in. Data and
+finished runs are reused on reruns (SynthFER is cached; the notebooks skip finished runs).
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .train.config import load_profile, notebook_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "scikit-learn", "papermill", "nbconvert", "numpy", "pandas",
+            "matplotlib", "seaborn")
+
+
+def notebooks() -> list[Path]:
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def parameters(profile: str) -> dict:
+    """What every notebook gets: profile, dataset, data_root, run_dir, device, and the profile's ``notebooks``."""
+    config = load_profile(profile)
+    return {"profile": profile, "dataset": config.dataset, "data_root": config.data_root,
+            "run_dir": str(Path(config.runs_dir) / config.name), "device": config.device,
+            **notebook_parameters(profile)}
+
+
+def render_html(notebook: Path, out: Path) -> None:
+    """nbconvert's HTML, with the inputs of ``hide-input`` cells left out."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    exporter = HTMLExporter()
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"hide-input"}), enabled=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    out.write_text(body, encoding="utf-8")
+
+
+def run(profile: str, extra: dict | None = None, only: list[str] | None = None, out_dir: Path | None = None) -> int:
+    """Run the pipeline → exit status (0: every notebook ran; 1: one failed, and the pipeline stopped there)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    params = {**parameters(profile), **(extra or {})}
+    out_dir = Path(out_dir or ROOT / "reports" / profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chosen = [nb for nb in notebooks() if not only or nb.name[:2] in only or nb.stem in only]
+    if not chosen:
+        print(f"no notebooks to run in {NOTEBOOK_DIR}" + (f" matching {only}" if only else ""), file=sys.stderr)
+        return 1
+    timings, failure = {}, None
+    start = time.perf_counter()
+    for i, nb in enumerate(chosen, 1):
+        print(f"[{i}/{len(chosen)}] {nb.name} ...", flush=True)
+        t = time.perf_counter()
+        executed = out_dir / nb.name
+        declared = papermill.inspect_notebook(str(nb))  # pass each notebook only the parameters it declares
+        try:
+            papermill.execute_notebook(str(nb), str(executed), parameters={k: v for k, v in params.items() if k in declared},
+                                       kernel_name="python3", cwd=str(ROOT), progress_bar=False)
+        except PapermillExecutionError as e:
+            failure = (f"{nb.name} failed in cell [{e.exec_count}]: {e.ename}: "
+                       f"{e.evalue.splitlines()[0] if e.evalue else ''}")
+        timings[nb.stem] = round(time.perf_counter() - t, 1)
+        if executed.exists():
+            render_html(executed, out_dir / f"{nb.stem}.html")
+        status = "FAILED" if failure else "done"
+        print(f"[{i}/{len(chosen)}] {nb.name} {status} in {timings[nb.stem]:.1f} s", flush=True)
+        if failure:
+            break
+    total = round(time.perf_counter() - start, 1)
+    (out_dir / "timings.json").write_text(json.dumps({"profile": profile, "seconds": timings, "total": total,
+                                                      "failed": failure}, indent=1))
+    write_index(profile, params, out_dir, timings, failure)
+    print(f"pipeline {'stopped' if failure else 'finished'} in {total:.1f} s: {out_dir / 'index.html'}")
+    if failure:
+        print(f"pipeline stopped: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_summaries(run_dir: Path) -> pd.DataFrame:
+    """One row per ``summary.json`` under ``run_dir`` (recursively)."""
+    rows = []
+    for path in sorted(Path(run_dir).rglob("summary.json")):
+        s = json.loads(path.read_text())
+        rows.append({"run": str(path.parent.relative_to(run_dir)), "variant": s["variant"], "seed": s["seed"],
+                     "epochs": s["epochs"], "best epoch": s["best"]["epoch"],
+                     "best acc %": 100 * s["best"]["test_accuracy"], "last acc %": 100 * s["last"]["test_accuracy"],
+                     "last mean class acc %": 100 * s["last"]["test_mean_class_accuracy"],
+                     "last macro-F1 %": 100 * s["last"]["test_macro_f1"], "train s": s["train_seconds"]})
+    return pd.DataFrame(rows)
+
+
+def environment() -> dict:
+    import torch
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        commit += " (with uncommitted changes)" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown (not a git checkout)"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return {"python": platform.python_version(), "device": device, "git commit": commit, **versions}
+
+
+def write_index(profile: str, params: dict, out_dir: Path, timings: dict, failure: str | None) -> None:
+    reports = "".join(
+        f"<tr><td><a href='{html.escape(nb.stem)}.html'>{html.escape(nb.stem)}</a></td>"
+        f"<td>{timings[nb.stem]:.1f} s</td></tr>" for nb in notebooks() if nb.stem in timings
+        and (out_dir / f"{nb.stem}.html").exists())
+    runs = run_summaries(ROOT / params["run_dir"])
+    runs_html = runs.to_html(index=False, float_format=lambda v: f"{v:.2f}") if len(runs) else "<p>No runs yet.</p>"
+    env = pd.Series(environment(), name="value").to_frame().to_html()
+    status = f"<p class='fail'>Stopped: {html.escape(failure)}</p>" if failure else \
+        f"<p>All {len(timings)} notebooks ran, in {sum(timings.values()):.1f} s.</p>"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>qcs-fer reports: {html.escape(profile)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .fail{{color:#b00}}</style></head><body>
+<h1>qcs-fer reports: profile <code>{html.escape(profile)}</code></h1>{status}
+<h2>Reports</h2><table><tr><th>notebook</th><th>time</th></tr>{reports}</table>
+<h2>Runs</h2><p>Every <code>summary.json</code> under <code>{html.escape(params["run_dir"])}</code>: the best and the
+last epoch of each run (accuracy on the test split).</p>{runs_html}
+<h2>Parameters</h2><pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
+<h2>Environment</h2>{env}</body></html>"""
+    (out_dir / "index.html").write_text(page, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qcslib.pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="a notebook parameter (value parsed as YAML); repeatable")
+    parser.add_argument("--only", nargs="+", help="run only these notebooks (numbers like 01, or names)")
+    parser.add_argument("--out", help="report directory (default: reports/<profile>)")
+    args = parser.parse_args(argv)
+    extra = {k: yaml.safe_load(v) for k, v in args.p}
+    return run(args.profile, extra, args.only, Path(args.out) if args.out else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

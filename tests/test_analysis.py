@@ -1,0 +1,168 @@
+"""Analysis: base-branch embeddings and their scores, t-SNE, Grad-CAM, CSA maps, and mask energy shares."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from threadpoolctl import threadpool_limits
+
+from qcslib import QCSConfig, QCSNet
+from qcslib.analysis import (csa_maps, embedding_scores, extract_features, gradcam, mask_energy_share,
+                             mask_energy_shares, read_masks, token_grid, tsne_2d)
+from qcslib.data.sources import load_split, read_image
+from qcslib.data.synthfer import SynthFERSettings, generate
+from qcslib.data.transforms import build_transforms
+from qcslib.train.engine import predict
+
+
+def tiny(variant="qcs", **kw):
+    torch.manual_seed(0)
+    return QCSNet(QCSConfig.sized("tiny", variant=variant, **kw))
+
+
+def batches(n, batch=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, 3, 64, 64, generator=g) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def synthfer(tmp_path_factory):
+    root = generate(tmp_path_factory.mktemp("analysis") / "synthfer",
+                    SynthFERSettings(size=48, train_identities=2, test_identities=1, images_per_identity=14), workers=1)
+    return load_split("synthfer", root, "test")
+
+
+# ------------------------------------------------------------------------------------------------------- embeddings
+
+def test_features_are_what_the_base_head_reads(synthfer):
+    model = tiny().train()
+    features = extract_features(model, synthfer, 64, batch_size=5)
+    assert features.shape == (len(synthfer), 64) and features.dtype == np.float32
+    with torch.no_grad():
+        probabilities = model.base.encoder.head(torch.from_numpy(features)).softmax(1).numpy()
+    np.testing.assert_allclose(probabilities, predict(model, synthfer, 64, progress=False), rtol=1e-5, atol=1e-6)
+    assert model.training
+    assert not model.base.encoder.head._forward_hooks
+
+
+def test_tsne_is_2d_seeded_and_works_for_few_points():
+    features = np.random.default_rng(0).normal(size=(40, 8))
+    with threadpool_limits(1, "openmp"):  # t-SNE's OpenMP threads crawl on a busy 2-core machine
+        points = tsne_2d(features, seed=3)
+        assert points.shape == (40, 2) and np.isfinite(points).all()
+        np.testing.assert_array_equal(points, tsne_2d(features, seed=3))
+        assert tsne_2d(features[:4]).shape == (4, 2)  # perplexity 30 clipped to 1
+    with pytest.raises(ValueError, match="N >= 3"):
+        tsne_2d(features[:2])
+
+
+def test_embedding_scores_high_for_separate_clusters_and_chance_for_random_labels():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 100)
+    clusters = rng.normal(size=(300, 4)) + 8 * np.eye(3, 4)[labels]  # three unit blobs 8 apart, one noise dimension
+    scores = embedding_scores(clusters, labels)
+    assert scores["silhouette"] > 0.5 and scores["knn_accuracy"] == 1.0
+    assert (scores["k"], scores["folds"]) == (5, 5) and isinstance(scores["silhouette"], float)
+
+    shuffled = embedding_scores(clusters, rng.permutation(labels))
+    assert abs(shuffled["silhouette"]) < 0.05
+    assert abs(shuffled["knn_accuracy"] - 1 / 3) < 0.08
+
+
+def test_embedding_scores_clip_folds_and_k_for_small_classes():
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 0, 1, 1, 1])
+    scores = embedding_scores(rng.normal(size=(5, 4)), labels, k=5)
+    assert (scores["folds"], scores["k"]) == (2, 2)  # the smallest training fold holds 5 − ⌈5/2⌉ = 2 samples
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        embedding_scores(rng.normal(size=(5, 4)), np.array([0, 1, 1, 1, 1]))
+
+
+# --------------------------------------------------------------------------------------------------------- Grad-CAM
+
+def test_token_grid_undoes_the_pyramid_flattening():
+    grids = [torch.randn(2, 5, 4, 4) for _ in range(3)]  # three scales as PyramidTokens makes them, D = 5
+    tokens = torch.cat([torch.randn(2, 1, 5)] + [g.flatten(2).transpose(1, 2) for g in grids], dim=1)
+    torch.testing.assert_close(token_grid(tokens), torch.cat(grids, dim=1), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="1 \\+ 3n"):
+        token_grid(tokens[:, :-1])
+
+
+def test_gradcam_maps_are_in_unit_range_at_input_size_and_follow_the_target():
+    model = tiny().train()
+    images = batches(1)[0]
+    cams = gradcam(model, images, targets=[0, 0, 0])
+    assert cams.shape == (3, 64, 64) and cams.dtype == np.float32
+    assert cams.min() >= 0 and np.allclose(cams.max(axis=(1, 2)), 1, atol=1e-5)
+    assert np.abs(cams - gradcam(model, images, targets=[3, 3, 3])).max() > 0.1
+    with torch.no_grad():
+        predicted = model(images).argmax(1).tolist()
+    np.testing.assert_array_equal(gradcam(model, images), gradcam(model.base, images, predicted))
+    assert model.training and all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match="class indices"):
+        gradcam(model, images, targets=[0, 0, 7])
+
+
+# ------------------------------------------------------------------------------------------------------- CSA maps
+
+def test_csa_maps_are_the_gates_the_cross_module_applies():
+    model = tiny().eval()
+    images = batches(4)
+    maps = csa_maps(model, images)
+    assert len(maps) == 3 and all(len(m) == 4 for m in maps)
+    assert all(a.shape == (3, 4, 4) and a.min() >= 0 for m in maps for a in m)
+    np.testing.assert_allclose(np.stack([a.sum(axis=(1, 2)) for m in maps for a in m]), 1, rtol=1e-5)
+    with torch.no_grad():
+        tokens = [model.base.forward_features(x)[1].chunk(3, dim=1) for x in images]
+        for s, m in enumerate(model.cross):
+            branch = [t[s] for t in tokens]
+            h = [m.norm1(t) for t in branch]
+            for x, a, out in zip(h, maps[s], m(branch)):  # the module's forward with our maps as its gates
+                v = m.proj(x).chunk(2, dim=-1)[1]
+                z = m.norm2(x + torch.from_numpy(a).flatten(1).unsqueeze(-1) * v)
+                torch.testing.assert_close(out, z + m.mlp(z), rtol=1e-4, atol=1e-5)
+
+
+def test_csa_maps_follow_the_variant():
+    assert [len(m) for m in csa_maps(tiny("dcs"), batches(2))] == [2, 2, 2]
+    with pytest.raises(ValueError, match="no cross module"):
+        csa_maps(tiny("baseline"), batches(1))
+    with pytest.raises(ValueError, match="no gate per token"):
+        csa_maps(tiny(csa="sdpa"), batches(4))
+    with pytest.raises(ValueError, match="takes 4 image batches"):
+        csa_maps(tiny(), batches(2))
+
+
+# ------------------------------------------------------------------------------------------------- mask energy share
+
+def test_mask_energy_share_by_hand():
+    left = np.zeros((4, 4), dtype=np.uint8)
+    left[:, :2] = 255
+    assert mask_energy_share(np.ones((4, 4)), left) == 0.5
+    assert mask_energy_share(np.where(left > 0, 0.3, 0.0), left > 0) == 1.0  # a boolean mask too
+    cam = np.arange(16.0).reshape(4, 4)
+    assert mask_energy_share(cam, left) == pytest.approx((0 + 1 + 4 + 5 + 8 + 9 + 12 + 13) / 120)
+    big = Image.fromarray(left).resize((8, 8), Image.NEAREST)  # another size: resized to the map's
+    assert mask_energy_share(cam, big) == mask_energy_share(cam, left)
+    assert np.isnan(mask_energy_share(np.zeros((4, 4)), left))
+    with pytest.raises(ValueError, match="non-negative"):
+        mask_energy_share(-np.ones((4, 4)), left)
+    np.testing.assert_allclose(mask_energy_shares(np.stack([np.ones((4, 4)), np.where(left > 0, 1.0, 0.0)]),
+                                                  [left, left]), [0.5, 1.0])
+
+
+def test_synthfer_masks_align_with_their_images_and_score_gradcam(synthfer):
+    masks = read_masks(synthfer)
+    assert len(masks) == len(synthfer)
+    for i, mask in enumerate(masks):
+        assert mask.mode == "L" and mask.size == read_image(synthfer, i).size
+        assert set(np.unique(np.asarray(mask))) <= {0, 255}
+    painted = [np.argwhere(np.asarray(m) > 0) for m in masks]
+    assert sum(len(p) > 0 for p in painted) >= len(masks) - 2  # neutral faces may have no AU above threshold
+    for p in painted:  # the expression areas lie on the face, near the middle of the image (48 px)
+        if len(p):
+            assert np.all(np.abs(p.mean(axis=0) - 24) < 12)
+
+    transform = build_transforms("rafdb", 64, train=False)  # 48 → 64 px; the masks are resized to match
+    images = torch.stack([transform(read_image(synthfer, i)) for i in range(4)])
+    shares = mask_energy_shares(gradcam(tiny(), images), masks[:4])
+    assert shares.shape == (4,) and np.all((shares >= 0) & (shares <= 1))

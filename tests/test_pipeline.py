@@ -1,0 +1,83 @@
+"""The notebooks and the papermill pipeline: clean committed notebooks, a full smoke run, a failing notebook."""
+import json
+import subprocess
+import sys
+
+import nbformat
+import papermill
+import pytest
+
+from qcslib import pipeline
+
+REQUIRED = {"profile", "dataset", "data_root", "run_dir", "seeds", "device"}
+
+
+def test_there_are_six_numbered_notebooks():
+    assert [nb.name for nb in pipeline.notebooks()] == [
+        "01_data_prep.ipynb", "02_train_qcs.ipynb", "03_evaluate.ipynb", "04_ablations.ipynb", "05_tsne.ipynb",
+        "06_gradcam.ipynb"]
+
+
+@pytest.mark.parametrize("path", pipeline.notebooks(), ids=lambda p: p.stem)
+def test_committed_notebooks_are_clean_and_follow_the_conventions(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code), "stored with outputs"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert "What this shows" in nb.cells[0].source
+    assert code[0].metadata.get("tags") == ["parameters"]
+    assert REQUIRED <= set(papermill.inspect_notebook(str(path)))  # papermill can parse every parameter
+    assert nb.cells[-2].cell_type == "markdown" and nb.cells[-2].source == "## What we found"
+    assert "display(Markdown(" in nb.cells[-1].source  # computed from the results, not typed in
+    assert all(len(c.source.splitlines()) <= 25 for c in code), "logic belongs in qcslib"
+
+
+def test_the_smoke_pipeline_renders_every_report(tmp_path):
+    out, runs, data = tmp_path / "reports", tmp_path / "runs" / "smoke", tmp_path / "data" / "synthfer-smoke"
+    result = subprocess.run([sys.executable, "-m", "qcslib.pipeline", "--profile", "smoke", "--out", str(out),
+                             "-p", "run_dir", str(runs), "-p", "data_root", str(data)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for nb in pipeline.notebooks():
+        assert f"{nb.name} done in" in result.stdout
+        page = (out / f"{nb.stem}.html").read_text()
+        assert "What we found" in page and "Traceback" not in page
+    index = (out / "index.html").read_text()
+    for section in ("<h2>Reports</h2>", "<h2>Runs</h2>", "<h2>Environment</h2>", "qcs-s0", "ablation/baseline-s1", "torch",
+                    "git commit"):
+        assert section in index
+    assert all(f"href='{nb.stem}.html'" in index for nb in pipeline.notebooks())
+    assert (runs / "qcs-s0" / "summary.json").exists()  # 02's run; the shortened ablation runs go apart:
+    variants = {p.name for p in (runs / "ablation").iterdir() if p.is_dir()}
+    assert variants == {f"{v}-s{s}" for v in ("baseline", "dcs", "qcs", "qcs_s", "qcs_sdpa", "qcs_no_residual",
+                                              "qcs_per_sample") for s in (0, 1)}
+    assert json.loads((out / "timings.json").read_text())["failed"] is None
+    ablation = (out / "04_ablations.html").read_text()
+    assert "±" in ablation and "p_value" in ablation
+
+
+def write_notebook(path, sources):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_a_failing_notebook_stops_the_pipeline_and_keeps_what_ran(tmp_path, monkeypatch, capsys):
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    write_notebook(books / "01_fine.ipynb", ["profile = 'x'", "print('fine')"])
+    write_notebook(books / "02_broken.ipynb", ["profile = 'x'", "print('before')", "raise ValueError('no data here')"])
+    write_notebook(books / "03_never.ipynb", ["profile = 'x'", "print('never')"])
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
+    out = tmp_path / "reports"
+    status = pipeline.run("smoke", {"run_dir": str(tmp_path / "runs")}, out_dir=out)
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "pipeline stopped: 02_broken.ipynb failed in cell [4]: ValueError: no data here" in err
+    assert (out / "01_fine.html").exists() and (out / "02_broken.ipynb").exists() and (out / "02_broken.html").exists()
+    assert not (out / "03_never.ipynb").exists()
+    partial = nbformat.read(out / "02_broken.ipynb", as_version=4)
+    assert any("before" in o.get("text", "") for c in partial.cells for o in c.get("outputs", []))
+    assert "Stopped: 02_broken.ipynb failed" in (out / "index.html").read_text()
