@@ -31,6 +31,17 @@ PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "scikit-learn", "papermi
             "matplotlib", "seaborn")
 
 
+def notebook_setup() -> None:
+    """What every notebook does first: work from the project root (the parameters' paths are relative to it),
+    and accept text progress bars without a warning (ipywidgets is not installed)."""
+    import os
+    import warnings
+
+    from tqdm import TqdmWarning
+    os.chdir(ROOT)
+    warnings.filterwarnings("ignore", category=TqdmWarning)
+
+
 def notebooks() -> list[Path]:
     return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 

@@ -197,6 +197,32 @@ def test_two_runs_with_one_seed_agree_and_another_seed_differs(tmp_path, smoke_d
     assert not a.equals(c)
 
 
+def test_augmenting_on_the_device_trains_reproducibly(tmp_path, smoke_data):
+    runs = [fit(smoke(tmp_path, smoke_data, "epochs=1", "augment_on_device=true", f"name=d{i}"), progress=False).dir
+            for i in range(2)]
+    plain = fit(smoke(tmp_path, smoke_data, "epochs=1", "name=plain"), progress=False).dir
+    a, b, c = (without_timing(r) for r in (*runs, plain))
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)  # the same recipe, drawn differently
+    assert a["loss"].iloc[0] < 2.0 and np.isfinite(a["loss"]).all()
+
+
+def test_the_device_half_of_a_recipe_draws_per_image():
+    from qcslib.data.transforms import build_split_transforms
+    loader, augment = build_split_transforms("rafdb", 16)
+    from PIL import Image
+    image = Image.fromarray(np.full((40, 40, 3), 128, np.uint8))
+    x = loader(image)
+    assert x.dtype == torch.uint8 and x.shape == (3, 16, 16)
+    batch = torch.stack([torch.arange(16 * 16 * 3, dtype=torch.int64).reshape(3, 16, 16) % 256] * 64).to(torch.uint8)
+    torch.manual_seed(0)
+    out = augment(batch)
+    assert out.shape == (64, 3, 16, 16) and out.dtype == torch.float32
+    assert len({torch.round(o.mean(), decimals=4).item() for o in out}) > 32  # each image its own jitter
+    with pytest.raises(ValueError, match="expected a uint8"):
+        augment(batch.float())
+
+
 class Boom(Exception):
     pass
 

@@ -56,6 +56,7 @@ class TrainConfig:
     oversample: bool = False             # anchors drawn ∝ 1/class count (official AffectNet)
     epoch_fraction: float = 1.0          # anchors per epoch / train images (official AffectNet: 1/12)
     decoded_cache: bool = False          # decode every image once into a uint8 array
+    augment_on_device: bool = False      # loader only decodes and resizes; flip, jitter, erasing... on the device
     verify_images: bool = True           # decode every image first; unreadable ones are skipped and listed
     # model
     model: dict = field(default_factory=dict)          # QCSConfig fields, plus size: paper | tiny

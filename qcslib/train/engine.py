@@ -43,7 +43,7 @@ from ..analysis.metrics import classification_metrics
 from ..data.datasets import ImageDataset, QuadrupletDataset, QuadrupletSampler, decode_images
 from ..data.sources import Split, load_split, verify_images
 from ..data.synthfer import generate
-from ..data.transforms import build_transforms, resize_size
+from ..data.transforms import build_split_transforms, build_transforms, resize_size
 from ..models.qcs import QCSNet, TrainOutput
 from ..models.weights import FORMAT, CheckpointError, load_backbone_weights, load_checkpoint, read_torch_file
 from .config import ConfigError, TrainConfig
@@ -203,20 +203,33 @@ def _loaders(config: TrainConfig, train: Split, test: Split, image_size: int, br
     sampler = QuadrupletSampler(train.labels, seed=config.seed, negatives=config.negatives, classes=train.classes,
                                 oversample=config.oversample, num_anchors=anchors if anchors < len(train) or
                                 config.oversample else None, rank=world.rank, world_size=world.size)
-    dataset = QuadrupletDataset(train, build_transforms(config.transform, image_size, train=True), caches[0],
-                                branches=branches)
+    if config.augment_on_device:
+        transform, augment = build_split_transforms(config.transform, image_size)
+    else:
+        transform, augment = build_transforms(config.transform, image_size, train=True), None
+    dataset = QuadrupletDataset(train, transform, caches[0], branches=branches)
     workers = config.num_workers
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                         prefetch_factor=4 if workers > 0 else None,
                         generator=torch.Generator().manual_seed(0))  # leaves the global RNG alone
-    return sampler, loader, caches[1]
+    return sampler, loader, caches[1], augment
+
+
+def _augment_batch(batch, augment, device: torch.device, seed: int):
+    """The device half of the train transform (``augment_on_device``), drawing from ``seed`` alone."""
+    *images, labels, neg_labels = batch
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return [augment(x.to(device, non_blocking=True)) for x in images] + [labels, neg_labels]
 
 
 # -------------------------------------------------------------------------------------------------------- training
 
-def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, rank, 7]).generate_state(1, np.uint64)[0] % 2 ** 63)
+def _epoch_seed(seed: int, epoch: int, rank: int, step: int | None = None) -> int:
+    """A seed drawn from (seed, epoch, rank[, step]) for the dropout of an epoch (or a step's device augmentation)."""
+    key = [seed, epoch, rank, 7] + ([] if step is None else [step])
+    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] % 2 ** 63)
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -304,7 +317,7 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
         if world.distributed else net
     step_model = torch.compile(model) if config.compile else model
 
-    sampler, loader, test_cache = _loaders(config, train, test, net.config.image_size, net.branches, world, device,
+    sampler, loader, test_cache, augment = _loaders(config, train, test, net.config.image_size, net.branches, world, device,
                                            progress and world.main)
     names = head_names(net.branches, net.cross is not None)
     if world.main:
@@ -341,6 +354,8 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
             bad = torch.full((), -1, device=device, dtype=torch.long)
             step = skip
             for step, batch in enumerate(loader, start=skip):
+                if augment is not None:
+                    batch = _augment_batch(batch, augment, device, _epoch_seed(config.seed, epoch, world.rank, step))
                 parts, correct, n, loss = _train_step(step_model, optimizer, scaler, batch, net.branches, device,
                                                       dtype, config.channels_last, config.sam, world)
                 epoch_sums += torch.cat([parts.double() * n, torch.stack([correct.double(),
