@@ -4,7 +4,8 @@
 
 The loader of ``fit``: ``QuadrupletSampler`` → ``QuadrupletDataset`` (4 images, each with its own RAF-DB train
 augmentation) → batches of 32. Without the cache every image is decoded from its PNG each time; with it, from
-a (N, s, s, 3) uint8 array decoded once (the time to build it is printed apart). Compare with the training
+a (N, s, s, 3) uint8 array decoded once (the time to build it is printed apart). With ``augment_on_device`` the
+loader only decodes and resizes; the rest's cost, measured on this CPU, is printed apart. Compare with the training
 step's quadruplets/s (train_speed.py) to see whether the loader can feed the model. Writes
 reports/bench/loader_speed.json.
 """
@@ -21,11 +22,13 @@ from torch.utils.data import DataLoader
 from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib.data import (QuadrupletDataset, QuadrupletSampler, SynthFERSettings, build_transforms, decode_images,
                          generate, load_split)
+from qcslib.data.transforms import build_split_transforms
 
 
-def rate(split, size, cache, workers, quads) -> float:
+def rate(split, size, cache, workers, quads, split_transform) -> float:
     sampler = QuadrupletSampler(split.labels, seed=0, num_anchors=quads)
-    loader = DataLoader(QuadrupletDataset(split, build_transforms("rafdb", size, train=True), cache), batch_size=32,
+    transform = build_split_transforms("rafdb", size)[0] if split_transform else build_transforms("rafdb", size, True)
+    loader = DataLoader(QuadrupletDataset(split, transform, cache), batch_size=32,
                         sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
                         prefetch_factor=4 if workers else None)
     next(iter(loader))  # workers started
@@ -51,15 +54,25 @@ def main():
         build = time.perf_counter() - t
         for workers in args.workers:
             for cached in (False, True):
-                qps = rate(split, size, cache if cached else None, workers, args.quads)
-                rows.append(dict(size=size, workers=workers, cache=cached, quadruplets_per_s=round(qps, 1),
-                                 images_per_s=round(4 * qps, 1), cache_build_s=round(build, 2)))
-                print(rows[-1], flush=True)
+                for on_device in (False, True):
+                    qps = rate(split, size, cache if cached else None, workers, args.quads, on_device)
+                    rows.append(dict(size=size, workers=workers, cache=cached, augment_on_device=on_device,
+                                     quadruplets_per_s=round(qps, 1), images_per_s=round(4 * qps, 1),
+                                     cache_build_s=round(build, 2)))
+                    print(rows[-1], flush=True)
+        augment = build_split_transforms("rafdb", size)[1]
+        batch = torch.randint(0, 256, (128, 3, size, size), dtype=torch.uint8)
+        t = time.perf_counter()
+        augment(batch)
+        device_rate = 128 / 4 / (time.perf_counter() - t)
+        print(f"device half of the augmentation, run on this CPU: {device_rate:.1f} quadruplets/s at {size}²")
     machine = f"{datetime.date.today()} · {cpu_name()} · {os.cpu_count()} cores · torch {torch.__version__}"
     print(f"\n{machine} · {len(split)} SynthFER train images (112² PNG)\n")
-    print("| image size | workers | decoded cache | quadruplets/s | images/s |\n|---|---|---|---|---|")
+    print("| image size | workers | decoded cache | augment_on_device (loader part only) | quadruplets/s | images/s |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} | {r['workers']} | {r['cache']} | {r['quadruplets_per_s']:.1f} | {r['images_per_s']:.1f} |")
+        print(f"| {r['size']} | {r['workers']} | {r['cache']} | {r['augment_on_device']} | {r['quadruplets_per_s']:.1f} "
+              f"| {r['images_per_s']:.1f} |")
     out = Path(__file__).resolve().parents[1] / "reports" / "bench" / "loader_speed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))

@@ -207,6 +207,15 @@ def test_augmenting_on_the_device_trains_reproducibly(tmp_path, smoke_data):
     assert a["loss"].iloc[0] < 2.0 and np.isfinite(a["loss"]).all()
 
 
+def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path, smoke_data):
+    """The GPU path's settings, exercised on the CPU (autocast bf16 works there too); fp16 needs a GPU."""
+    run = fit(smoke(tmp_path, smoke_data, "epochs=1", "precision=bf16", "channels_last=true",
+                    "model.concat_branches=true"), progress=False)
+    assert np.isfinite(run.metrics()["loss"]).all() and run.summary["last"]["test_accuracy"] > 0
+    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+        fit(smoke(tmp_path, smoke_data, "precision=fp16", "name=fp16"), progress=False)
+
+
 def test_the_device_half_of_a_recipe_draws_per_image():
     from qcslib.data.transforms import build_split_transforms
     loader, augment = build_split_transforms("rafdb", 16)
