@@ -7,6 +7,8 @@
   (``torchrun --nproc-per-node N -m qcslib train ...`` for DDP); prints the run's summary JSON
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test]``: metrics of a checkpoint (ours
   or the authors' official release) on a split, as JSON
+- ``export --checkpoint PATH --format onnx|torchscript [--out PATH]``: the base branch with a dynamic batch,
+  checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON
 
 Exit codes: 0 done, 2 bad input (the message says what and where), 130 interrupted (Ctrl-C).
 """
@@ -22,6 +24,7 @@ from .data.sources import DATASETS, DataError, load_split, verify_images
 from .data.report import data_report
 from .data.synthfer import SynthFERSettings, generate
 from .models.weights import CheckpointError
+from .export import ExportError
 from .train.engine import TrainingError
 
 
@@ -60,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--num-workers", type=int, default=0)
+    ex = commands.add_parser("export", help="export the base branch to ONNX or TorchScript, checked")
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    ex.add_argument("--out", help="output file (default: beside the checkpoint)")
     args = parser.parse_args(argv)
     try:
         if args.command == "synthfer":
@@ -77,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             run = fit(load_profile(args.profile, overrides), resume=args.resume, overwrite=args.overwrite)
             if run.summary:
                 print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
+        elif args.command == "export":
+            from .export import export
+            print(json.dumps(export(args.checkpoint, args.format, args.out), indent=1))
         else:
             from .train.engine import evaluate_checkpoint
             print(json.dumps(evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.split,
@@ -85,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"python -m qcslib {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except TrainingError as e:
+    except (TrainingError, ExportError) as e:
         print(f"python -m qcslib {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:

@@ -70,6 +70,6 @@ class TokenEncoder(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        z = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1)
+        z = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         z = self.norm(self.blocks(self.pos_drop(z + self.pos_embed)))
         return self.head(self.se(z[:, 0])), z[:, 1:]
