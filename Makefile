@@ -12,10 +12,12 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # Re-installs only when pyproject.toml changes; a second `make test` installs nothing.
-$(STAMP): pyproject.toml
+# facenet-pytorch goes in with --no-deps: its metadata pins torch<2.3 and numpy<2 (see pyproject.toml).
+$(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing qcslib and its pinned dependencies into $(VENV) (log: $(VENV)/install.log)"
-	@$(BIN)/python -m pip install -e '.[dev]' > $(VENV)/install.log 2>&1 \
+	@{ $(BIN)/python -m pip install -e '.[dev]' && $(BIN)/python -m pip install --no-deps facenet-pytorch==2.6.0; } \
+		> $(VENV)/install.log 2>&1 \
 		|| { tail -n 40 $(VENV)/install.log; echo "pip install failed, see $(VENV)/install.log"; exit 1; }
 	@touch $@
 
@@ -30,4 +32,4 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup
-	for b in model_cost sampler_speed synthfer_speed train_speed; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in model_cost sampler_speed synthfer_speed train_speed inference_speed loader_speed; do $(BIN)/python benchmarks/$$b.py || exit 1; done

@@ -8,14 +8,12 @@ fewer when ``--seconds`` runs out. Writes reports/bench/inference_speed.json.
 """
 import argparse
 import datetime
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import cpu_name, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib import QCSConfig, QCSNet
 
 
@@ -68,9 +66,7 @@ def main():
     for r in rows:
         print(f"| {r['device']} | {r['size']} | {r['setting']} | {r['batch']} | {r['images_per_s']:.1f} "
               f"| {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['runs']} |")
-    out = Path(__file__).resolve().parents[1] / "reports" / "bench" / "inference_speed.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+    write_json("inference_speed", {"machine": machine, "rows": rows})
 
 
 if __name__ == "__main__":

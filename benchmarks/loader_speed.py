@@ -11,7 +11,6 @@ reports/bench/loader_speed.json.
 """
 import argparse
 import datetime
-import json
 import os
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import cpu_name, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib.data import (QuadrupletDataset, QuadrupletSampler, SynthFERSettings, build_transforms, decode_images,
                          generate, load_split)
 from qcslib.data.transforms import build_split_transforms
@@ -73,9 +72,7 @@ def main():
     for r in rows:
         print(f"| {r['size']} | {r['workers']} | {r['cache']} | {r['augment_on_device']} | {r['quadruplets_per_s']:.1f} "
               f"| {r['images_per_s']:.1f} |")
-    out = Path(__file__).resolve().parents[1] / "reports" / "bench" / "loader_speed.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+    write_json("loader_speed", {"machine": machine, "rows": rows})
 
 
 if __name__ == "__main__":

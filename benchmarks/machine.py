@@ -9,3 +9,13 @@ def cpu_name() -> str:
             return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         return platform.processor() or "unknown CPU"
+
+
+def write_json(name: str, payload: dict) -> None:
+    """Write ``payload`` to ``reports/bench/<name>.json`` (git-ignored), where every benchmark leaves its numbers."""
+    import json
+    from pathlib import Path
+
+    out = Path(__file__).resolve().parents[1] / "reports" / "bench" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1))

@@ -10,7 +10,7 @@ import datetime
 import torch
 from torch.utils.benchmark import Timer
 
-from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import cpu_name, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib import QCSConfig, QCSNet, count_parameters, inference_flops
 
 
@@ -41,6 +41,7 @@ def main():
     for r in rows:
         print(f"| {r['size']} | {r['image']}² | {r['inference'] / 1e6:.2f} M | {r['training'] / 1e6:.2f} M "
               f"| {r['gflops']:.2f} | {r['median_ms']:.1f} ms ({r['iqr_ms']:.1f}) |")
+    write_json("model_cost", {"date": str(datetime.date.today()), "cpu": cpu_name(), "batch": args.batch, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import cpu_name, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib.data.synthfer import SynthFERSettings, generate
 
 
@@ -47,6 +47,9 @@ def main():
           f" · {count} images of {args.size}² with masks · in {Path(tmp).parent.resolve()}")
     print(f"{count / wall:.0f} images/s (wall {wall:.1f} s) · {1e3 * cpu / count:.2f} ms CPU per image"
           f" · {size_mb:.0f} MB written")
+    write_json("synthfer_speed", {"date": str(datetime.date.today()), "cpu": cpu_name(), "workers": args.workers,
+                                  "images": count, "size": args.size, "images_per_s": count / wall,
+                                  "cpu_ms_per_image": 1e3 * cpu / count, "mb_written": size_mb})
 
 
 if __name__ == "__main__":

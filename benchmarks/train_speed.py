@@ -14,14 +14,12 @@ reports/bench/train_speed.json.
 """
 import argparse
 import datetime
-import json
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from machine import cpu_name  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import cpu_name, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib import QCSConfig, QCSNet
 from qcslib.train.distributed import World
 from qcslib.train.engine import _train_step
@@ -110,9 +108,7 @@ def main():
     for r in rows:
         print(f"| {r['device']} | {r['size']} | {r['batch']} | {r['setting']} | {r['quadruplets_per_s']:.2f} "
               f"| {r['images_per_s']:.1f} | {r['ratio']:.2f} | {r['tflops']:.4f} |")
-    out = Path(__file__).resolve().parents[1] / "reports" / "bench" / "train_speed.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+    write_json("train_speed", {"machine": machine, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -7,10 +7,15 @@
   (``torchrun --nproc-per-node N -m qcslib train ...`` for DDP); prints the run's summary JSON
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test]``: metrics of a checkpoint (ours
   or the authors' official release) on a split, as JSON
+- ``predict PATH... --checkpoint CKPT [--classes DATASET] [--json] [--out DIR]``: detect, align and classify
+  every face in images or folders; ``--json`` prints one list of records, a face's
+  ``{file, face, box, landmarks, probabilities, label}`` or a failed file's ``{file, error}``
 - ``export --checkpoint PATH --format onnx|torchscript [--out PATH]``: the base branch with a dynamic batch,
   checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON
 
-Exit codes: 0 done, 2 bad input (the message says what and where), 130 interrupted (Ctrl-C).
+Exit codes: 0 done; 1 training stopped on a non-finite loss, an export failed its check, or (predict) some
+file had no face or could not be read — the other files are still processed; 2 bad input (the message says
+what and where); 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from .data.sources import DATASETS, DataError, load_split, verify_images
+from .data.sources import DATASET_CLASSES, DATASETS, DataError, load_split, verify_images
 from .data.report import data_report
 from .data.synthfer import SynthFERSettings, generate
 from .models.weights import CheckpointError
@@ -35,6 +40,35 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         else:
             parser.add_argument(flag, type=type(f.default), default=f.default, help=f"default {f.default}")
+
+
+def _predict(args) -> int:
+    from .faces import image_files, predict_faces, write_predictions
+    from .models.weights import load_checkpoint
+    from .train.engine import RECIPE_OF
+
+    model, report = load_checkpoint(args.checkpoint)
+    classes = report.meta.get("classes") or (list(DATASET_CLASSES[args.classes]) if args.classes else None)
+    if classes is None:
+        raise CheckpointError(f"{args.checkpoint}: stores no class names (an official checkpoint); pass --classes "
+                              f"{'|'.join(DATASET_CLASSES)}")
+    if len(classes) != model.config.num_classes:
+        raise CheckpointError(f"{args.checkpoint}: has {model.config.num_classes} classes, --classes {args.classes} "
+                              f"names {len(classes)}")
+    template = "synthfer" if report.meta.get("dataset") == "synthfer" else "rafdb"
+    files, errors = image_files(args.paths)
+    records, found = predict_faces(model, files, classes, template,
+                                   recipe=report.meta.get("transform") or RECIPE_OF.get(args.classes, "rafdb"))
+    records = errors + records
+    if args.out:
+        write_predictions(records, found, args.out)
+    if args.json:
+        print(json.dumps(records))
+    else:
+        for r in records:
+            print(f"{r['file']}: {r['error']}" if "error" in r else
+                  f"{r['file']} face {r['face']}: {r['label']} ({r['probabilities'][r['label']]:.2f})")
+    return 1 if any("error" in r for r in records) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--num-workers", type=int, default=0)
+    pr = commands.add_parser("predict", help="the expression of every face in images or folders")
+    pr.add_argument("paths", nargs="+", help="image files or folders")
+    pr.add_argument("--checkpoint", required=True, help="a qcslib .pt or an official QCS/DCS .pth")
+    pr.add_argument("--classes", choices=tuple(DATASET_CLASSES),
+                    help="class order of a checkpoint that stores none (the official ones)")
+    pr.add_argument("--json", action="store_true", help="print one JSON list of records")
+    pr.add_argument("--out", help="write annotated images, predictions.csv and predictions.json here")
     ex = commands.add_parser("export", help="export the base branch to ONNX or TorchScript, checked")
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--format", required=True, choices=("onnx", "torchscript"))
@@ -84,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             run = fit(load_profile(args.profile, overrides), resume=args.resume, overwrite=args.overwrite)
             if run.summary:
                 print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
+        elif args.command == "predict":
+            return _predict(args)
         elif args.command == "export":
             from .export import export
             print(json.dumps(export(args.checkpoint, args.format, args.out), indent=1))

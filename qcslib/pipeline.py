@@ -143,10 +143,10 @@ def environment() -> dict:
 
 
 def write_index(profile: str, params: dict, out_dir: Path, timings: dict, failure: str | None) -> None:
-    reports = "".join(
+    reports = "".join(  # every rendered report, also those of earlier runs (--only)
         f"<tr><td><a href='{html.escape(nb.stem)}.html'>{html.escape(nb.stem)}</a></td>"
-        f"<td>{timings[nb.stem]:.1f} s</td></tr>" for nb in notebooks() if nb.stem in timings
-        and (out_dir / f"{nb.stem}.html").exists())
+        f"<td>{f'{timings[nb.stem]:.1f} s' if nb.stem in timings else 'earlier run'}</td></tr>"
+        for nb in notebooks() if (out_dir / f"{nb.stem}.html").exists())
     runs = run_summaries(ROOT / params["run_dir"])
     runs_html = runs.to_html(index=False, float_format=lambda v: f"{v:.2f}") if len(runs) else "<p>No runs yet.</p>"
     env = pd.Series(environment(), name="value").to_frame().to_html()

@@ -12,10 +12,10 @@ from qcslib import pipeline
 REQUIRED = {"profile", "dataset", "data_root", "run_dir", "seeds", "device"}
 
 
-def test_there_are_six_numbered_notebooks():
+def test_there_are_seven_numbered_notebooks():
     assert [nb.name for nb in pipeline.notebooks()] == [
         "01_data_prep.ipynb", "02_train_qcs.ipynb", "03_evaluate.ipynb", "04_ablations.ipynb", "05_tsne.ipynb",
-        "06_gradcam.ipynb"]
+        "06_gradcam.ipynb", "07_predict.ipynb"]
 
 
 @pytest.mark.parametrize("path", pipeline.notebooks(), ids=lambda p: p.stem)

@@ -171,3 +171,20 @@ def csa_grid(images: list, maps: list[list[np.ndarray]], sample: int = 0) -> plt
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def face_predictions(crops: list, records: list[dict]) -> plt.Figure:
+    """One row per face: the aligned crop the model read, and its class probabilities."""
+    fig, axes = plt.subplots(len(crops), 2, figsize=(8, 2.4 * len(crops)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 2.2]})
+    for (ax_img, ax_bar), crop, r in zip(axes, crops, records):
+        ax_img.imshow(crop)
+        ax_img.set_title(f"{r['file'].split('/')[-1]} · face {r['face']}", fontsize=8)
+        ax_img.axis("off")
+        names, p = list(r["probabilities"]), list(r["probabilities"].values())
+        ax_bar.barh(names, p, color=["C3" if n == r["label"] else "C0" for n in names])
+        ax_bar.set_xlim(0, 1)
+        ax_bar.invert_yaxis()
+        ax_bar.set_xlabel("probability")
+    fig.tight_layout()
+    return fig

@@ -298,4 +298,5 @@ def load_checkpoint(path: str | Path, num_classes: int | None = None) -> tuple[Q
         meta["classes"] = [str(c) for c in obj["classes"]]
     if isinstance(obj.get("train_config"), dict):
         meta["transform"] = obj["train_config"].get("transform")
+        meta["dataset"] = obj["train_config"].get("dataset")
     return model.eval(), LoadReport(str(path), list(model.state_dict()), stubbed=stubbed, meta=meta)

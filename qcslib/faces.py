@@ -1,0 +1,164 @@
+"""Faces in photos: MTCNN detection (facenet-pytorch; its weights ship inside its wheel, so it works offline) and a
+5-point similarity alignment to the crop geometry a model was trained on.
+
+A model reads faces framed the way its training crops were; a photo cropped any other way collapses its
+predictions onto one or two classes. ``TEMPLATES`` holds, once, where the five landmarks (left eye, right eye,
+nose tip, left and right mouth corner; "left" = image left) sit in a training crop, as fractions of its side:
+
+- ``rafdb``: RAF-DB's aligned 100 × 100 crops. RAF-DB does not publish its template; this is the widely used
+  112 × 112 five-point template of ArcFace (insightface), divided by 112 — an approximation of RAF-DB's framing,
+  not checked against its images here.
+- ``synthfer``: SynthFER's own frame, from its generator: the face centre at (0.5, 0.53) of the image, one face
+  unit = 0.32 of the side, eyes at (±0.37, −0.15), nose tip (0, 0.23), mouth corners (±0.28, 0.60) face units (the
+  means of the identity ranges in ``synthfer.sample_identity``).
+
+``align`` finds the similarity transform (rotation, uniform scale, shift; least squares, scikit-image) taking the
+detected landmarks onto the template scaled to the crop size, and resamples the photo through it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage.transform import SimilarityTransform
+
+_ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
+                         [70.7299, 92.2041]])
+_SYNTHFER_UNITS = np.array([[-0.37, -0.15], [0.37, -0.15], [0.0, 0.23], [-0.28, 0.60], [0.28, 0.60]])
+TEMPLATES = {
+    "rafdb": _ARCFACE_112 / 112,
+    "synthfer": np.array([0.5, 0.53]) + 0.32 * _SYNTHFER_UNITS,
+}
+
+
+@dataclass
+class Face:
+    """One detected face: box (x0, y0, x1, y1), 5 landmarks (x, y) in photo pixels, detector probability."""
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    probability: float
+
+
+class FaceDetector:
+    """MTCNN (facenet-pytorch) on CPU by default; ``detect(image) -> list[Face]``, best first."""
+
+    def __init__(self, device: str = "cpu", min_probability: float = 0.9):
+        from facenet_pytorch import MTCNN  # installed with --no-deps: its metadata pins an old torch and numpy
+        self.mtcnn = MTCNN(keep_all=True, device=device)
+        self.min_probability = min_probability
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        boxes, probs, points = self.mtcnn.detect(image.convert("RGB"), landmarks=True)
+        if boxes is None:
+            return []
+        # under numpy 2, MTCNN hands back object arrays: make them float
+        boxes, probs, points = (np.asarray(a, dtype=np.float64) for a in (boxes, probs, points))
+        faces = [Face(b, p, float(q)) for b, p, q in zip(boxes, points, probs) if q >= self.min_probability]
+        return sorted(faces, key=lambda f: -f.probability)
+
+
+def align(image: Image.Image, landmarks: np.ndarray, template: str = "rafdb", size: int = 100) -> Image.Image:
+    """The ``size`` × ``size`` crop that puts ``landmarks`` (5 × 2, photo pixels) on ``TEMPLATES[template]``."""
+    if template not in TEMPLATES:
+        raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, got {template!r}")
+    target = TEMPLATES[template] * size
+    transform = SimilarityTransform.from_estimate(np.asarray(landmarks, dtype=np.float64), target)
+    if not transform:
+        raise ValueError(f"cannot fit a similarity transform to the landmarks {np.asarray(landmarks).tolist()}")
+    inverse = np.linalg.inv(transform.params)  # crop pixel → photo pixel, what PIL's AFFINE wants
+    return image.convert("RGB").transform((size, size), Image.Transform.AFFINE, inverse[:2].ravel(),
+                                          resample=Image.Resampling.BILINEAR)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def image_files(paths) -> tuple[list[Path], list[dict]]:
+    """Files to read: each file given, and each folder's images (sorted). → (files, error records)."""
+    files, errors = [], []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files += found
+            if not found:
+                errors.append({"file": str(path), "error": f"empty folder: no {'/'.join(IMAGE_SUFFIXES)} files"})
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append({"file": str(path), "error": "not found"})
+    return files, errors
+
+
+def predict_faces(model, files, classes, template: str, detector: FaceDetector | None = None,
+                  recipe: str = "rafdb") -> tuple[list[dict], dict[str, tuple[Image.Image, list[Face]]]]:
+    """Every face of every file → records ``{file, face, box, landmarks, probabilities, label}`` (faces best first),
+    and ``{file: (photo, faces)}`` for annotating; a file that cannot be read or has no face gives
+    ``{file, error}`` and the others go on."""
+    import torch
+
+    from .data.transforms import build_transforms
+
+    detector = detector or FaceDetector()
+    size = model.config.image_size
+    transform = build_transforms(recipe, size, train=False)
+    records, found = [], {}
+    model.eval()
+    for file in files:
+        try:
+            with Image.open(file) as photo:
+                photo = photo.convert("RGB")
+        except (OSError, ValueError) as e:
+            records.append({"file": str(file), "error": f"cannot read the image: {e}"})
+            continue
+        faces = detector.detect(photo)
+        if not faces:
+            records.append({"file": str(file), "error": "no face found"})
+            continue
+        crops = torch.stack([transform(align(photo, f.landmarks, template, size)) for f in faces])
+        with torch.inference_mode():
+            probabilities = torch.softmax(model(crops), dim=1).numpy()
+        for i, (face, p) in enumerate(zip(faces, probabilities)):
+            records.append({"file": str(file), "face": i, "box": [round(float(v), 1) for v in face.box],
+                            "landmarks": [[round(float(v), 1) for v in xy] for xy in face.landmarks],
+                            "probabilities": {c: round(float(q), 4) for c, q in zip(classes, p)},
+                            "label": classes[int(p.argmax())]})
+        found[str(file)] = (photo, faces)
+    return records, found
+
+
+def annotate(photo: Image.Image, faces: list[Face], records: list[dict]) -> Image.Image:
+    """The photo with each face's box, landmarks, top label and its probability drawn on it."""
+    from PIL import ImageDraw
+
+    out = photo.copy()
+    draw = ImageDraw.Draw(out)
+    width = max(2, round(max(out.size) / 250))
+    for face, record in zip(faces, records):
+        x0, y0, x1, y1 = face.box
+        draw.rectangle((x0, y0, x1, y1), outline=(255, 40, 40), width=width)
+        for x, y in face.landmarks:
+            draw.ellipse((x - width, y - width, x + width, y + width), fill=(40, 255, 40))
+        label = record["label"]
+        draw.text((x0, max(0, y0 - 12)), f"{label} {record['probabilities'][label]:.2f}", fill=(255, 255, 0))
+    return out
+
+
+def write_predictions(records: list[dict], found: dict, out: str | Path) -> None:
+    """``out/predictions.json`` (the records), ``out/predictions.csv`` (one row per face or failed file) and
+    ``out/<name>_faces.png`` (each photo with its faces annotated)."""
+    import json
+
+    import pandas as pd
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "predictions.json").write_text(json.dumps(records, indent=1))
+    rows = [{k: v for k, v in r.items() if k not in ("probabilities", "landmarks", "box")}
+            | {f"p_{c}": p for c, p in r.get("probabilities", {}).items()} for r in records]
+    pd.DataFrame(rows).to_csv(out / "predictions.csv", index=False)
+    for i, (file, (photo, faces)) in enumerate(found.items()):
+        faces_records = [r for r in records if r["file"] == file and "face" in r]
+        annotate(photo, faces, faces_records).save(out / f"{i:03d}_{Path(file).stem}_faces.png")

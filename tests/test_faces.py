@@ -1,0 +1,98 @@
+"""Faces in real photos: MTCNN on scikit-image's astronaut, alignment to the templates, and the predict command."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from qcslib import QCSConfig, QCSNet, save_checkpoint
+from qcslib.faces import TEMPLATES, FaceDetector, align
+
+CLASSES = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return Image.fromarray(data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return FaceDetector()
+
+
+def test_one_face_with_landmarks_inside_its_box(astronaut, detector):
+    faces = detector.detect(astronaut)
+    assert len(faces) == 1 and faces[0].probability > 0.99
+    (x0, y0, x1, y1), points = faces[0].box, faces[0].landmarks
+    assert points.shape == (5, 2) and points.dtype == np.float64
+    assert ((points[:, 0] > x0) & (points[:, 0] < x1) & (points[:, 1] > y0) & (points[:, 1] < y1)).all()
+    assert points[0, 0] < points[1, 0] and points[3, 0] < points[4, 0]  # left eye, left mouth corner: image left
+    assert detector.detect(Image.new("RGB", (160, 160), (90, 140, 200))) == []
+
+
+@pytest.mark.parametrize("template, size", [("rafdb", 100), ("synthfer", 112), ("rafdb", 64)])
+def test_the_aligned_crop_puts_the_landmarks_on_the_template(astronaut, detector, template, size):
+    face = detector.detect(astronaut)[0]
+    crop = align(astronaut, face.landmarks, template, size)
+    assert crop.size == (size, size) and crop.mode == "RGB"
+    # the same transform, applied to the landmarks: they land on the template within a few % of the side
+    again = detector.detect(crop.resize((224, 224)))
+    assert len(again) == 1
+    np.testing.assert_allclose(again[0].landmarks / 224, TEMPLATES[template], atol=0.06)
+
+
+def test_align_rejects_an_unknown_template(astronaut, detector):
+    with pytest.raises(ValueError, match="template must be one of rafdb, synthfer"):
+        align(astronaut, detector.detect(astronaut)[0].landmarks, "affectnet")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, QCSNet(QCSConfig.sized("tiny")), classes=CLASSES)
+    return path
+
+
+def test_predict_goes_on_past_bad_files_and_reports_each(tmp_path, astronaut, checkpoint):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut.save(photos / "astronaut.jpg")
+    Image.new("RGB", (120, 120), (90, 140, 200)).save(photos / "flat.png")
+    (photos / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "qcslib", "predict", str(photos), str(tmp_path / "empty"),
+                             "--checkpoint", str(checkpoint), "--json", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr  # some files had no face or could not be read
+    records = {r["file"].split("/")[-1]: r for r in json.loads(result.stdout)}
+    face = records["astronaut.jpg"]
+    assert set(face) == {"file", "face", "box", "landmarks", "probabilities", "label"}
+    assert list(face["probabilities"]) == CLASSES and sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
+    assert records["flat.png"] == {"file": str(photos / "flat.png"), "error": "no face found"}
+    assert records["corrupt.jpg"]["error"].startswith("cannot read the image")
+    assert records["empty"]["error"].startswith("empty folder")
+    assert (out / "predictions.csv").exists() and json.loads((out / "predictions.json").read_text())
+    assert [p.name for p in out.glob("*_faces.png")] == ["000_astronaut_faces.png"]
+
+
+def test_an_official_checkpoint_needs_its_class_order(tmp_path, astronaut):
+    from tests.official_reference import random_official_state_dict, write_official_checkpoint
+    path = tmp_path / "official.pth"
+    write_official_checkpoint(path, random_official_state_dict("qcs", 7))
+    astronaut.save(tmp_path / "a.png")
+    bad = subprocess.run([sys.executable, "-m", "qcslib", "predict", str(tmp_path / "a.png"), "--checkpoint",
+                          str(path)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "pass --classes rafdb|ferplus|affectnet7|affectnet8" in bad.stderr
+    ok = subprocess.run([sys.executable, "-m", "qcslib", "predict", str(tmp_path / "a.png"), "--checkpoint",
+                         str(path), "--classes", "rafdb", "--json"], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert list(json.loads(ok.stdout)[0]["probabilities"]) == ["surprise", "fear", "disgust", "happy", "sad",
+                                                               "anger", "neutral"]
