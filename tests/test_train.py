@@ -294,7 +294,9 @@ def test_a_config_that_cannot_work_is_refused_before_training(tmp_path, smoke_da
     cases = [(smoke(tmp_path, smoke_data, "model.num_classes=8"), ConfigError, "model.num_classes is 8, but synthfer"),
              (smoke(tmp_path, smoke_data, "batch_size=500"), ConfigError,
               "batch_size 500 × 1 process(es) is larger than the 336 training images"),
-             (smoke(tmp_path, tmp_path / "nowhere", "dataset=list"), FileNotFoundError, "dataset root not found")]
+             (smoke(tmp_path, tmp_path / "nowhere", "dataset=list"), FileNotFoundError, "dataset root not found"),
+             (smoke(tmp_path, smoke_data, "backbone_weights=nowhere/ir50.pth"), ConfigError,
+              "backbone_weights nowhere/ir50.pth: no such file; put POSTER++'s MS-Celeb-1M IR-50")]
     for config, error, message in cases:
         with pytest.raises(error) as e:
             fit(config, progress=False)

@@ -60,7 +60,7 @@ class TrainConfig:
     verify_images: bool = True           # decode every image first; unreadable ones are skipped and listed
     # model
     model: dict = field(default_factory=dict)          # QCSConfig fields, plus size: paper | tiny
-    backbone_weights: str | None = None  # ir50.pth (ImageNet-pretrained IR-50, as the official code loads)
+    backbone_weights: str | None = None  # ir50.pth (the MS-Celeb-1M IR-50 the official code loads)
     # optimisation
     optimizer: str = "adam"              # SAM's base optimizer, or the optimizer itself with sam: false
     sam: bool = True

@@ -292,6 +292,9 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
         raise ConfigError(f"{run_dir} already holds a run; resume it (--resume {run_dir / 'last.pt'}), "
                           f"choose another name, or overwrite it")
     state = _read_resume(resume, config) if resume is not None else None
+    if config.backbone_weights and state is None and not Path(config.backbone_weights).is_file():
+        raise ConfigError(f"backbone_weights {config.backbone_weights}: no such file; put POSTER++'s MS-Celeb-1M "
+                          f"IR-50 (ir50.pth) there, or --set backbone_weights=PATH (null: train from scratch)")
     train, test = load_data(config, world)
 
     torch.manual_seed(config.seed)
