@@ -122,6 +122,24 @@ def test_sam_perturbs_by_rho_along_the_gradient_then_steps_from_the_original_wei
     torch.testing.assert_close(torch.cat([w.detach(), v.detach()]), torch.cat([w0, v0]) - 0.1 * g_adv)
 
 
+def test_sam_with_a_grad_scaler_takes_the_unscaled_step():
+    """The fp16 path (GradScaler), checked with torch's CPU scaler: a scaled first backward gives the same
+    perturbation (only the direction counts), and the scaler unscales the second gradient before the step."""
+    def run(scaler):
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.randn(6))
+        sam = SAM([w], torch.optim.SGD, rho=0.05, lr=0.1)
+        for first in (True, False):
+            loss = (w ** 3).sum()
+            (scaler.scale(loss) if scaler else loss).backward()
+            if first:
+                sam.first_step()
+        sam.second_step(scaler=scaler)
+        return w.detach()
+
+    torch.testing.assert_close(run(torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)), run(None))
+
+
 def test_sam_restores_the_weights_exactly_and_skips_a_non_finite_gradient():
     w = torch.nn.Parameter(torch.tensor([1e8, 1e-8, 3.0]))
     w0 = w.detach().clone()
