@@ -7,13 +7,12 @@ channels_last, and bf16 autocast on CUDA. Each (size, batch, setting) runs ``--r
 fewer when ``--seconds`` runs out. Writes reports/bench/inference_speed.json.
 """
 import argparse
-import datetime
 import time
 
 import numpy as np
 import torch
 
-from machine import cpu_name, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import machine_line, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib import QCSConfig, QCSNet
 
 
@@ -60,8 +59,7 @@ def main():
                                      p50_ms=round(1e3 * np.percentile(t, 50), 2),
                                      p95_ms=round(1e3 * np.percentile(t, 95), 2)))
                     print(rows[-1], flush=True)
-    machine = (f"{datetime.date.today()} · {cpu_name()} · {torch.get_num_threads()} threads · torch {torch.__version__}"
-               + (f" · {torch.cuda.get_device_name()}" if torch.cuda.is_available() else " · no GPU"))
+    machine = machine_line()
     print(f"\n{machine}\n\n| device | size | setting | batch | images/s | p50 ms | p95 ms | runs |\n|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['device']} | {r['size']} | {r['setting']} | {r['batch']} | {r['images_per_s']:.1f} "

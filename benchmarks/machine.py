@@ -11,6 +11,17 @@ def cpu_name() -> str:
         return platform.processor() or "unknown CPU"
 
 
+def machine_line() -> str:
+    """Date, CPU, torch threads, torch version and GPU (or "no GPU"): the first line of a benchmark's table."""
+    import datetime
+
+    import torch
+
+    gpu = f" · {torch.cuda.get_device_name()}" if torch.cuda.is_available() else " · no GPU"
+    return (f"{datetime.date.today()} · {cpu_name()} · {torch.get_num_threads()} threads · torch {torch.__version__}"
+            + gpu)
+
+
 def write_json(name: str, payload: dict) -> None:
     """Write ``payload`` to ``reports/bench/<name>.json`` (git-ignored), where every benchmark leaves its numbers."""
     import json

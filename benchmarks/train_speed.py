@@ -13,13 +13,12 @@ noisy machine. Achieved FLOP/s counts the step's FLOPs with ``torch.utils.flop_c
 reports/bench/train_speed.json.
 """
 import argparse
-import datetime
 import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from machine import cpu_name, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
+from machine import machine_line, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib import QCSConfig, QCSNet
 from qcslib.train.distributed import World
 from qcslib.train.engine import _train_step
@@ -101,8 +100,7 @@ def main():
                                      mfu=round(flops / sec / 1e12 / args.peak_tflops, 4) if args.peak_tflops else None,
                                      compile_seconds=round(compile_s, 1) if name == "compile" else None))
                     print(rows[-1], flush=True)
-    machine = (f"{datetime.date.today()} · {cpu_name()} · {torch.get_num_threads()} threads · torch {torch.__version__}"
-               + (f" · {torch.cuda.get_device_name()}" if torch.cuda.is_available() else " · no GPU"))
+    machine = machine_line()
     print(f"\n{machine}\n\n| device | size | batch | setting | quadruplets/s | images/s | × official | achieved TFLOP/s |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

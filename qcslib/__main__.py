@@ -43,22 +43,11 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _predict(args) -> int:
-    from .faces import image_files, predict_faces, write_predictions
-    from .models.weights import load_checkpoint
-    from .train.engine import RECIPE_OF
+    from .faces import image_files, load_predictor, predict_faces, write_predictions
 
-    model, report = load_checkpoint(args.checkpoint)
-    classes = report.meta.get("classes") or (list(DATASET_CLASSES[args.classes]) if args.classes else None)
-    if classes is None:
-        raise CheckpointError(f"{args.checkpoint}: stores no class names (an official checkpoint); pass --classes "
-                              f"{'|'.join(DATASET_CLASSES)}")
-    if len(classes) != model.config.num_classes:
-        raise CheckpointError(f"{args.checkpoint}: has {model.config.num_classes} classes, --classes {args.classes} "
-                              f"names {len(classes)}")
-    template = "synthfer" if report.meta.get("dataset") == "synthfer" else "rafdb"
+    p = load_predictor(args.checkpoint, args.classes)
     files, errors = image_files(args.paths)
-    records, found = predict_faces(model, files, classes, template,
-                                   recipe=report.meta.get("transform") or RECIPE_OF.get(args.classes, "rafdb"))
+    records, found = predict_faces(p.model, files, p.classes, p.template, recipe=p.recipe)
     records = errors + records
     if args.out:
         write_predictions(records, found, args.out)

@@ -92,6 +92,37 @@ def image_files(paths) -> tuple[list[Path], list[dict]]:
     return files, errors
 
 
+@dataclass
+class Predictor:
+    """A checkpoint made ready for photos: the model, its class names, the template of its training crops and
+    the transform recipe of its training data."""
+
+    model: object
+    classes: list[str]
+    template: str
+    recipe: str
+
+
+def load_predictor(checkpoint, classes: str | None = None) -> Predictor:
+    """Load ``checkpoint`` (ours, or an official one, which stores no class names: then ``classes`` names the
+    dataset whose label order it uses) → a Predictor. SynthFER models read SynthFER-framed crops; every other
+    model RAF-DB-framed ones."""
+    from .data.sources import DATASET_CLASSES
+    from .models.weights import CheckpointError, load_checkpoint
+    from .train.engine import RECIPE_OF
+
+    model, report = load_checkpoint(checkpoint)
+    names = report.meta.get("classes") or (list(DATASET_CLASSES[classes]) if classes else None)
+    if names is None:
+        raise CheckpointError(f"{checkpoint}: stores no class names (an official checkpoint); pass --classes "
+                              f"{'|'.join(DATASET_CLASSES)}")
+    if len(names) != model.config.num_classes:
+        raise CheckpointError(f"{checkpoint}: has {model.config.num_classes} classes, --classes {classes} "
+                              f"names {len(names)}")
+    template = "synthfer" if report.meta.get("dataset") == "synthfer" else "rafdb"
+    return Predictor(model, names, template, report.meta.get("transform") or RECIPE_OF.get(classes, "rafdb"))
+
+
 def predict_faces(model, files, classes, template: str, detector: FaceDetector | None = None,
                   recipe: str = "rafdb") -> tuple[list[dict], dict[str, tuple[Image.Image, list[Face]]]]:
     """Every face of every file → records ``{file, face, box, landmarks, probabilities, label}`` (faces best first),

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,7 +264,6 @@ class _Interrupt:
         self.previous = None
 
     def __enter__(self):
-        import threading
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
@@ -355,7 +355,6 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
             bar = tqdm(total=steps_total, initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}",
                        disable=not (progress and world.main), leave=False)
             bad = torch.full((), -1, device=device, dtype=torch.long)
-            step = skip
             for step, batch in enumerate(loader, start=skip):
                 if augment is not None:
                     batch = _augment_batch(batch, augment, device, _epoch_seed(config.seed, epoch, world.rank, step))
