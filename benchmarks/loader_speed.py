@@ -44,7 +44,7 @@ def main():
     parser.add_argument("--quads", type=int, default=512)
     args = parser.parse_args()
     root = Path(args.root) if args.root else generate(Path("/tmp/qcs-loader-bench"), SynthFERSettings(
-        train_identities=20, test_identities=8, images_per_identity=50))
+        train_identities=20, val_identities=1, test_identities=8, images_per_identity=50))
     split = load_split("synthfer", root, "train")
     rows = []
     for size in args.sizes:

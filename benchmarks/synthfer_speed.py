@@ -34,10 +34,10 @@ def main():
     args = parser.parse_args()
     per = 50
     identities = max(2, round(args.images / per))
-    test = max(1, identities // 4)
-    settings = SynthFERSettings(size=args.size, train_identities=identities - test, test_identities=test,
-                                images_per_identity=per)
-    count = identities * per
+    test = max(1, identities // 5)  # as the defaults: 60 train, 20 val, 20 test identities
+    settings = SynthFERSettings(size=args.size, train_identities=max(1, identities - 2 * test), val_identities=test,
+                                test_identities=test, images_per_identity=per)
+    count = (settings.train_identities + 2 * test) * per
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         cpu, wall = cpu_seconds(), time.perf_counter()
         generate(Path(tmp) / "synthfer", settings, workers=args.workers)

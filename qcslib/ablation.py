@@ -1,27 +1,41 @@
-"""Ablations: train every variant over several seeds (reusing finished runs), then summarise honestly.
+"""Ablations: train every variant over several seeds (reusing finished runs), then compare them honestly.
 
-Each variant is a set of model overrides on the profile's config; run ``<variant>-s<seed>`` lands in
-``<runs_dir>/<profile name>/``. ``summarize`` gives mean ± std over seeds of the best and the last epoch,
-``paired_vs_baseline`` the per-seed differences to the baseline (same seed, same data order) with a
-paired t-test, and ``bias_accuracy`` the accuracy on SynthFER's bias-aligned and bias-conflicting test
-images, where the truth about the redundant feature is known.
+Each variant is a set of model overrides on the profile's config (``VARIANTS``, with the claim of the
+paper each one tests in ``CLAIMS``). ``baseline_matched`` is the baseline given QCS's compute: 4× the
+batch and 4× the anchors per epoch, so that it takes as many optimizer steps as QCS and pushes as many
+images through the backbone per step and per epoch (``work_units``). Run ``<variant>-s<seed>`` lands in
+``<runs_dir>/<profile name>/``.
+
+Every run picks its checkpoint and stops on its selection split (val, unless a profile asks for the
+paper's protocol, ``selection: test``); the test scores in its ``summary.json`` come after that.
+``summarize`` gives mean ± std over seeds; ``comparisons`` the paired differences of ``COMPARISONS``
+with 95 % intervals and their verdicts (``analysis.stats``); ``bias_table`` splits SynthFER's test set by
+the background attribute, where the truth about the redundant feature is known; ``findings`` writes
+notebook 04's conclusions from all of these.
 """
 from __future__ import annotations
 
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import yaml
-from scipy import stats
 
+from . import progress
+from .analysis.stats import compare, verdict
 from .data.sources import Split
+from .models.qcs import BRANCHES
+from .models.weights import load_checkpoint
 from .train.config import TrainConfig
-from .train.engine import fit, predict
+from .train.engine import CONVERGED_RANGE, fit, predict, work_units
 
 VARIANTS = {
     "baseline": {"variant": "baseline"},
+    "baseline_matched": {"variant": "baseline"},        # + QCS's image budget: see variant_config
     "dcs": {"variant": "dcs"},
     "qcs": {"variant": "qcs"},                          # csa sd: the paper's method
     "qcs_s": {"variant": "qcs", "csa": "s"},            # similarity only
@@ -29,47 +43,124 @@ VARIANTS = {
     "qcs_no_residual": {"variant": "qcs", "residual": False},
     "qcs_per_sample": {"variant": "qcs", "per_sample_norm": True},
 }
-METRICS = ("test_accuracy", "test_mean_class_accuracy", "test_macro_f1")
+CLAIMS = {
+    "baseline": "POSTER++ without landmarks: the base branch alone, one image per anchor",
+    "baseline_matched": "the baseline with QCS's compute: 4× batch and 4× anchors, as many backbone images as QCS",
+    "dcs": "the dual-branch version (anchor + positive, similarity only)",
+    "qcs": "the paper's method: quadruplets, CSA sd with k = 1 + tanh θ",
+    "qcs_s": "QCS without the dissimilarity term",
+    "qcs_sdpa": "QCS with plain cross attention instead of the CSA formula",
+    "qcs_no_residual": "QCS whose cross encoder reads only the refined tokens",
+    "qcs_per_sample": "QCS with per-sample instead of batch-global min/max normalisation",
+}
+MATCHED = {"baseline_matched": "qcs"}  # variant → the variant whose image budget it gets
+MAIN = ("baseline", "baseline_matched", "dcs", "qcs")  # the profile's `seeds`; the rest get its `ablation_seeds`
+# (variant, reference, the question the paired difference answers)
+COMPARISONS = [
+    ("qcs", "baseline", "does QCS beat the baseline at equal epochs (the paper's comparison)?"),
+    ("qcs", "baseline_matched", "does QCS beat the baseline at equal compute (as many backbone images)?"),
+    ("dcs", "baseline", "does DCS beat the baseline at equal epochs?"),
+    ("qcs", "dcs", "do the negatives help (QCS against DCS)?"),
+    ("baseline_matched", "baseline", "what does QCS's compute alone buy the baseline?"),
+    ("qcs_s", "qcs", "does dropping the dissimilarity term change QCS?"),
+    ("qcs_sdpa", "qcs", "does plain cross attention do as well as CSA?"),
+    ("qcs_no_residual", "qcs", "does dropping the cross residual change QCS?"),
+    ("qcs_per_sample", "qcs", "does per-sample normalisation change QCS?"),
+]
+METRICS = ("val_accuracy", "test_accuracy", "test_mean_class_accuracy", "test_macro_f1")
 
 
 def variant_config(config: TrainConfig, variant: str, seed: int) -> TrainConfig:
-    """The profile's config for one variant and seed, named ``<variant>-s<seed>`` under runs/<profile>."""
+    """The profile's config for one variant and seed, named ``<variant>-s<seed>`` under runs/<profile>.
+    A matched variant multiplies the batch and the anchors per epoch by the branch ratio (4 for QCS)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     model = {k: v for k, v in config.model.items() if k not in ("variant", "csa")}
+    changes = {}
+    if variant in MATCHED:
+        ratio = BRANCHES[VARIANTS[MATCHED[variant]]["variant"]] // BRANCHES[VARIANTS[variant]["variant"]]
+        changes = {"batch_size": config.batch_size * ratio, "epoch_fraction": config.epoch_fraction * ratio}
     return config.replace(name=f"{variant}-s{seed}", runs_dir=str(Path(config.runs_dir) / config.name), seed=seed,
-                          model={**model, **VARIANTS[variant]})
+                          model={**model, **VARIANTS[variant]}, **changes)
+
+
+def plan(seeds: list[int], ablation_seeds: list[int]) -> dict[str, list[int]]:
+    """Every variant with its seeds: ``seeds`` for the ``MAIN`` comparison, ``ablation_seeds`` for the rest."""
+    return {v: list(seeds if v in MAIN else ablation_seeds) for v in VARIANTS}
 
 
 def finished(config: TrainConfig) -> bool:
-    """A run of exactly this config that trained all its epochs."""
+    """A run of exactly this config that has stopped (its ``summary.json`` is written when training ends)."""
     run_dir = config.run_dir
     try:
         same = yaml.safe_load((run_dir / "config.yaml").read_text()) == config.to_dict()
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return False
-    return same and summary.get("epochs") == config.epochs
+    return same and "stopped_epoch" in summary
 
 
-def train_variants(config: TrainConfig, variants=tuple(VARIANTS), seeds=(0, 1), force: bool = False,
-                   progress: bool = True) -> pd.DataFrame:
-    """Train (or reuse) every variant × seed → one row per run: variant, seed, best_* and last_* metrics,
-    best_epoch, train_seconds, reused, run_dir."""
+def read_run(summary: dict) -> dict:
+    """A summary.json → one flat row: best_*/last_* metrics, the epochs, convergence and compute."""
+    row = {"best_epoch": summary["best"]["epoch"], "stopped_epoch": summary["stopped_epoch"],
+           "max_epochs": summary["max_epochs"], "stopped_early": summary["stopped_early"],
+           "converged": summary["converged"], "selection": summary["selection"]}
+    for when in ("best", "last"):
+        row.update({f"{when}_{m}": summary[when].get(m, np.nan) for m in METRICS})
+    return {**row, "backbone_images": summary["backbone_images"], "train_seconds": summary["train_seconds"]}
+
+
+def train_variants(config: TrainConfig, plan: dict[str, list[int]], force: bool = False, jobs: int = 1,
+                   progress_bars: bool = True) -> pd.DataFrame:
+    """Train (or reuse) every ``{variant: [seeds]}`` of ``plan`` → one row per run (``read_run``'s columns
+    plus variant, seed, reused, run_dir), in plan order.
+
+    ``jobs > 1`` trains that many runs at once in worker processes that share the CPU threads (on a
+    2-core CPU, two one-thread runs do about 1.25× the work of one two-thread run), longest runs first.
+    While it trains, ``progress`` reports which run of how many, and what is left after it."""
+    planned = [(v, s, variant_config(config, v, s)) for v, seeds in plan.items() for s in seeds]
+    todo = sorted((c for _, _, c in planned if force or not finished(c)), key=work_units, reverse=True)
+    if jobs > 1 and len(todo) > 1:
+        threads = max(1, torch.get_num_threads() // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
+                                 initargs=(threads,)) as pool:
+            futures = [pool.submit(_fit, c, _context(todo, i, jobs), False) for i, c in enumerate(todo)]
+            for future in futures:
+                future.result()  # a worker's error is raised here
+    else:
+        for i, c in enumerate(todo):
+            _fit(c, _context(todo, i, 1), progress_bars)
+    progress.context(run_index=None, runs=None, later_units=None)
     rows = []
-    for variant in variants:
-        for seed in seeds:
-            c = variant_config(config, variant, seed)
-            reused = finished(c) and not force
-            if not reused:
-                fit(c, overwrite=True, progress=progress)
-            summary = json.loads((c.run_dir / "summary.json").read_text())
-            row = {"variant": variant, "seed": seed, "best_epoch": summary["best"]["epoch"]}
-            for when in ("best", "last"):
-                row.update({f"{when}_{m}": summary[when][m] for m in METRICS})
-            rows.append({**row, "train_seconds": summary["train_seconds"], "reused": reused,
-                         "run_dir": str(c.run_dir)})
+    for variant, seed, c in planned:
+        summary = json.loads((c.run_dir / "summary.json").read_text())
+        rows.append({"variant": variant, "seed": seed, **read_run(summary), "reused": c not in todo,
+                     "run_dir": str(c.run_dir)})
     return pd.DataFrame(rows)
+
+
+def _context(todo: list[TrainConfig], i: int, jobs: int) -> dict:
+    """What ``progress`` reports with run i: its place, and the work of the runs after it (shared by the jobs)."""
+    return {"run_index": i + 1, "runs": len(todo), "later_units": sum(map(work_units, todo[i + 1:])) / jobs}
+
+
+def _fit(config: TrainConfig, context: dict, progress_bars: bool) -> None:
+    progress.context(**context)
+    fit(config, overwrite=True, progress=progress_bars)
+
+
+def run_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """``train_variants``' rows for reading: how each run ended and what it scored (%), and what it cost."""
+    return pd.DataFrame({
+        "variant": runs["variant"], "seed": runs["seed"],
+        "epochs": [f"{s}/{m}" for s, m in zip(runs["stopped_epoch"], runs["max_epochs"])],
+        "stopped early": runs["stopped_early"].map({True: "yes", False: "no"}),
+        "converged": runs["converged"].map({True: "yes", False: "NO"}),
+        "chosen epoch": runs["best_epoch"],
+        f"{runs['selection'].iloc[0]} acc %": (100 * runs[f"best_{runs['selection'].iloc[0]}_accuracy"]).round(2),
+        "test acc %": (100 * runs["best_test_accuracy"]).round(2),
+        "backbone images (M)": (runs["backbone_images"] / 1e6).round(2),
+        "train s": runs["train_seconds"].round(0).astype(int)}).reset_index(drop=True)
 
 
 def summarize(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
@@ -82,28 +173,36 @@ def summarize(runs: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
 
 
 def format_mean_std(table: pd.DataFrame, scale: float = 100.0, digits: int = 2) -> pd.DataFrame:
-    """``summarize``'s table as "mean ± std" strings (in % by default)."""
+    """``summarize``'s table as "mean ± std" strings (in % by default); one seed shows the mean alone."""
     names = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
     return pd.DataFrame({n: [f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}" if np.isfinite(s)
                              else f"{m * scale:.{digits}f}" for m, s in zip(table[f"{n}_mean"], table[f"{n}_std"])]
                          for n in names}, index=table.index)
 
 
-def paired_vs_baseline(runs: pd.DataFrame, metric: str = "last_test_accuracy", baseline: str = "baseline"
-                       ) -> pd.DataFrame:
-    """Per variant: the mean and std of (variant − baseline) over the seeds both have, the number of seeds where
-    the variant is ahead, and the two-sided paired t-test p-value (NaN with fewer than 2 seeds)."""
-    wide = runs.pivot(index="seed", columns="variant", values=metric)
-    if baseline not in wide:
-        raise ValueError(f"no {baseline!r} runs to compare with; variants: {', '.join(wide.columns)}")
-    rows = {}
-    for variant in [v for v in runs["variant"].unique() if v != baseline]:
-        pair = wide[[variant, baseline]].dropna()
-        diff = pair[variant] - pair[baseline]
-        p = stats.ttest_rel(pair[variant], pair[baseline]).pvalue if len(pair) >= 2 and diff.std() > 0 else np.nan
-        rows[variant] = {"mean_diff": diff.mean(), "std_diff": diff.std(ddof=1), "ahead": int((diff > 0).sum()),
-                         "seeds": len(pair), "p_value": p}
-    return pd.DataFrame.from_dict(rows, orient="index")
+def comparison_table(compared: pd.DataFrame) -> pd.DataFrame:
+    """``comparisons`` for reading: the question, seeds, the mean difference and its 95 % interval in points."""
+    def points(v: float) -> str:
+        return f"{100 * v:+.2f}" if np.isfinite(v) else "n/a"
+
+    return pd.DataFrame({
+        "question": compared["question"].to_numpy(), "seeds": compared["seeds"].to_numpy(),
+        "ahead on": compared["ahead"].to_numpy(), "mean difference": [points(v) for v in compared["mean_diff"]],
+        "95 % interval": [f"[{points(a)}, {points(b)}]" if np.isfinite(a) else "n/a (one seed)"
+                          for a, b in zip(compared["ci_low"], compared["ci_high"])],
+    }, index=pd.Index(compared["comparison"], name="comparison (points of test accuracy)"))
+
+
+def comparisons(runs: pd.DataFrame, metric: str = "best_test_accuracy") -> pd.DataFrame:
+    """``COMPARISONS`` whose two variants both ran → one row each: the question, ``compare``'s numbers and
+    the ``verdict``."""
+    present = set(runs["variant"])
+    rows = []
+    for variant, reference, question in COMPARISONS:
+        if {variant, reference} <= present:
+            c = compare(runs, variant, reference, metric)
+            rows.append({"comparison": f"{variant} − {reference}", "question": question, **c, "verdict": verdict(c)})
+    return pd.DataFrame(rows)
 
 
 def bias_accuracy(model, split: Split, meta_csv: str | Path, image_size: int, recipe: str = "rafdb",
@@ -122,3 +221,51 @@ def bias_accuracy(model, split: Split, meta_csv: str | Path, image_size: int, re
     return {"accuracy": float(correct.mean()), "aligned": float(correct[~flags].mean()) if (~flags).any() else np.nan,
             "conflicting": float(correct[flags].mean()) if flags.any() else np.nan,
             "n_aligned": int((~flags).sum()), "n_conflicting": int(flags.sum())}
+
+
+def bias_table(runs: pd.DataFrame, test: Split, meta_csv: str | Path, recipe: str, device) -> pd.DataFrame:
+    """``bias_accuracy`` of every run's best.pt → one row per run (variant, seed, accuracy, aligned,
+    conflicting, n_aligned, n_conflicting)."""
+    rows = []
+    for r in runs.itertuples():
+        model, _ = load_checkpoint(Path(r.run_dir) / "best.pt")
+        acc = bias_accuracy(model.to(device), test, meta_csv, model.config.image_size, recipe, device=device,
+                            progress=False)
+        rows.append({"variant": r.variant, "seed": r.seed, **acc})
+    return pd.DataFrame(rows)
+
+
+def findings(runs: pd.DataFrame, table: pd.DataFrame, compared: pd.DataFrame, bias: pd.DataFrame | None,
+             ceiling: float | None, chance: float) -> str:
+    """Notebook 04's conclusions as markdown, each number with its seeds and each comparison read from its
+    interval."""
+    selection = set(runs["selection"])
+    lines = ["- Checkpoints were chosen on the **val** split; the test split was scored once per run, after training "
+             "stopped." if selection == {"val"} else
+             "- **Paper's protocol**: checkpoints were chosen on the **test** split (the best test epoch), so these "
+             "test numbers are optimistic."]
+    unconverged = runs.loc[~runs["converged"], ["variant", "seed"]]
+    early = int(runs["stopped_early"].sum())
+    if unconverged.empty:
+        lines.append(f"- All {len(runs)} runs converged: {early} stopped early, the others ended with their last 3 "
+                     f"val accuracies within {100 * CONVERGED_RANGE:.0f} points.")
+    else:
+        names = ", ".join(f"{v}-s{s}" for v, s in unconverged.itertuples(index=False))
+        lines.append(f"- **Not converged** ({len(unconverged)} of {len(runs)} runs: {names}): their numbers are not "
+                     f"results, and the comparisons that use them are not conclusions.")
+    seeds = ", ".join(f"{v} {int(n)}" for v, n in table["n"].items())
+    best = table["best_test_accuracy_mean"]
+    span = (f"between {100 * best.min():.2f} % ({best.idxmin()}) and {100 * best.max():.2f} % ({best.idxmax()})")
+    ceiling_text = f"the AU-oracle ceiling is {100 * ceiling:.2f} %" if ceiling is not None else "no ceiling is known"
+    lines.append(f"- Mean test accuracy lies {span}; chance is {100 * chance:.2f} % and {ceiling_text}. "
+                 f"Seeds per variant: {seeds}.")
+    for row in compared.itertuples():
+        lines.append(f"- *{row.question}* {row.verdict}.")
+    if bias is not None and not bias.empty:
+        conflicting = bias.groupby("variant", sort=False)["conflicting"].agg(["mean", "std", "size"])
+        shown = [v for v in ("baseline", "baseline_matched", "dcs", "qcs") if v in conflicting.index]
+        parts = [f"{v} {100 * conflicting.loc[v, 'mean']:.2f} ± {100 * np.nan_to_num(conflicting.loc[v, 'std']):.2f} %"
+                 for v in shown]
+        lines.append(f"- On bias-conflicting test images (another class's background hue): {'; '.join(parts)} "
+                     f"(mean ± std over seeds).")
+    return "\n".join(lines)

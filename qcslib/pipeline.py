@@ -7,22 +7,31 @@ notebook stops the pipeline, naming the notebook, the cell and the error; the re
 stay, and the partly executed notebook is saved (and rendered) too. ``reports/<profile>/index.html``
 links the reports and tabulates every run's ``summary.json`` with the environment it ran in. Data and
 finished runs are reused on reruns (SynthFER is cached; the notebooks skip finished runs).
+
+While a notebook trains, the terminal shows which run of how many, its epoch and val accuracy, and an
+estimate of the time left (``qcslib.progress``: the kernel writes to a file that a thread here reads).
+Kernels talk to papermill over IPC sockets in a private temporary directory, not over TCP.
 """
 from __future__ import annotations
 
 import argparse
 import html
 import json
+import os
 import platform
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 import yaml
+from jupyter_client.manager import AsyncKernelManager
 
+from . import progress
 from .train.config import load_profile, notebook_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,13 +42,13 @@ PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "scikit-learn", "papermi
 
 def notebook_setup() -> None:
     """What every notebook does first: work from the project root (the parameters' paths are relative to it),
-    and accept text progress bars without a warning (ipywidgets is not installed)."""
-    import os
+    accept text progress bars without a warning (ipywidgets is not installed), and show table cells whole."""
     import warnings
 
     from tqdm import TqdmWarning
     os.chdir(ROOT)
     warnings.filterwarnings("ignore", category=TqdmWarning)
+    pd.set_option("display.max_colwidth", None)  # table cells are sentences: show them whole
 
 
 def notebooks() -> list[Path]:
@@ -66,6 +75,38 @@ def render_html(notebook: Path, out: Path) -> None:
     out.write_text(body, encoding="utf-8")
 
 
+class ProgressPrinter(threading.Thread):
+    """Prints ``progress.describe`` of the file the kernel reports to: on a new run at once, else at most every
+    ``every`` seconds, and only when something changed."""
+
+    def __init__(self, path: Path, prefix: str, every: float = 10.0):
+        super().__init__(daemon=True)
+        self.path, self.prefix, self.every, self.done = path, prefix, every, threading.Event()
+
+    def run(self) -> None:
+        seen, run, printed = None, None, 0.0
+        while not self.done.wait(1.0):
+            state = progress.read(self.path)
+            if not state or state.get("time") == seen:
+                continue
+            if state.get("run") != run or time.monotonic() - printed >= self.every:
+                print(f"      {self.prefix} · {progress.describe(state)}", flush=True)
+                seen, run, printed = state.get("time"), state.get("run"), time.monotonic()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+
+def _kernel_manager(socket_dir: str) -> type:
+    """A kernel manager class whose kernels talk over IPC sockets in ``socket_dir`` (TCP on localhost would
+    work too, but each kernel then warns that its traffic is unencrypted)."""
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", ip=os.path.join(socket_dir, "kernel"), **kwargs)
+    return IPCKernelManager
+
+
 def run(profile: str, extra: dict | None = None, only: list[str] | None = None, out_dir: Path | None = None) -> int:
     """Run the pipeline → exit status (0: every notebook ran; 1: one failed, and the pipeline stopped there)."""
     import papermill
@@ -80,17 +121,26 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
         return 1
     timings, failure = {}, None
     start = time.perf_counter()
+    sockets = tempfile.TemporaryDirectory(prefix="qcs-kernels-")
+    report = Path(sockets.name) / "progress.json"
+    os.environ[progress.ENV] = str(report)  # the kernels inherit it
     for i, nb in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {nb.name} ...", flush=True)
         t = time.perf_counter()
         executed = out_dir / nb.name
         declared = papermill.inspect_notebook(str(nb))  # pass each notebook only the parameters it declares
+        report.unlink(missing_ok=True)
+        printer = ProgressPrinter(report, nb.stem)
+        printer.start()
         try:
             papermill.execute_notebook(str(nb), str(executed), parameters={k: v for k, v in params.items() if k in declared},
-                                       kernel_name="python3", cwd=str(ROOT), progress_bar=False)
+                                       kernel_name="python3", cwd=str(ROOT), progress_bar=False,
+                                       kernel_manager_class=_kernel_manager(sockets.name))
         except PapermillExecutionError as e:
             failure = (f"{nb.name} failed in cell [{e.exec_count}]: {e.ename}: "
                        f"{e.evalue.splitlines()[0] if e.evalue else ''}")
+        finally:
+            printer.stop()
         timings[nb.stem] = round(time.perf_counter() - t, 1)
         if executed.exists():
             render_html(executed, out_dir / f"{nb.stem}.html")
@@ -98,6 +148,8 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
         print(f"[{i}/{len(chosen)}] {nb.name} {status} in {timings[nb.stem]:.1f} s", flush=True)
         if failure:
             break
+    del os.environ[progress.ENV]
+    sockets.cleanup()
     total = round(time.perf_counter() - start, 1)
     (out_dir / "timings.json").write_text(json.dumps({"profile": profile, "seconds": timings, "total": total,
                                                       "failed": failure}, indent=1))
@@ -110,15 +162,20 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
 
 
 def run_summaries(run_dir: Path) -> pd.DataFrame:
-    """One row per ``summary.json`` under ``run_dir`` (recursively)."""
+    """One row per ``summary.json`` under ``run_dir`` (recursively): how the run ended, the split that chose its
+    checkpoint, and that checkpoint's scores."""
     rows = []
     for path in sorted(Path(run_dir).rglob("summary.json")):
         s = json.loads(path.read_text())
+        chosen = s["best"]
         rows.append({"run": str(path.parent.relative_to(run_dir)), "variant": s["variant"], "seed": s["seed"],
-                     "epochs": s["epochs"], "best epoch": s["best"]["epoch"],
-                     "best acc %": 100 * s["best"]["test_accuracy"], "last acc %": 100 * s["last"]["test_accuracy"],
-                     "last mean class acc %": 100 * s["last"]["test_mean_class_accuracy"],
-                     "last macro-F1 %": 100 * s["last"]["test_macro_f1"], "train s": s["train_seconds"]})
+                     "epochs": f"{s['stopped_epoch']}/{s['max_epochs']}",
+                     "stopped early": "yes" if s["stopped_early"] else "no",
+                     "converged": "yes" if s["converged"] else "NO", "chosen on": s["selection"],
+                     "chosen epoch": chosen["epoch"], "val acc %": 100 * chosen.get("val_accuracy", float("nan")),
+                     "test acc %": 100 * chosen["test_accuracy"],
+                     "test mean class acc %": 100 * chosen["test_mean_class_accuracy"],
+                     "last epoch test acc %": 100 * s["last"]["test_accuracy"], "train s": s["train_seconds"]})
     return pd.DataFrame(rows)
 
 
@@ -157,8 +214,9 @@ def write_index(profile: str, params: dict, out_dir: Path, timings: dict, failur
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .fail{{color:#b00}}</style></head><body>
 <h1>qcs-fer reports: profile <code>{html.escape(profile)}</code></h1>{status}
 <h2>Reports</h2><table><tr><th>notebook</th><th>time</th></tr>{reports}</table>
-<h2>Runs</h2><p>Every <code>summary.json</code> under <code>{html.escape(params["run_dir"])}</code>: the best and the
-last epoch of each run (accuracy on the test split).</p>{runs_html}
+<h2>Runs</h2><p>Every <code>summary.json</code> under <code>{html.escape(params["run_dir"])}</code>: where each run stopped,
+whether it converged, and the test scores of the checkpoint chosen on the split in <i>chosen on</i> (val; "test" marks
+the paper's protocol), with the last epoch's test accuracy beside them.</p>{runs_html}
 <h2>Parameters</h2><pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
 <h2>Environment</h2>{env}</body></html>"""
     (out_dir / "index.html").write_text(page, encoding="utf-8")

@@ -1,24 +1,31 @@
-"""Ablation bookkeeping: variant configs, run reuse, mean ± std, paired differences, bias-conflicting accuracy."""
+"""Ablation bookkeeping: variant configs and the matched budget, run reuse, parallel runs, mean ± std, paired
+intervals and their verdicts, bias-conflicting accuracy, and the findings text."""
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from scipy import stats
 
 from qcslib import ablation
+from qcslib.analysis.stats import compare, verdict
 from qcslib.data.sources import load_split
 from qcslib.data.synthfer import SynthFERSettings, generate
-from qcslib.train import load_profile
+from qcslib.models.backbone import IRBackbone
+from qcslib.train import fit, load_profile
+from qcslib.train.engine import work_units
 
 
-def fake_runs(values: dict[str, list[float]]) -> pd.DataFrame:
+def fake_runs(values: dict[str, list[float]], converged=True) -> pd.DataFrame:
     rows = []
     for variant, accs in values.items():
         for seed, acc in enumerate(accs):
-            rows.append({"variant": variant, "seed": seed, **{f"{w}_{m}": acc + (0.01 if w == "best" else 0)
-                                                               for w in ("best", "last") for m in ablation.METRICS}})
+            rows.append({"variant": variant, "seed": seed, "selection": "val", "converged": converged,
+                         "stopped_early": False,
+                         **{f"{w}_{m}": acc + (0.01 if w == "best" else 0) for w in ("best", "last")
+                            for m in ablation.METRICS}})
     return pd.DataFrame(rows)
 
 
@@ -34,16 +41,85 @@ def test_variant_configs_change_only_the_model_and_the_name():
         ablation.variant_config(base, "qcs_x", 0)
 
 
-def test_a_run_is_reused_only_when_its_config_matches_and_it_finished(tmp_path):
+def test_the_matched_baseline_gets_qcs_steps_and_image_budget():
+    base = load_profile("smoke", ["epoch_fraction=0.5"])
+    matched, qcs = (ablation.variant_config(base, v, 0) for v in ("baseline_matched", "qcs"))
+    assert matched.model_config().variant == "baseline"
+    assert (matched.batch_size, matched.epoch_fraction) == (4 * qcs.batch_size, 4 * qcs.epoch_fraction)
+    assert work_units(matched) == work_units(qcs) == 4 * work_units(ablation.variant_config(base, "baseline", 0))
+
+
+def count_backbone_images(monkeypatch) -> dict:
+    counts, real = {"images": 0}, IRBackbone.forward
+
+    def forward(self, x):
+        if self.training:
+            counts["images"] += len(x)
+        return real(self, x)
+
+    monkeypatch.setattr(IRBackbone, "forward", forward)
+    return counts
+
+
+def test_the_matched_baseline_pushes_as_many_images_through_the_backbone_as_qcs(tmp_path, monkeypatch):
+    """Counted in the backbone itself, over two epochs, SAM's two passes included."""
+    data = generate(tmp_path / "data", load_profile("smoke").synthfer_settings())
+    base = load_profile("smoke", [f"runs_dir={tmp_path}", f"data_root={data}", "epochs=2", "patience=0"])
+    seen = {}
+    for variant in ("baseline", "baseline_matched", "qcs"):
+        counts = count_backbone_images(monkeypatch)
+        run = fit(ablation.variant_config(base, variant, 0), progress=False)
+        seen[variant] = counts["images"]
+        assert run.summary["backbone_images"] == counts["images"]
+        monkeypatch.undo()
+    n_train = 12 * 28
+    assert seen["qcs"] == 2 * 2 * 4 * n_train  # epochs × SAM passes × branches × anchors
+    assert seen["baseline_matched"] == seen["qcs"] == 4 * seen["baseline"]
+    steps = {v: pd.read_csv(tmp_path / "smoke" / f"{v}-s0" / "metrics.csv")["steps"].tolist()
+             for v in ("baseline_matched", "qcs")}
+    assert steps["baseline_matched"] == steps["qcs"]  # as many optimizer steps
+
+
+def write_run(config, summary):
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    (config.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    (config.run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def test_a_run_is_reused_only_when_its_config_matches_and_it_stopped(tmp_path):
     c = ablation.variant_config(load_profile("smoke", [f"runs_dir={tmp_path}"]), "qcs", 0)
     assert not ablation.finished(c)
     c.run_dir.mkdir(parents=True)
     (c.run_dir / "config.yaml").write_text(yaml.safe_dump(c.to_dict()))
-    (c.run_dir / "summary.json").write_text(json.dumps({"epochs": c.epochs}))
+    assert not ablation.finished(c)                                     # still training: no summary yet
+    write_run(c, {"stopped_epoch": 2})
     assert ablation.finished(c)
     assert not ablation.finished(c.replace(lr=0.5))                      # another config
-    (c.run_dir / "summary.json").write_text(json.dumps({"epochs": c.epochs - 1}))
-    assert not ablation.finished(c)                                     # stopped early
+
+
+def test_the_plan_gives_the_main_variants_their_seeds_and_the_rest_theirs():
+    plan = ablation.plan([0, 1, 2], [0])
+    assert list(plan) == list(ablation.VARIANTS)
+    assert {v: s for v, s in plan.items() if s == [0, 1, 2]}.keys() == set(ablation.MAIN)
+    assert plan["qcs_sdpa"] == [0]
+
+
+def test_parallel_runs_train_what_one_thread_trains_alone(tmp_path):
+    data = generate(tmp_path / "data", load_profile("smoke").synthfer_settings())
+    config = load_profile("smoke", [f"data_root={data}", "epochs=1", "patience=0"])
+    plan = {"baseline": [0], "dcs": [0, 1]}
+    parallel = ablation.train_variants(config.replace(runs_dir=str(tmp_path / "parallel")), plan, jobs=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each of the two worker processes used
+    try:
+        alone = ablation.train_variants(config.replace(runs_dir=str(tmp_path / "alone")), plan, progress_bars=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert parallel[["variant", "seed"]].values.tolist() == [["baseline", 0], ["dcs", 0], ["dcs", 1]]
+    timing = ["train_seconds", "reused", "run_dir"]
+    pd.testing.assert_frame_equal(parallel.drop(columns=timing), alone.drop(columns=timing))
+    again = ablation.train_variants(config.replace(runs_dir=str(tmp_path / "parallel")), plan, jobs=2)
+    assert again["reused"].all()
 
 
 def test_summary_is_mean_and_sample_std_over_seeds():
@@ -57,28 +133,62 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     assert text.loc["baseline", "last_test_accuracy"] == "60.00 ± 10.00"
 
 
-def test_paired_differences_against_the_baseline():
-    runs = fake_runs({"baseline": [0.5, 0.6, 0.7], "qcs": [0.6, 0.6, 0.9], "dcs": [0.4, 0.5, 0.6]})
-    paired = ablation.paired_vs_baseline(runs)
-    assert list(paired.index) == ["qcs", "dcs"]
-    assert paired.loc["qcs", "mean_diff"] == pytest.approx(0.1)
-    assert paired.loc["qcs", "ahead"] == 2 and paired.loc["qcs", "seeds"] == 3
-    assert paired.loc["qcs", "p_value"] == pytest.approx(stats.ttest_rel([0.6, 0.6, 0.9], [0.5, 0.6, 0.7]).pvalue)
-    assert np.isnan(paired.loc["dcs", "p_value"])  # a constant difference has no t statistic
-    with pytest.raises(ValueError, match="no 'baseline' runs"):
-        ablation.paired_vs_baseline(runs[runs.variant != "baseline"])
+def test_the_paired_interval_on_known_numbers():
+    """Differences 0.01, 0.02, 0.03: mean 0.02, sd 0.01, so 0.02 ± t(0.975, 2) · 0.01 / √3."""
+    runs = fake_runs({"baseline": [0.50, 0.60, 0.70], "qcs": [0.51, 0.62, 0.73]})
+    c = compare(runs, "qcs", "baseline")
+    half = stats.t.ppf(0.975, 2) * 0.01 / np.sqrt(3)
+    assert stats.t.ppf(0.975, 2) == pytest.approx(4.3027, abs=1e-4)
+    assert (c["seeds"], c["ahead"]) == (3, 3)
+    assert c["mean_diff"] == pytest.approx(0.02)
+    assert (c["ci_low"], c["ci_high"]) == (pytest.approx(0.02 - half), pytest.approx(0.02 + half))
+    assert c["p_value"] == pytest.approx(stats.ttest_rel([0.51, 0.62, 0.73], [0.5, 0.6, 0.7]).pvalue)
+    assert verdict(c) == ("qcs − baseline: no detectable difference (+2.00 points; 95 % interval [-0.48, +4.48] "
+                          "points, 3 seeds)")
 
 
-class Oracle(__import__("torch").nn.Module):
+def test_a_verdict_follows_its_interval():
+    ahead = compare(fake_runs({"b": [0.5, 0.6, 0.7, 0.6], "a": [0.6, 0.71, 0.79, 0.7]}), "a", "b")
+    assert ahead["ci_low"] > 0
+    assert verdict(ahead).startswith("a is ahead of b by 10.00 points (95 % interval [+")
+    behind = compare(fake_runs({"b": [0.6, 0.71, 0.79, 0.7], "a": [0.5, 0.6, 0.7, 0.6]}), "a", "b")
+    assert behind["ci_high"] < 0 and verdict(behind).startswith("a is behind b by 10.00 points")
+    one = compare(fake_runs({"b": [0.5], "a": [0.6]}), "a", "b")
+    assert np.isnan(one["ci_low"]) and "too few for an interval, so no conclusion" in verdict(one)
+    constant = compare(fake_runs({"b": [0.5, 0.6], "a": [0.6, 0.7]}), "a", "b")
+    assert constant["ci_low"] == pytest.approx(0.1) == constant["ci_high"]
+    with pytest.raises(ValueError, match="no 'c' runs"):
+        compare(fake_runs({"b": [0.5], "a": [0.6]}), "c", "b")
+
+
+def test_comparisons_answer_the_listed_questions_for_the_variants_that_ran():
+    runs = fake_runs({"baseline": [0.5, 0.6, 0.7], "baseline_matched": [0.6, 0.65, 0.72], "qcs": [0.6, 0.66, 0.75]})
+    compared = ablation.comparisons(runs)
+    assert compared["comparison"].tolist() == ["qcs − baseline", "qcs − baseline_matched", "baseline_matched − baseline"]
+    assert "equal compute" in compared.loc[1, "question"] and compared.loc[1, "seeds"] == 3
+
+
+def test_findings_follow_the_intervals_and_flag_unconverged_runs():
+    runs = fake_runs({"baseline": [0.5, 0.6, 0.7], "qcs": [0.51, 0.62, 0.73]})
+    table, compared = ablation.summarize(runs), ablation.comparisons(runs)
+    text = ablation.findings(runs, table, compared, None, ceiling=0.99, chance=1 / 7)
+    assert "chosen on the **val** split" in text and "All 6 runs converged" in text
+    assert "no detectable difference" in text and "95 % interval" in text and "ceiling is 99.00 %" in text
+    runs.loc[0, "converged"] = False
+    assert "**Not converged** (1 of 6 runs: baseline-s0)" in ablation.findings(runs, table, compared, None, None, 0.1)
+    runs["selection"] = "test"
+    assert "**Paper's protocol**" in ablation.findings(runs, table, compared, None, None, 0.1)
+
+
+class Oracle(torch.nn.Module):
     """Predicts class 0 for every image: right exactly on the class-0 images."""
 
     def forward(self, images):
-        import torch
         return torch.nn.functional.one_hot(torch.zeros(len(images), dtype=torch.long), 7).float()
 
 
 def test_bias_accuracy_splits_the_test_set_by_the_attribute(tmp_path):
-    root = generate(tmp_path / "s", SynthFERSettings(size=32, train_identities=1, test_identities=2,
+    root = generate(tmp_path / "s", SynthFERSettings(size=32, train_identities=1, val_identities=1, test_identities=2,
                                                       images_per_identity=14, bias_strength=0.9))
     test = load_split("synthfer", root, "test")
     result = ablation.bias_accuracy(Oracle(), test, root / "meta.csv", 32, progress=False)

@@ -27,7 +27,7 @@ def batches(n, batch=3, seed=1):
 @pytest.fixture(scope="module")
 def synthfer(tmp_path_factory):
     root = generate(tmp_path_factory.mktemp("analysis") / "synthfer",
-                    SynthFERSettings(size=48, train_identities=2, test_identities=1, images_per_identity=14), workers=1)
+                    SynthFERSettings(size=48, train_identities=2, val_identities=1, test_identities=1, images_per_identity=14), workers=1)
     return load_split("synthfer", root, "test")
 
 
@@ -166,3 +166,17 @@ def test_synthfer_masks_align_with_their_images_and_score_gradcam(synthfer):
     images = torch.stack([transform(read_image(synthfer, i)) for i in range(4)])
     shares = mask_energy_shares(gradcam(tiny(), images), masks[:4])
     assert shares.shape == (4,) and np.all((shares >= 0) & (shares <= 1))
+
+
+# ------------------------------------------------------------------------------------------------------- the ceiling
+
+def test_the_au_oracle_reads_the_expressions_from_the_true_action_units(tmp_path):
+    from qcslib.analysis import au_oracle
+    root = generate(tmp_path / "s", SynthFERSettings(size=32, train_identities=6, val_identities=1, test_identities=3,
+                                                      images_per_identity=21, label_noise=0.0), workers=1)
+    oracle = au_oracle(root / "meta.csv")
+    assert (oracle["n_train"], oracle["n_test"], oracle["features"]) == (126, 63, 14)
+    assert oracle["test_accuracy"] > 0.8  # chance is 1/7: the AUs carry the expression
+    (tmp_path / "other.csv").write_text("path,split,label\na.png,train,0\n")
+    with pytest.raises(ValueError, match="no AU intensity columns"):
+        au_oracle(tmp_path / "other.csv")

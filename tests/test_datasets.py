@@ -108,7 +108,8 @@ def test_data_report_on_a_missing_root_is_one_clear_error(tmp_path, capsys):
 
 def test_synthfer_command_generates_once_and_refuses_to_mix_settings(tmp_path, capsys):
     out = tmp_path / "synthfer"
-    small = ["--train-identities", "2", "--test-identities", "1", "--images-per-identity", "7", "--workers", "1"]
+    small = ["--train-identities", "2", "--val-identities", "1", "--test-identities", "1", "--images-per-identity", "7",
+             "--workers", "1"]
     assert main(["synthfer", "--out", str(out), *small]) == 0
     listed = (out / "train.txt").read_text().splitlines()
     assert len(listed) == 14 and capsys.readouterr().out.strip() == str(out)

@@ -171,3 +171,16 @@ def test_bad_inputs_are_rejected():
         model(torch.zeros(2, 1, 64, 64))
     with pytest.raises(ValueError, match="size must be one of"):
         QCSConfig.sized("huge")
+
+
+def test_the_encoder_init_is_the_official_one_unless_asked():
+    torch.manual_seed(0)
+    official = QCSNet(QCSConfig.sized("tiny"))
+    torch.manual_seed(0)
+    default = QCSNet(QCSConfig.sized("tiny", encoder_init="torch"))
+    w_official, w_default = official.base.encoder.head.weight, default.base.encoder.head.weight
+    assert w_official.std().item() == pytest.approx(0.01, rel=0.2)  # TN(0, 0.01)
+    assert w_default.std().item() == pytest.approx(1 / (3 * 64) ** 0.5, rel=0.2)  # U(±1/√64)
+    assert torch.equal(official.base.encoder.pos_embed, default.base.encoder.pos_embed)  # tokens as officially
+    with pytest.raises(ValueError, match="encoder_init must be one of"):
+        QCSConfig(encoder_init="xavier")

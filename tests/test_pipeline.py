@@ -4,10 +4,11 @@ import subprocess
 import sys
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 
-from qcslib import pipeline
+from qcslib import pipeline, progress
 
 REQUIRED = {"profile", "dataset", "data_root", "run_dir", "seeds", "device"}
 
@@ -38,6 +39,8 @@ def test_the_smoke_pipeline_renders_every_report(tmp_path):
                              "-p", "run_dir", str(runs), "-p", "data_root", str(data)],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "without encryption" not in result.stderr + result.stdout  # the kernels talk over IPC
+    assert "04_ablations · run 1/" in result.stdout and "epoch 1/1" in result.stdout  # training shows progress
     for nb in pipeline.notebooks():
         assert f"{nb.name} done in" in result.stdout
         page = (out / f"{nb.stem}.html").read_text()
@@ -49,11 +52,16 @@ def test_the_smoke_pipeline_renders_every_report(tmp_path):
     assert all(f"href='{nb.stem}.html'" in index for nb in pipeline.notebooks())
     assert (runs / "qcs-s0" / "summary.json").exists()  # 02's run; the shortened ablation runs go apart:
     variants = {p.name for p in (runs / "ablation").iterdir() if p.is_dir()}
-    assert variants == {f"{v}-s{s}" for v in ("baseline", "dcs", "qcs", "qcs_s", "qcs_sdpa", "qcs_no_residual",
-                                              "qcs_per_sample") for s in (0, 1)}
+    assert variants == {f"{v}-s{s}" for v in ("baseline", "baseline_matched", "dcs", "qcs") for s in (0, 1)} | \
+        {f"{v}-s0" for v in ("qcs_s", "qcs_sdpa", "qcs_no_residual", "qcs_per_sample")}
+    summaries = [json.loads(p.read_text()) for p in runs.rglob("summary.json")]
+    assert len(summaries) == 13 and {s["selection"] for s in summaries} == {"val"}
+    assert all("val_accuracy" in pd.read_csv(p.with_name("metrics.csv")) for p in runs.rglob("summary.json"))
     assert json.loads((out / "timings.json").read_text())["failed"] is None
     ablation = (out / "04_ablations.html").read_text()
-    assert "±" in ablation and "p_value" in ablation
+    for words in ("±", "95 %", "equal compute", "AU-oracle ceiling", "chosen on the <strong>val</strong> split"):
+        assert words in ablation, words
+    assert "AU-oracle ceiling" in (out / "01_data_prep.html").read_text()
 
 
 def write_notebook(path, sources):
@@ -81,3 +89,29 @@ def test_a_failing_notebook_stops_the_pipeline_and_keeps_what_ran(tmp_path, monk
     partial = nbformat.read(out / "02_broken.ipynb", as_version=4)
     assert any("before" in o.get("text", "") for c in partial.cells for o in c.get("outputs", []))
     assert "Stopped: 02_broken.ipynb failed" in (out / "index.html").read_text()
+
+
+def test_progress_describes_the_run_and_estimates_the_time_left(tmp_path, monkeypatch, capsys):
+    state = {"run_index": 2, "runs": 5, "run": "qcs-s1", "epoch": 3, "max_epochs": 10, "score": 0.612,
+             "selection": "val", "epoch_seconds": 12.0, "epoch_units": 4.0, "later_units": 80.0}
+    # 7 epochs of 12 s left in this run, then 80 units at 3 s each
+    assert progress.seconds_left(state) == 7 * 12 + 80 * 3
+    assert progress.describe(state) == "run 2/5 qcs-s1 · epoch 3/10 · val accuracy 61.2 % · up to ~5 min left"
+    assert progress.describe({"run": "qcs-s0"}) == "run qcs-s0" and progress.seconds_left({}) is None
+    path = tmp_path / "progress.json"
+    report = {k: v for k, v in state.items() if k not in ("run_index", "runs", "later_units")}
+    progress.report(**report)  # QCS_PROGRESS unset: nothing is written
+    assert not path.exists()
+    monkeypatch.setenv(progress.ENV, str(path))
+    progress.context(run_index=2, runs=5, later_units=80.0)
+    try:
+        progress.report(**report)
+    finally:
+        progress.context(run_index=None, runs=None, later_units=None)
+    assert {k: v for k, v in progress.read(path).items() if k != "time"} == state
+    printer = pipeline.ProgressPrinter(path, "04_ablations")
+    printer.start()
+    import time
+    time.sleep(1.5)
+    printer.stop()
+    assert "04_ablations · run 2/5 qcs-s1 · epoch 3/10" in capsys.readouterr().out

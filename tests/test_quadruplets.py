@@ -83,3 +83,13 @@ def test_empty_classes_are_fine_but_one_class_is_not():
 def test_bad_arguments(kwargs, error):
     with pytest.raises(error):
         draw_quadruplets(LABELS, 0, **kwargs)
+
+
+def test_more_anchors_than_images_are_whole_shuffled_passes():
+    labels = np.repeat(np.arange(3), 5)
+    quads = draw_quadruplets(labels, seed=0, epoch=0, num_anchors=2 * len(labels) + 4)
+    counts = np.bincount(quads[:, 0], minlength=len(labels))
+    assert len(quads) == 34 and counts.min() >= 2 and counts.max() <= 3 and counts.sum() == 34
+    assert sorted(quads[:15, 0]) == list(range(15))  # the first pass holds every image once
+    np.testing.assert_array_equal(draw_quadruplets(labels, 0, 0, num_anchors=10)[:, 0],
+                                  draw_quadruplets(labels, 0, 0)[:10, 0])  # fewer: the first ones, as before

@@ -14,7 +14,7 @@ from qcslib.data import synthfer
 from qcslib.data.synthfer import (AUS, CLASSES, PROTOTYPES, Record, SynthFERSettings, generate, plan, render,
                                   sample_aus)
 
-SMALL = SynthFERSettings(train_identities=3, test_identities=2, images_per_identity=8, size=64)
+SMALL = SynthFERSettings(train_identities=3, val_identities=1, test_identities=2, images_per_identity=8, size=64)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def read_list(root: Path, split: str) -> list[tuple[str, int]]:
 def test_output_is_the_same_for_one_or_two_workers(small, tmp_path):
     one = generate(tmp_path / "one", SMALL, workers=1)
     files = sorted(p.relative_to(small) for p in small.rglob("*") if p.is_file())
-    assert len(files) == 2 * 40 + 5  # images and masks, train/test/classes lists, meta, settings
+    assert len(files) == 2 * 48 + 6  # images and masks, train/val/test/classes lists, meta, settings
     assert files == sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
     for name in files:
         assert (small / name).read_bytes() == (one / name).read_bytes(), name
@@ -75,7 +75,7 @@ def test_blur_matches_scipys_gaussian_filter(sigma):
 def test_every_listed_image_and_mask_exists_with_the_right_size_and_mode(small):
     meta = {row["path"]: row for row in read_meta(small)}
     assert (small / "classes.txt").read_text().splitlines() == list(CLASSES[:7])
-    for split, count in (("train", 24), ("test", 16)):
+    for split, count in (("train", 24), ("val", 8), ("test", 16)):
         listed = read_list(small, split)
         assert len(listed) == count
         for path, label in listed:
@@ -86,7 +86,7 @@ def test_every_listed_image_and_mask_exists_with_the_right_size_and_mode(small):
             with Image.open(small / meta[path]["mask"]) as mask:
                 assert (mask.mode, mask.size) == ("L", (64, 64))
                 assert set(np.unique(np.asarray(mask))) <= {0, 255}
-    assert len(meta) == 40
+    assert len(meta) == 48
     assert json.loads((small / "settings.json").read_text()) == {"version": synthfer.VERSION, **SMALL.to_dict()}
 
 
@@ -97,10 +97,15 @@ def test_meta_has_the_promised_columns(small):
     assert wanted <= set(row)
 
 
-def test_train_and_test_identities_are_disjoint(small):
-    ids = {split: {row["identity"] for row in read_meta(small) if row["split"] == split} for split in ("train", "test")}
-    assert len(ids["train"]) == 3 and len(ids["test"]) == 2
-    assert not ids["train"] & ids["test"]
+def test_train_val_and_test_identities_are_disjoint(small):
+    ids = {split: {row["identity"] for row in read_meta(small) if row["split"] == split}
+           for split in ("train", "val", "test")}
+    assert [len(ids[s]) for s in ("train", "val", "test")] == [3, 1, 2]
+    assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
+    records = plan(BIG)
+    by_split = {s: {r.identity for r in records if r.split == s} for s in ("train", "val", "test")}
+    assert [len(v) for v in by_split.values()] == [200, 50, 100]
+    assert not (by_split["train"] & by_split["val"]) | (by_split["val"] & by_split["test"])
 
 
 # ---------------------------------------------------------------------------------------------- caching
@@ -127,14 +132,14 @@ def test_a_foreign_non_empty_directory_is_an_error(tmp_path):
 
 
 def test_an_interrupted_run_is_redone_from_scratch(tmp_path):
-    tiny = SynthFERSettings(train_identities=1, test_identities=1, images_per_identity=2, size=32)
+    tiny = SynthFERSettings(train_identities=1, val_identities=1, test_identities=1, images_per_identity=2, size=32)
     partial = tmp_path / ".data.partial"
     (partial / "images").mkdir(parents=True)
     (partial / synthfer.PARTIAL_MARK).touch()
     (partial / "images" / "stale.png").write_bytes(b"old")
     out = generate(tmp_path / "data", tiny, workers=1)
     assert not partial.exists() and not (out / "images" / "stale.png").exists()
-    assert len(read_meta(out)) == 4
+    assert len(read_meta(out)) == 6
 
 
 def test_bad_settings_name_the_field():
@@ -146,17 +151,17 @@ def test_bad_settings_name_the_field():
 
 # ---------------------------------------------------------------------------------------------- label noise and bias
 
-BIG = SynthFERSettings(train_identities=200, test_identities=100, images_per_identity=40, label_noise=0.2,
-                       bias_strength=0.8)
+BIG = SynthFERSettings(train_identities=200, val_identities=50, test_identities=100, images_per_identity=40,
+                       label_noise=0.2, bias_strength=0.8)
 
 
-def test_label_noise_hits_the_configured_fraction_of_train_only():
+def test_label_noise_hits_the_configured_fraction_of_train_and_val_only():
     records = plan(BIG)
-    train = [r for r in records if r.split == "train"]
-    test = [r for r in records if r.split == "test"]
+    train, val, test = ([r for r in records if r.split == s] for s in ("train", "val", "test"))
     assert sum(r.label != r.true_label for r in train) == round(0.2 * len(train))
+    assert sum(r.label != r.true_label for r in val) == round(0.2 * len(val))  # val is drawn like train
     assert all(r.label == r.true_label for r in test)
-    for identity in range(300):  # balanced classes within each identity: 40 images = 5 or 6 per class
+    for identity in range(350):  # balanced classes within each identity: 40 images = 5 or 6 per class
         counts = Counter(r.true_label for r in records[40 * identity: 40 * identity + 40])
         assert set(counts) == set(range(7)) and set(counts.values()) <= {5, 6}
 
@@ -164,18 +169,18 @@ def test_label_noise_hits_the_configured_fraction_of_train_only():
 def test_noisy_labels_are_recorded_in_meta(small):
     for row in read_meta(small):
         assert int(row["noisy"]) == (row["label"] != row["true_label"])
-        assert row["split"] == "train" or not int(row["noisy"])
+        assert row["split"] != "test" or not int(row["noisy"])
 
 
 def aligned_fraction(records: list[Record]) -> float:
     return np.mean([not r.bias_conflicting for r in records])
 
 
-def test_the_attribute_follows_the_class_in_train_and_not_in_test():
+def test_the_attribute_follows_the_class_in_train_and_val_and_not_in_test():
     records = plan(BIG)
-    train = [r for r in records if r.split == "train"]
-    test = [r for r in records if r.split == "test"]
+    train, val, test = ([r for r in records if r.split == s] for s in ("train", "val", "test"))
     assert aligned_fraction(train) == pytest.approx(0.8 + 0.2 / 7, abs=0.02)
+    assert aligned_fraction(val) == pytest.approx(0.8 + 0.2 / 7, abs=0.03)
     assert aligned_fraction(test) == pytest.approx(1 / 7, abs=0.02)
     # test attributes are independent of the class: every class sees every attribute about equally often
     for c in range(7):
@@ -216,7 +221,8 @@ def clean(**overrides) -> SynthFERSettings:
     """No pose, occluders or leaks: what each image shows is its expression alone."""
     return SynthFERSettings(**{**dict(classes=8, size=96, max_rotation=0.0, scale_jitter=0.0, max_shift=0.0,
                                       occlusion_prob=0.0, leak_prob=0.0, au_dropout=0.0, intensity_min=0.6,
-                                      train_identities=4, test_identities=1, images_per_identity=16), **overrides})
+                                      train_identities=4, val_identities=1, test_identities=1, images_per_identity=16),
+                            **overrides})
 
 
 def test_masks_cover_the_active_aus_and_neutral_has_none():

@@ -17,9 +17,10 @@ from qcslib import QCSConfig, QCSNet, TrainOutput
 from qcslib.analysis.metrics import classification_metrics
 from qcslib.models.weights import load_checkpoint
 from qcslib.train import SAM, ConfigError, TrainingError, fit, head_names, load_profile, quadruplet_loss
-from qcslib.train import engine
+from qcslib.data.sources import load_split
+from qcslib.train import engine, load_data
 from qcslib.train.config import PROFILE_DIR, parse_overrides
-from qcslib.train.engine import evaluate_checkpoint
+from qcslib.train.engine import evaluate_checkpoint, lr_factor, should_stop
 from tests.official_reference import official_forward, random_official_state_dict, write_official_checkpoint
 
 TIMING = ["train_seconds", "eval_seconds", "samples_per_s"]
@@ -46,7 +47,7 @@ def without_timing(run_dir):
 
 def test_every_profile_loads_and_the_paper_ones_follow_the_official_mains():
     names = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-    assert names == ["affectnet7", "affectnet8", "cpu", "ferplus", "rafdb", "smoke"]
+    assert names == ["affectnet7", "affectnet8", "cpu", "ferplus", "rafdb", "smoke", "study"]
     configs = {n: load_profile(n) for n in names}
     official = {  # main_QCS_*.py defaults and models/QCS_*.py drop ratios
         "rafdb": dict(lr=3e-6, batch_size=24, epochs=200, transform="rafdb", negatives="data", oversample=False),
@@ -65,6 +66,18 @@ def test_every_profile_loads_and_the_paper_ones_follow_the_official_mains():
     assert [configs[n].model_config().num_classes for n in official] == [7, 8, 7, 8]
     assert [configs[n].model_config().cross_drop for n in official] == [0.0, 0.2, 0.4, 0.0]
     assert [configs[n].model_config().attn_proj_drop for n in official] == [False, True, False, True]
+    # checkpoints chosen on val: RAF-DB and AffectNet hold part of train out, FERPlus has its own val split
+    assert [(configs[n].selection, configs[n].val_fraction) for n in official] == \
+        [("val", 0.1), ("val", 0.0), ("val", 0.05), ("val", 0.05)]
+    assert all(configs[n].selection == "val" for n in names)
+
+
+def test_a_profile_can_start_from_another():
+    study, cpu = load_profile("study"), load_profile("cpu")
+    assert study.name == "study" and study.replace(name="cpu") == cpu
+    from qcslib.train.config import notebook_parameters
+    assert notebook_parameters("study")["seeds"] == [0, 1, 2, 3, 4]
+    assert notebook_parameters("study")["tsne_points"] == notebook_parameters("cpu")["tsne_points"]  # merged
 
 
 def test_overrides_reach_nested_fields_and_parse_as_yaml():
@@ -84,7 +97,12 @@ def test_overrides_reach_nested_fields_and_parse_as_yaml():
     ("epochs=true", "epochs must be int"),
     ("optimizer=sgd", "optimizer must be one of adam, adamw"),
     ("model.csa=bogus", "csa must be one of"),
-    ("epoch_fraction=0", "epoch_fraction must be in (0, 1]"),
+    ("epoch_fraction=0", "epoch_fraction must be > 0"),
+    ("selection=best", "selection must be one of val, test"),
+    ("val_fraction=1", "val_fraction must be in [0, 1)"),
+    ("schedule=step", "schedule must be one of exponential, cosine"),
+    ("patience=-1", "need patience ≥ 0"),
+    ("test_split=val", "must be three different splits"),
     ("lr", "is not key=value"),
 ])
 def test_bad_overrides_are_one_line_errors(override, message):
@@ -188,23 +206,139 @@ def test_a_smoke_run_learns_and_writes_its_run_directory(tmp_path, smoke_data):
     m = run.metrics()
     assert len(m) == 4 and m["epoch"].tolist() == [1, 2, 3, 4]
     assert m["loss"].iloc[-1] < m["loss"].iloc[0] - 0.1
-    assert m["test_accuracy"].max() > 1 / 7 + 0.1  # chance is 1/7
-    expected = ["lr", "loss_base_a", "loss_cross_n2", "k1", "k2", "k3", "train_accuracy", "test_accuracy",
-                "test_mean_class_accuracy", "test_macro_f1", "train_seconds", "samples_per_s"]
-    assert set(expected) <= set(m.columns)
+    assert m["val_accuracy"].max() > 1 / 7 + 0.1  # chance is 1/7
+    expected = ["lr", "loss_base_a", "loss_cross_n2", "k1", "k2", "k3", "train_accuracy", "val_accuracy",
+                "val_mean_class_accuracy", "val_macro_f1", "train_seconds", "samples_per_s", "backbone_images"]
+    assert set(expected) <= set(m.columns) and not any(c.startswith("test_") for c in m.columns)
     np.testing.assert_allclose(m["lr"], 1e-3 * 0.98 ** np.arange(4))
     names = {p.name for p in run.dir.iterdir()}
     assert names == {"config.yaml", "metrics.csv", "last.pt", "best.pt", "confusion.csv", "summary.json", "data.json"}
     summary = json.loads((run.dir / "summary.json").read_text())
-    best = m.loc[m["test_accuracy"].idxmax()]
-    assert summary["best"]["epoch"] == best["epoch"] and summary["last"]["epoch"] == 4
-    assert summary["best"]["test_accuracy"] == pytest.approx(best["test_accuracy"])
-    confusion = pd.read_csv(run.dir / "confusion.csv", index_col=0)
-    assert confusion.values.sum() == 112 and np.trace(confusion.values) / 112 == pytest.approx(best["test_accuracy"])
+    best = m.loc[m["val_accuracy"].idxmax()]
+    assert summary["selection"] == "val" and summary["best"]["epoch"] == best["epoch"]
+    assert summary["best"]["val_accuracy"] == pytest.approx(best["val_accuracy"])
+    assert (summary["stopped_epoch"], summary["max_epochs"], summary["last"]["epoch"]) == (4, 4, 4)
+    assert summary["last3_range"] == pytest.approx(np.ptp(m["val_accuracy"].iloc[-3:]))
+    confusion = pd.read_csv(run.dir / "confusion.csv", index_col=0)  # the chosen model on test
+    assert confusion.values.sum() == 112
+    assert np.trace(confusion.values) / 112 == pytest.approx(summary["best"]["test_accuracy"])
     model, report = load_checkpoint(run.best_checkpoint)
     assert report.meta["epoch"] == best["epoch"] and report.meta["classes"][0] == "neutral"
+    test = load_split("synthfer", smoke_data, "test")
+    assert engine.evaluate(model, test)["accuracy"] == pytest.approx(summary["best"]["test_accuracy"])
+    data = json.loads((run.dir / "data.json").read_text())
+    assert {k: v["n"] for k, v in data.items()} == {"train": 336, "val": 112, "test": 112}
     with pytest.raises(ConfigError, match="already holds a run"):
         fit(smoke(tmp_path, smoke_data), progress=False)
+
+
+def test_early_stopping_on_known_scores():
+    assert not should_stop([0.5, 0.5, 0.5], patience=0)
+    assert should_stop([0.5, 0.6, 0.6, 0.59], patience=2)
+    assert not should_stop([0.5, 0.6, 0.6, 0.61], patience=2)       # a new best resets the count
+    assert should_stop([0.5, 0.6, 0.604, 0.605], patience=2, min_delta=0.005)  # gains below min_delta do not
+    assert not should_stop([0.5, 0.6, 0.606, 0.605], patience=2, min_delta=0.005)
+    assert not should_stop([0.5], patience=1) and should_stop([0.5, 0.4], patience=1)
+
+
+def test_a_run_that_stops_improving_stops_early_and_stays_stopped(tmp_path, smoke_data):
+    config = smoke(tmp_path, smoke_data, "epochs=6", "patience=1", "lr=1e-12")  # val accuracy cannot move
+    run = fit(config, progress=False)
+    s = run.summary
+    assert (s["stopped_early"], s["stopped_epoch"], s["max_epochs"], s["converged"]) == (True, 2, 6, True)
+    assert len(run.metrics()) == 2 and s["best"]["epoch"] == 1
+    again = fit(config, resume=config.run_dir / "last.pt", progress=False)  # nothing left to train
+    assert len(again.metrics()) == 2 and again.summary == s
+
+
+def test_the_learning_rate_schedules_on_known_steps():
+    c = load_profile("smoke", ["lr_gamma=0.5"])
+    assert [lr_factor(c, 10, t) for t in (0, 9, 10, 25)] == [1, 1, 0.5, 0.25]  # γ^epoch, as ExponentialLR
+    c = c.replace(schedule="cosine", warmup_epochs=1.0, epochs=3)  # 10 steps per epoch: warm 10, decay 20
+    assert [lr_factor(c, 10, t) for t in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert lr_factor(c, 10, 10) == pytest.approx(1.0) and lr_factor(c, 10, 20) == pytest.approx(0.5)
+    assert lr_factor(c, 10, 29) == pytest.approx(0.5 * (1 + np.cos(np.pi * 19 / 20)))
+
+
+def test_a_cosine_run_records_the_lr_of_each_epochs_first_step(tmp_path, smoke_data):
+    run = fit(smoke(tmp_path, smoke_data, "epochs=3", "schedule=cosine", "warmup_epochs=1", "sam=false"),
+              progress=False)
+    steps = 21
+    expected = [1e-3 * lr_factor(run.config, steps, e * steps) for e in range(3)]
+    np.testing.assert_allclose(run.metrics()["lr"], expected)
+    assert expected[0] == pytest.approx(1e-3 / steps) and expected[1] == pytest.approx(1e-3)
+
+
+def record_evaluations(monkeypatch) -> list[str]:
+    """The split of every ``evaluate`` call the engine makes, in order."""
+    calls, real = [], engine.evaluate
+
+    def spy(model, split, *args, **kwargs):
+        calls.append(split.split)
+        return real(model, split, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "evaluate", spy)
+    return calls
+
+
+def test_selection_never_reads_test_unless_asked(tmp_path, smoke_data, monkeypatch):
+    calls = record_evaluations(monkeypatch)
+    fit(smoke(tmp_path, smoke_data, "epochs=3", "name=val"), progress=False)
+    assert calls == ["val", "val", "val", "test", "test"]  # test only once training stopped: chosen and last model
+    # whatever the test labels say, the run decides the same: here they are all shuffled
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(smoke_data, shuffled)
+    lines = (shuffled / "test.txt").read_text().splitlines()
+    labels = np.random.default_rng(0).permutation([line.split()[1] for line in lines])
+    (shuffled / "test.txt").write_text("".join(f"{line.split()[0]} {y}\n" for line, y in zip(lines, labels)))
+    other = fit(smoke(tmp_path, shuffled, "epochs=3", "name=shuffled"), progress=False)
+    pd.testing.assert_frame_equal(without_timing(tmp_path / "val"), without_timing(other.dir))
+    assert torch.equal(torch.load(other.best_checkpoint, weights_only=False)["state_dict"]["base.encoder.head.weight"],
+                       torch.load(tmp_path / "val" / "best.pt", weights_only=False)["state_dict"]["base.encoder.head.weight"])
+    calls.clear()
+    paper = fit(smoke(tmp_path, smoke_data, "epochs=3", "name=paper", "selection=test"), progress=False)
+    assert calls == ["test", "test", "test"]  # the paper's protocol: the best test epoch
+    m = paper.metrics()
+    assert paper.summary["selection"] == "test" and "val_accuracy" not in m
+    assert paper.summary["best"]["test_accuracy"] == m["test_accuracy"].max()
+    assert "val" not in json.loads((paper.dir / "data.json").read_text())
+
+
+def rafdb_root(tmp_path, train_per_class=4):
+    from PIL import Image
+    root = tmp_path / "basic"
+    (root / "EmoLabel").mkdir(parents=True)
+    (root / "Image" / "aligned").mkdir(parents=True)
+    names = [(f"train_{i:05d}.jpg", 1 + i % 2) for i in range(2 * train_per_class)] + [("test_0001.jpg", 1)]
+    (root / "EmoLabel" / "list_patition_label.txt").write_text("".join(f"{n} {k}\n" for n, k in names))
+    for n, _ in names:
+        Image.fromarray(np.full((40, 40, 3), 100, np.uint8)).save(root / "Image" / "aligned" / n.replace(".jpg", "_aligned.jpg"))
+    return root
+
+
+def test_datasets_without_a_val_split_hold_one_out_of_train(tmp_path):
+    root = rafdb_root(tmp_path)
+    base = ["dataset=rafdb", f"data_root={root}", "model.num_classes=7", "batch_size=2"]
+    with pytest.raises(ConfigError, match="rafdb at .* has no val split .*set val_fraction"):
+        load_data(load_profile("smoke", base))
+    data = load_data(load_profile("smoke", base + ["val_fraction=0.5"]))
+    assert (len(data.train), len(data.val), len(data.test)) == (4, 4, 1)
+    assert data.val.counts()["surprise"] == data.val.counts()["fear"] == 2  # stratified
+    assert not set(data.train.paths) & set(data.val.paths)
+    assert data.train.excluded == {"held out as val (val_fraction 0.5, seed 0)": 4}
+    assert load_data(load_profile("smoke", base + ["selection=test"])).val is None
+
+
+def test_hold_out_is_stratified_seeded_and_disjoint():
+    from qcslib.data.sources import DataError, Split, hold_out
+    labels = np.repeat(np.arange(3), [10, 20, 30])
+    split = Split("list", "train", Path("."), ["a", "b", "c"], labels, [Path(f"{i}.png") for i in range(60)], None, None)
+    rest, val = hold_out(split, 0.2, seed=3)
+    assert val.counts() == {"a": 2, "b": 4, "c": 6} and val.split == "val" and len(rest) == 48
+    assert sorted(map(str, rest.paths + val.paths)) == sorted(map(str, split.paths))
+    assert hold_out(split, 0.2, seed=3)[1].paths == val.paths != hold_out(split, 0.2, seed=4)[1].paths
+    with pytest.raises(DataError, match="class c \\(1\\) has fewer than 2 images"):
+        hold_out(split.subset(np.arange(31)), 0.2, seed=0)
 
 
 def test_two_runs_with_one_seed_agree_and_another_seed_differs(tmp_path, smoke_data):
@@ -232,22 +366,6 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(tmp_path, smoke_data):
     assert np.isfinite(run.metrics()["loss"]).all() and run.summary["last"]["test_accuracy"] > 0
     with pytest.raises(ConfigError, match="fp16 needs a GPU"):
         fit(smoke(tmp_path, smoke_data, "precision=fp16", "name=fp16"), progress=False)
-
-
-def test_the_device_half_of_a_recipe_draws_per_image():
-    from qcslib.data.transforms import build_split_transforms
-    loader, augment = build_split_transforms("rafdb", 16)
-    from PIL import Image
-    image = Image.fromarray(np.full((40, 40, 3), 128, np.uint8))
-    x = loader(image)
-    assert x.dtype == torch.uint8 and x.shape == (3, 16, 16)
-    batch = torch.stack([torch.arange(16 * 16 * 3, dtype=torch.int64).reshape(3, 16, 16) % 256] * 64).to(torch.uint8)
-    torch.manual_seed(0)
-    out = augment(batch)
-    assert out.shape == (64, 3, 16, 16) and out.dtype == torch.float32
-    assert len({torch.round(o.mean(), decimals=4).item() for o in out}) > 32  # each image its own jitter
-    with pytest.raises(ValueError, match="expected a uint8"):
-        augment(batch.float())
 
 
 class Boom(Exception):
@@ -313,6 +431,7 @@ def test_a_config_that_cannot_work_is_refused_before_training(tmp_path, smoke_da
              (smoke(tmp_path, smoke_data, "batch_size=500"), ConfigError,
               "batch_size 500 × 1 process(es) is larger than the 336 training images"),
              (smoke(tmp_path, tmp_path / "nowhere", "dataset=list"), FileNotFoundError, "dataset root not found"),
+             (smoke(tmp_path, rafdb_root(tmp_path), "dataset=rafdb"), ConfigError, "set val_fraction (e.g. 0.1)"),
              (smoke(tmp_path, smoke_data, "backbone_weights=nowhere/ir50.pth"), ConfigError,
               "backbone_weights nowhere/ir50.pth: no such file; put POSTER++'s MS-Celeb-1M IR-50")]
     for config, error, message in cases:

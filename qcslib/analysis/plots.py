@@ -51,7 +51,8 @@ def quadruplet_grid(split: Split, quads: np.ndarray) -> plt.Figure:
 
 
 def training_curves(metrics: pd.DataFrame) -> plt.Figure:
-    """The per-head losses, k = 1 + tanh θ of the three cross modules, and train/test accuracy per epoch."""
+    """The per-head losses, k = 1 + tanh θ of the three cross modules, and the train accuracy beside the
+    selection split's (val, or test under the paper's protocol) per epoch."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     epochs = metrics["epoch"]
     for column in [c for c in metrics.columns if c.startswith("loss_")]:
@@ -64,7 +65,8 @@ def training_curves(metrics: pd.DataFrame) -> plt.Figure:
     axes[1].set(title="k = 1 + tanh θ" if ks else "k (only the sd cross similarity has it)", xlabel="epoch")
     if ks:
         axes[1].legend(fontsize=8)
-    for column in ("train_accuracy", "test_accuracy", "test_mean_class_accuracy"):
+    shown = ("train_accuracy", "val_accuracy", "val_mean_class_accuracy", "test_accuracy", "test_mean_class_accuracy")
+    for column in [c for c in shown if c in metrics]:
         axes[2].plot(epochs, 100 * metrics[column], label=column.replace("_", " "))
     axes[2].set(title="accuracy (%)", xlabel="epoch")
     axes[2].legend(fontsize=8)
@@ -108,17 +110,25 @@ def mistake_gallery(split: Split, probabilities: np.ndarray, n: int = 12, column
     return fig
 
 
-def ablation_bars(table: pd.DataFrame, metric: str = "test_accuracy") -> plt.Figure:
-    """Mean ± std (error bars) of the best and the last epoch's ``metric`` per variant, in %."""
-    fig, ax = plt.subplots(figsize=(1.3 * len(table) + 2, 3.4))
+def ablation_bars(table: pd.DataFrame, metric: str = "best_test_accuracy", chance: float | None = None,
+                  ceiling: float | None = None, label: str = "test accuracy of the checkpoint chosen on val") -> plt.Figure:
+    """Mean ± std (error bars) over seeds of ``metric`` per variant, in %, with chance and the ceiling as lines;
+    each bar is labelled with its number of seeds."""
+    fig, ax = plt.subplots(figsize=(1.1 * len(table) + 2.5, 3.6))
     x = np.arange(len(table))
-    for offset, when in ((-0.2, "best"), (0.2, "last")):
-        ax.bar(x + offset, 100 * table[f"{when}_{metric}_mean"], 0.4, yerr=100 * table[f"{when}_{metric}_std"].fillna(0),
-               capsize=3, label=f"{when} epoch")
+    means, stds = 100 * table[f"{metric}_mean"], 100 * table[f"{metric}_std"].fillna(0)
+    ax.bar(x, means, 0.6, yerr=stds, capsize=3, color=sns.color_palette("tab10", len(table)))
+    for xi, m, n in zip(x, means, table["n"]):
+        ax.annotate(f"n={int(n)}", (xi, m), xytext=(0, -12), textcoords="offset points", ha="center", fontsize=7,
+                    color="white")
+    for value, name, style in ((chance, "chance", ":"), (ceiling, "AU-oracle ceiling", "--")):
+        if value is not None:
+            ax.axhline(100 * value, color="0.3", ls=style, lw=1)
+            ax.annotate(f"{name} {100 * value:.1f} %", (x[-1] + 0.45, 100 * value), ha="right", va="bottom", fontsize=8)
     ax.set_xticks(x, table.index, rotation=20)
-    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-    ax.set_title(f"mean ± std over seeds (n = {int(table['n'].min())}–{int(table['n'].max())})")
-    ax.legend()
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(f"{label} (%)", fontsize=8)
+    ax.set_title("mean ± std over seeds")
     fig.tight_layout()
     return fig
 

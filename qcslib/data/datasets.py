@@ -78,6 +78,38 @@ class QuadrupletDataset(_SplitImages):
         return (*images, int(labels[quad[0]]), int(labels[quad[2]]))
 
 
+class CachedQuadruplets(Dataset):
+    """Quadruplets gathered a whole batch at a time from a decoded cache (``decode_images``), as uint8
+    (B, 3, H, W) tensors (channels-last in memory) plus the anchors' and the negatives' labels.
+
+    For ``augment_on_device``: its loader half (resize to the cache's own size, to tensor) leaves cached
+    pixels as they are, so this gives the same batches as ``QuadrupletDataset`` with that transform, in one
+    indexing operation per branch instead of a PIL round trip per image. ``DataLoader`` calls
+    ``__getitems__`` with the sampler's items; pass ``collate_fn=as_batch``."""
+
+    def __init__(self, split: Split, cache: np.ndarray, branches: int = 4):
+        if len(cache) != len(split):
+            raise ValueError(f"the image cache holds {len(cache)} images, the split {len(split)}")
+        if branches not in (1, 2, 4):
+            raise ValueError(f"branches must be 1 (baseline), 2 (DCS) or 4 (QCS), got {branches}")
+        self.split, self.cache, self.branches = split, cache, branches
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitems__(self, items) -> list[torch.Tensor]:
+        quads = np.array([item[:4] for item in items], dtype=np.int64)
+        images = [torch.from_numpy(np.ascontiguousarray(self.cache[quads[:, k]])).permute(0, 3, 1, 2)
+                  for k in range(self.branches)]
+        labels = torch.from_numpy(self.split.labels[quads[:, [0, 2]]])
+        return [*images, labels[:, 0], labels[:, 1]]
+
+
+def as_batch(batch):
+    """The collate function of ``CachedQuadruplets``: its items already form the batch."""
+    return batch
+
+
 class QuadrupletSampler(Sampler):
     """Yields this rank's quadruplets of the current epoch as ``(a, p, n, n2, seed)``; ``set_epoch`` draws
     the next epoch. Item i of epoch e gets the augmentation seed ``(s_e + i) mod 2⁶³`` with ``s_e`` drawn

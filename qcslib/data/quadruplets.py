@@ -61,8 +61,10 @@ def draw_quadruplets(labels: Sequence[int] | np.ndarray, seed: int, epoch: int =
                      num_anchors: int | None = None, rank: int = 0, world_size: int = 1) -> np.ndarray:
     """One epoch of quadruplets → int64 array (M, 4) of (anchor, positive, negative, negative2) indices.
 
-    - anchors: every image once, shuffled; with ``oversample`` (AffectNet), ``num_anchors`` draws
-      (default N) with replacement and probability ∝ 1 / n_class, so each class is equally likely;
+    - anchors: every image once, shuffled (``num_anchors`` < N: the first ones; > N: shuffled passes
+      over all images, one after another, cut at ``num_anchors``); with ``oversample`` (AffectNet),
+      ``num_anchors`` draws (default N) with replacement and probability ∝ 1 / n_class, so each class is
+      equally likely;
     - ``negatives="data"``: the negative is uniform over all other-class images (official
       RAF-DB/FERPlus sampler); ``"balanced"``: its class is uniform over the other classes first
       (official AffectNet sampler);
@@ -89,7 +91,8 @@ def draw_quadruplets(labels: Sequence[int] | np.ndarray, seed: int, epoch: int =
         weights = 1.0 / index.count[labels]
         anchors = rng.choice(len(labels), size=num_anchors or len(labels), p=weights / weights.sum())
     else:
-        anchors = rng.permutation(len(labels))[:num_anchors]
+        passes = -(-(num_anchors or 1) // len(labels))
+        anchors = np.concatenate([rng.permutation(len(labels)) for _ in range(passes)])[:num_anchors]
     positives = index.other_in_class(anchors, rng)
     if negatives == "data":
         negs = index.other_class_image(anchors, rng)

@@ -33,7 +33,8 @@ from PIL import Image
 
 __all__ = [
     "CLASS_NAMES", "RAFDB_CLASSES", "FERPLUS_CLASSES", "AFFECTNET_CLASSES", "DATASETS", "DATASET_CLASSES", "LAYOUTS",
-    "DataError", "Split", "load_split", "verify_images", "read_image", "canonical_class_name", "ferplus_majority",
+    "DataError", "Split", "load_split", "hold_out", "verify_images", "read_image", "canonical_class_name",
+    "ferplus_majority",
 ]
 
 CLASS_NAMES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
@@ -148,6 +149,31 @@ def load_split(dataset: str, root: str | Path, split: str = "train", **options) 
     if qcs_list:
         return _load_list(dataset, root, split, classes=dataset, **options)
     return _LOADERS[dataset](dataset, root, split, **options)
+
+
+def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """``split`` cut in two → ``(rest, val)``: a stratified ``fraction`` of every class goes to ``val``
+    (scikit-learn's ``train_test_split`` with ``random_state=seed``), the rest keeps its order. Both keep
+    ``split``'s records; ``rest.excluded`` counts what went to val, so nothing leaves silently. For datasets
+    with no val split of their own (RAF-DB, AffectNet)."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < fraction < 1:
+        raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
+    counts = split.counts()
+    if few := [f"{name} ({n})" for name, n in counts.items() if 0 < n < 2]:
+        raise DataError(f"{split.dataset}/{split.split}: cannot hold out a stratified val split: class "
+                        f"{', '.join(few)} has fewer than 2 images")
+    try:
+        rest, val = train_test_split(np.arange(len(split)), test_size=fraction, random_state=seed,
+                                     stratify=split.labels)
+    except ValueError as e:  # too few images for one per class on each side
+        raise DataError(f"{split.dataset}/{split.split}: cannot hold out {fraction:.0%} as a stratified val split "
+                        f"of {len(split)} images in {len(split.classes)} classes ({e})") from e
+    note = f"held out as val (val_fraction {fraction}, seed {seed})"
+    kept = replace(split.subset(np.sort(rest)), excluded={**split.excluded, note: len(val)},
+                   skipped=list(split.skipped))
+    return kept, replace(split.subset(np.sort(val)), split="val", excluded={}, skipped=[])
 
 
 def verify_images(split: Split) -> Split:

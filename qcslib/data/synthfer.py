@@ -4,13 +4,17 @@ Each image is a cartoon face drawn from FACS action units (AUs). A class is a pr
 (``PROTOTYPES``) whose intensities vary per image and per person; weak AUs outside the prototype,
 dropped prototype AUs and low intensities make classes overlap (fear/surprise, anger/disgust,
 sad/neutral). Identities (face shape, skin, eyes, nose, hair, beard, glasses) are disjoint between
-train and test. Nuisances: pose (rotation, scale, shift), lighting gradient, blur, noise, occluders
+the train, val and test splits. Nuisances: pose (rotation, scale, shift), lighting gradient, blur, noise, occluders
 (a hand or a bar) and background clutter. Train labels carry label noise.
 
 The *bias attribute* is the background hue, one hue per class. In train it is the true class's hue
 with probability ``bias_strength`` and a uniformly random hue otherwise, so
 ``P(aligned) = bias_strength + (1 - bias_strength) / classes``; in test it is always random. This is
 the unlabelled redundant feature that the QCS paper sets out to remove.
+
+The *val* split is what a held-out part of a real training set is: other identities, drawn like train
+(the same label noise and the same background bias), so that choosing a checkpoint on it tells nothing
+about test and cannot see the shortcut either. Test labels are clean.
 
 The defaults are calibrated so that the tiny baseline (``QCSConfig.sized("tiny", variant="baseline")``,
 64 px, Adam 3e-4, batch 64, 800 steps: about 3 CPU minutes) ends near 50 % test accuracy (chance 14 %),
@@ -19,10 +23,10 @@ images as ``bias_strength`` rises.
 
 Layout written by :func:`generate` (paths relative to ``out``)::
 
-    images/<split>/<id>_<n>.png   RGB, size × size
+    images/<split>/<id>_<n>.png   RGB, size × size; split: train | val | test
     masks/<split>/<id>_<n>.png    L, 0/255: areas of the AUs at or above mask_threshold, posed like the face
                                   (occluders are not cut out: meta's ``occluded`` is the covered fraction)
-    train.txt, test.txt           "<image path> <label>" per line (train labels after label noise)
+    train.txt, val.txt, test.txt  "<image path> <label>" per line (train and val labels after label noise)
     classes.txt                   class names in label order
     meta.csv                      one row per image: labels, AU intensities, attribute, nuisances, mask path
     settings.json                 the settings and generator version; written last, it marks completion
@@ -58,7 +62,7 @@ from .sources import CLASS_NAMES
 __all__ = ["AUS", "CLASSES", "PROTOTYPES", "SynthFERSettings", "Identity", "Record", "generate", "plan",
            "sample_identity", "sample_aus", "render"]
 
-VERSION = 2  # bump whenever the same settings would draw different images; it invalidates caches
+VERSION = 3  # bump whenever the same settings would draw different images; it invalidates caches
 SUPERSAMPLE = 2
 
 CLASSES = CLASS_NAMES  # label order: the canonical vocabulary; 7 classes use the first 7
@@ -86,11 +90,12 @@ class SynthFERSettings:
     seed: int = 0
     size: int = 112                  # output resolution, square
     classes: int = 7                 # 7, or 8 to add contempt
-    train_identities: int = 60       # identities are disjoint between train and test
+    train_identities: int = 60       # identities are disjoint between train, val and test
+    val_identities: int = 20         # val is drawn like train: label noise and background bias included
     test_identities: int = 20
     images_per_identity: int = 50    # labels are balanced within each identity
-    label_noise: float = 0.1         # fraction of train labels replaced by a different random class
-    bias_strength: float = 0.5       # train: P(background hue := the class's own), else random; test: random
+    label_noise: float = 0.1         # fraction of train (and val) labels replaced by a different random class
+    bias_strength: float = 0.5       # train, val: P(background hue := the class's own), else random; test: random
     intensity_min: float = 0.5       # per-image expression level ~ U(intensity_min, intensity_max)
     intensity_max: float = 1.0
     expressiveness_min: float = 0.8  # per-identity factor on all intensities ~ U(min, max)
@@ -119,7 +124,7 @@ class SynthFERSettings:
             need(isinstance(value, kind) and not isinstance(value, bool), f.name, f"a number ({f.type})")
         need(self.size >= 32, "size", "at least 32")
         need(self.classes in (7, 8), "classes", "7 or 8")
-        for name in ("train_identities", "test_identities", "images_per_identity"):
+        for name in ("train_identities", "val_identities", "test_identities", "images_per_identity"):
             need(getattr(self, name) >= 1, name, "at least 1")
         for name in ("label_noise", "bias_strength", "au_dropout", "leak_prob", "occlusion_prob"):
             need(0 <= getattr(self, name) <= 1, name, "in [0, 1]")
@@ -145,16 +150,19 @@ class SynthFERSettings:
 # The plan: who appears in which image with which label, attribute and label noise
 # ----------------------------------------------------------------------------------------------------
 
+SPLIT_ORDER = ("train", "val", "test")  # identities are numbered in this order
+
+
 @dataclass(frozen=True)
 class Record:
-    """One image of the plan. ``identity`` is global: test identities follow the train ones."""
+    """One image of the plan. ``identity`` is global: val identities follow the train ones, test the val ones."""
 
     index: int
     split: str
     identity: int
     n: int            # the image's number within its identity
     true_label: int
-    label: int        # given label: differs from true_label for the label-noise images (train only)
+    label: int        # given label: differs from true_label for the label-noise images (train and val)
     attribute: int    # background hue index; class c's linked value is c
 
     @property
@@ -167,27 +175,29 @@ class Record:
 
 
 def plan(settings: SynthFERSettings) -> list[Record]:
-    """All images in order (train, then test), from one RNG seeded by ``(seed, 0)``.
+    """All images in order (train, val, then test), from one RNG seeded by ``(seed, 0)``.
 
     Labels: each identity gets ``images_per_identity`` labels cycling over the classes, shuffled.
-    Label noise: exactly ``round(label_noise × n_train)`` train images get a different class, uniformly.
-    Attribute: train ``a = y`` with probability ``bias_strength``, else ``a ~ U{0..K-1}``; test ``a ~ U{0..K-1}``.
+    Label noise: exactly ``round(label_noise × n)`` of the n images of train, and of val, get a different
+    class, uniformly. Attribute: train and val ``a = y`` with probability ``bias_strength``, else
+    ``a ~ U{0..K-1}``; test ``a ~ U{0..K-1}``.
     """
     s, k = settings, settings.classes
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([s.seed, 0])))
-    n_ids = s.train_identities + s.test_identities
     per = s.images_per_identity
-    true = np.concatenate([rng.permutation(np.arange(per) % k) for _ in range(n_ids)])
-    n_train = s.train_identities * per
+    ids = {"train": s.train_identities, "val": s.val_identities, "test": s.test_identities}
+    split = np.repeat(SPLIT_ORDER, [ids[name] * per for name in SPLIT_ORDER])
+    true = np.concatenate([rng.permutation(np.arange(per) % k) for _ in range(sum(ids.values()))])
     given = true.copy()
-    noisy = rng.choice(n_train, size=round(s.label_noise * n_train), replace=False)
-    given[noisy] = (true[noisy] + rng.integers(1, k, size=noisy.size)) % k
+    for name in ("train", "val"):
+        members = np.flatnonzero(split == name)
+        noisy = rng.choice(members, size=round(s.label_noise * members.size), replace=False)
+        given[noisy] = (true[noisy] + rng.integers(1, k, size=noisy.size)) % k
     random_attr = rng.integers(0, k, size=true.size)
-    linked = rng.random(true.size) < s.bias_strength
-    linked[n_train:] = False
+    linked = (rng.random(true.size) < s.bias_strength) & (split != "test")
     attribute = np.where(linked, true, random_attr)
-    return [Record(i, "train" if i < n_train else "test", i // per, i % per, int(true[i]), int(given[i]),
-                   int(attribute[i])) for i in range(true.size)]
+    return [Record(i, str(split[i]), i // per, i % per, int(true[i]), int(given[i]), int(attribute[i]))
+            for i in range(true.size)]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -939,7 +949,7 @@ def generate(out: str | Path, settings: SynthFERSettings = SynthFERSettings(), w
             raise ValueError(f"{tmp} exists but was not made by SynthFER; remove it to generate {out}")
         shutil.rmtree(tmp)
     for kind in ("images", "masks"):
-        for split in ("train", "test"):
+        for split in SPLIT_ORDER:
             (tmp / kind / split).mkdir(parents=True)
     (tmp / PARTIAL_MARK).touch()
 
@@ -952,7 +962,7 @@ def generate(out: str | Path, settings: SynthFERSettings = SynthFERSettings(), w
         with multiprocessing.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
             rows = [row for rs in pool.imap(_render_chunk, jobs) for row in rs]
 
-    for split in ("train", "test"):
+    for split in SPLIT_ORDER:
         lines = [f"{row['path']} {row['label']}\n" for row in rows if row["split"] == split]
         (tmp / f"{split}.txt").write_text("".join(lines))
     (tmp / "classes.txt").write_text("".join(f"{name}\n" for name in settings.class_names))

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .backbone import IRBackbone
 from .cross import CSA_MODES, CrossSimilarity
-from .vit import TokenEncoder
+from .vit import ENCODER_INITS, TokenEncoder
 
 BRANCHES = {"baseline": 1, "dcs": 2, "qcs": 4}
 DEFAULT_CSA = {"baseline": None, "dcs": "s", "qcs": "sd"}
@@ -54,6 +54,8 @@ class QCSConfig:
     attn_proj_drop: bool = False         # also drop after attention projections (official 8-class ViT)
     concat_branches: bool = False        # training: all branches through base as one batch (BatchNorm statistics
                                          # then span them); False: one call per branch, as the official code
+    encoder_init: str = "official"       # the ViTs' linear layers: official TN(0, 0.01) | torch (PyTorch's default,
+                                         # U(±1/√fan_in), which a narrow ViT trained from scratch needs)
 
     def __post_init__(self):
         if self.variant not in BRANCHES:
@@ -76,6 +78,8 @@ class QCSConfig:
             raise ValueError(f"backbone_size must be a multiple of 16, got {self.backbone_size}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.encoder_init not in ENCODER_INITS:
+            raise ValueError(f"encoder_init must be one of {ENCODER_INITS}, got {self.encoder_init!r}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
 
@@ -127,7 +131,7 @@ class BaseNet(nn.Module):
         self.backbone = IRBackbone(c.channels, c.units, c.backbone_size)
         self.tokens = PyramidTokens(c.channels, c.dim)
         self.encoder = TokenEncoder(3 * c.tokens_per_scale, c.dim, c.base_depth, c.heads, c.num_classes,
-                                    c.mlp_ratio, c.base_drop, c.base_drop if c.attn_proj_drop else 0.0)
+                                    c.mlp_ratio, c.base_drop, c.base_drop if c.attn_proj_drop else 0.0, c.encoder_init)
 
     def forward_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         if images.ndim != 4 or images.shape[1] != 3:
@@ -160,7 +164,7 @@ class QCSNet(nn.Module):
                 CrossSimilarity(c.dim, c.csa, c.per_sample_norm, c.cross_residual_from) for _ in range(3))
             self.cross_encoder = TokenEncoder(3 * c.tokens_per_scale, c.dim, c.cross_depth, c.heads,
                                               c.num_classes, c.mlp_ratio, c.cross_drop,
-                                              c.cross_drop if c.attn_proj_drop else 0.0)
+                                              c.cross_drop if c.attn_proj_drop else 0.0, c.encoder_init)
 
     @property
     def branches(self) -> int:

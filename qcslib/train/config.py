@@ -1,10 +1,16 @@
 """Training configuration: one flat dataclass, filled from a YAML profile and ``key=value`` overrides.
 
 Profiles live in ``qcslib/profiles/<name>.yaml`` (or any path ending in ``.yaml``); each key is a
-``TrainConfig`` field. ``model`` holds ``QCSConfig`` fields plus ``size`` (``paper`` | ``tiny``),
+``TrainConfig`` field, except ``base: NAME`` (start from that profile) and ``notebooks``. ``model`` holds ``QCSConfig`` fields plus ``size`` (``paper`` | ``tiny``),
 ``synthfer`` holds ``SynthFERSettings`` fields, ``data_options`` goes to ``load_split``. Overrides use
 dotted keys for those: ``model.csa=s``, ``synthfer.bias_strength=0.9``. Values are parsed as YAML
 (``lr=1e-4``, ``sam=false``, ``model.units=[1,1,1]``). Any unknown key is an error.
+
+Model selection: each epoch scores the *selection split* — ``val`` by default (the dataset's own val
+split, or a seeded, stratified ``val_fraction`` of train held out for datasets that have none, such as
+RAF-DB) — which picks ``best.pt`` and drives early stopping (``patience``, ``min_delta``); the test split
+is scored only once training has stopped, on the chosen and on the last model. ``selection: test`` is the
+paper's protocol (the official code keeps the best *test* epoch); every table that shows it says so.
 
 A profile's ``notebooks`` mapping holds what the notebooks need beyond one run (the seeds of the
 multi-seed experiments, overrides for the ablation runs, how many points to embed, ...):
@@ -26,6 +32,8 @@ from ..models.qcs import SIZES, QCSConfig
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 OPTIMIZERS = ("adam", "adamw")
+SELECTIONS = ("val", "test")
+SCHEDULES = ("exponential", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DICT_FIELDS = ("data_options", "synthfer", "model")
@@ -50,11 +58,15 @@ class TrainConfig:
     data_options: dict = field(default_factory=dict)   # load_split options (list_file, layout, cropped, ...)
     synthfer: dict = field(default_factory=dict)       # SynthFERSettings fields; generated at data_root if absent
     train_split: str = "train"
-    eval_split: str = "test"
+    test_split: str = "test"             # scored once training stops (every epoch with selection: test)
+    selection: str = "val"               # the split that picks best.pt and stops early: val | test (paper's protocol)
+    val_fraction: float = 0.0            # selection val: 0 = the dataset's own val split; > 0 = hold out this
+                                         # stratified fraction of train instead (seeded by `seed`)
     transform: str = "rafdb"             # transform recipe: rafdb | ferplus | affectnet
     negatives: str = "data"              # quadruplet negatives: data | balanced (official AffectNet)
     oversample: bool = False             # anchors drawn ∝ 1/class count (official AffectNet)
-    epoch_fraction: float = 1.0          # anchors per epoch / train images (official AffectNet: 1/12)
+    epoch_fraction: float = 1.0          # anchors per epoch / train images (official AffectNet: 1/12; > 1: several
+                                         # shuffled passes per epoch, as the compute-matched baseline takes)
     decoded_cache: bool = False          # decode every image once into a uint8 array
     augment_on_device: bool = False      # loader only decodes and resizes; flip, jitter, erasing... on the device
     verify_images: bool = True           # decode every image first; unreadable ones are skipped and listed
@@ -67,8 +79,13 @@ class TrainConfig:
     rho: float = 0.05
     lr: float = 3e-6
     weight_decay: float = 0.0            # the official mains parse --wd but never pass it: 0 is what they run
-    lr_gamma: float = 0.98               # ExponentialLR, stepped once per epoch
-    epochs: int = 200
+    schedule: str = "exponential"        # exponential: lr·lr_gamma^epoch (official) | cosine: to 0 at `epochs`, per step
+    lr_gamma: float = 0.98               # the exponential schedule's factor per epoch
+    warmup_epochs: float = 0.0           # linear warm-up from 0 over this many epochs (per step), then the schedule
+    epochs: int = 200                    # at most this many epochs
+    patience: int = 0                    # early stopping: stop after this many epochs without a selection-split
+                                         # accuracy above the best so far + min_delta (0: never stop early)
+    min_delta: float = 0.0
     batch_size: int = 24                 # quadruplets per step, per process
     eval_batch_size: int = 64
     # runtime
@@ -88,7 +105,9 @@ class TrainConfig:
                 raise ConfigError(f"{f.name} must be {f.type}, got {value!r}")
         _choice("dataset", self.dataset, DATASETS)
         _choice("train_split", self.train_split, SPLITS)
-        _choice("eval_split", self.eval_split, SPLITS)
+        _choice("test_split", self.test_split, SPLITS)
+        _choice("selection", self.selection, SELECTIONS)
+        _choice("schedule", self.schedule, SCHEDULES)
         _choice("transform", self.transform, RECIPES)
         _choice("negatives", self.negatives, NEGATIVES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -97,8 +116,17 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 < self.epoch_fraction <= 1:
-            raise ConfigError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction}")
+        if not self.epoch_fraction > 0:
+            raise ConfigError(f"epoch_fraction must be > 0, got {self.epoch_fraction}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.patience < 0 or self.min_delta < 0 or self.warmup_epochs < 0:
+            raise ConfigError(f"need patience ≥ 0, min_delta ≥ 0 and warmup_epochs ≥ 0; got patience={self.patience}, "
+                              f"min_delta={self.min_delta}, warmup_epochs={self.warmup_epochs}")
+        if self.train_split == self.test_split or (self.selection == "val" and "val" in (self.train_split,
+                                                                                          self.test_split)):
+            raise ConfigError(f"train_split {self.train_split!r}, test_split {self.test_split!r} and the val split "
+                              f"must be three different splits")
         if self.lr <= 0 or self.rho < 0 or self.weight_decay < 0 or not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"need lr > 0, rho ≥ 0, weight_decay ≥ 0 and 0 < lr_gamma ≤ 1; got lr={self.lr}, "
                               f"rho={self.rho}, weight_decay={self.weight_decay}, lr_gamma={self.lr_gamma}")
@@ -199,8 +227,9 @@ def apply_overrides(values: dict, overrides: dict, where: str = "overrides") -> 
     return out
 
 
-def load_profile(profile: str | Path = "cpu", overrides: dict | list[str] | None = None) -> TrainConfig:
-    """Read a profile and apply overrides (a dict, or ``key=value`` strings) → a validated TrainConfig."""
+def read_profile(profile: str | Path, seen: tuple = ()) -> tuple[Path, dict]:
+    """A profile's path and its mapping, with ``base: NAME`` resolved: the base profile's keys first, then this
+    one's (``model``, ``synthfer``, ``data_options`` and ``notebooks`` merge key by key)."""
     path = profile_path(profile)
     try:
         values = yaml.safe_load(path.read_text()) or {}
@@ -208,6 +237,21 @@ def load_profile(profile: str | Path = "cpu", overrides: dict | list[str] | None
         raise ConfigError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of TrainConfig fields, got {type(values).__name__}")
+    base = values.pop("base", None)
+    if base is None:
+        return path, values
+    if path in seen:
+        raise ConfigError(f"{path}: its base profiles form a cycle ({' → '.join(map(str, seen + (path,)))})")
+    _, inherited = read_profile(base, seen + (path,))
+    for key, value in values.items():
+        nested = key in DICT_FIELDS + ("notebooks",) and isinstance(value, dict)
+        inherited[key] = {**(inherited.get(key) or {}), **value} if nested else value
+    return path, inherited
+
+
+def load_profile(profile: str | Path = "cpu", overrides: dict | list[str] | None = None) -> TrainConfig:
+    """Read a profile and apply overrides (a dict, or ``key=value`` strings) → a validated TrainConfig."""
+    path, values = read_profile(profile)
     values.pop("notebooks", None)  # the notebooks' parameters: see notebook_parameters
     values = apply_overrides({}, values, where=str(path))
     if isinstance(overrides, (list, tuple)):
@@ -221,8 +265,7 @@ def load_profile(profile: str | Path = "cpu", overrides: dict | list[str] | None
 
 def notebook_parameters(profile: str | Path = "cpu") -> dict:
     """The profile's ``notebooks`` mapping (``{}`` when it has none)."""
-    path = profile_path(profile)
-    values = yaml.safe_load(path.read_text()) or {}
+    path, values = read_profile(profile)
     params = values.get("notebooks") or {}
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: notebooks must be a mapping of notebook parameters")

@@ -6,18 +6,28 @@ One SAM step on a batch of quadruplets (a, p, n, n2) with labels (y, y_n):
     w'     = w + ρ ∇L(w) / ‖∇L(w)‖           (first backward without DDP gradient sync)
     w      ← base_optimizer(w, ∇L(w'))       (second backward, synchronised)
 
-The learning rate decays as ``lr · γ^epoch`` (ExponentialLR, once per epoch). Train loss and accuracy
-in ``metrics.csv`` are those of the first forward pass (at w), accumulated on the device.
+The learning rate follows ``lr_factor``: ``lr · γ^epoch`` by default (the official ExponentialLR), or a
+cosine decay to 0 at ``epochs``, either after an optional linear warm-up. Train loss and accuracy in
+``metrics.csv`` are those of the first forward pass (at w), accumulated on the device.
+
+Model selection: after every epoch the *selection split* is scored (val by default; test only with
+``selection: test``, the paper's protocol). Its accuracy picks ``best.pt`` and stops the run early
+(``should_stop``: ``patience`` epochs without a gain above ``min_delta``); ``epochs`` is the maximum.
+With ``selection: val`` the test split is scored only after training stops, on best.pt's model and on
+the last one, so nothing the run decides depends on it.
 
 Reproducibility: the model is initialised from ``seed``; the quadruplets and each item's augmentation
 are functions of (seed, epoch, position) (``QuadrupletSampler``); dropout draws from the global RNG,
 seeded from (seed, epoch, rank) at each epoch start and saved in mid-epoch checkpoints. So on CPU two
 runs with one seed give identical metrics, and a resumed run ends as an uninterrupted one would.
 
-Run directory ``<runs_dir>/<name>/``: ``config.yaml``, ``metrics.csv`` (one row per epoch),
-``last.pt`` (everything needed to resume; after each epoch and on Ctrl-C), ``best.pt`` (the model of
-the best eval accuracy), ``confusion.csv`` (of the best epoch), ``data.json`` (what the data loaders
-skipped or excluded) and ``summary.json`` (best and last epoch). Files are written atomically.
+Run directory ``<runs_dir>/<name>/``: ``config.yaml``, ``metrics.csv`` (one row per epoch: losses, k,
+train accuracy and the selection split's ``val_*`` or ``test_*`` scores), ``last.pt`` (everything needed
+to resume; after each epoch and on Ctrl-C), ``best.pt`` (the model of the best selection accuracy),
+``confusion.csv`` (best model, test split), ``data.json`` (each split's counts and what the loaders
+skipped, excluded or held out) and, once the run has stopped, ``summary.json`` (selection, the epoch it
+stopped at and why, best and last epoch with val and test scores, backbone images). Files are written
+atomically.
 """
 from __future__ import annotations
 
@@ -29,7 +39,9 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -41,13 +53,15 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..analysis.metrics import classification_metrics
-from ..data.datasets import ImageDataset, QuadrupletDataset, QuadrupletSampler, decode_images
-from ..data.sources import Split, load_split, verify_images
+from ..data.datasets import (CachedQuadruplets, ImageDataset, QuadrupletDataset, QuadrupletSampler, as_batch,
+                             decode_images)
+from ..data.sources import DataError, Split, hold_out, load_split, verify_images
 from ..data.synthfer import generate
 from ..data.transforms import build_split_transforms, build_transforms, resize_size
-from ..models.qcs import QCSNet, TrainOutput
+from ..models.qcs import BRANCHES, QCSNet, TrainOutput
 from ..models.weights import FORMAT, CheckpointError, load_backbone_weights, load_checkpoint, read_torch_file
 from .config import ConfigError, TrainConfig
+from ..progress import report as report_progress
 from .distributed import World, broadcast_flag, init_world
 from .losses import head_names, quadruplet_loss
 from .sam import SAM
@@ -172,20 +186,47 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, root: str | Path, 
 
 # ------------------------------------------------------------------------------------------------------------ data
 
-def load_data(config: TrainConfig, world: World = World()) -> tuple[Split, Split]:
-    """The train and eval splits (SynthFER generated first if needed), checked against the config."""
+class Data(NamedTuple):
+    """A run's splits: ``train``, ``val`` (None with ``selection: test``) and ``test``."""
+
+    train: Split
+    val: Split | None
+    test: Split
+
+    @property
+    def selection(self) -> Split:
+        """The split scored every epoch, which picks best.pt and stops early: val, or test (paper's protocol)."""
+        return self.test if self.val is None else self.val
+
+
+def load_data(config: TrainConfig, world: World = World()) -> Data:
+    """The train, val and test splits (SynthFER generated first if needed), checked against the config.
+
+    With ``selection: val`` the val split is the dataset's own, or with ``val_fraction > 0`` a stratified
+    part of train held out (``hold_out``, seeded by ``config.seed``); a dataset with neither is refused."""
     if config.dataset == "synthfer":
         if world.main:
             generate(config.data_root, config.synthfer_settings())
         world.barrier()
-    splits = []
-    for name in (config.train_split, config.eval_split):
+
+    def read(name: str) -> Split:
         split = load_split(config.dataset, config.data_root, name, **config.data_options)
-        splits.append(verify_images(split) if config.verify_images else split)
-    train, test = splits
-    if train.classes != test.classes:
-        raise ConfigError(f"the {config.train_split} and {config.eval_split} splits name different classes: "
-                          f"{train.classes} and {test.classes}")
+        return verify_images(split) if config.verify_images else split
+
+    train, test, val = read(config.train_split), read(config.test_split), None
+    if config.selection == "val" and config.val_fraction > 0:
+        train, val = hold_out(train, config.val_fraction, config.seed)
+    elif config.selection == "val":
+        try:
+            val = read("val")
+        except (FileNotFoundError, DataError) as e:
+            raise ConfigError(f"selection is val, but {config.dataset} at {config.data_root} has no val split ({e}); "
+                              f"set val_fraction (e.g. 0.1) to hold one out of train, or selection=test for the "
+                              f"paper's protocol (the best test epoch)") from e
+    for other in (s for s in (val, test) if s is not None):
+        if other.classes != train.classes:
+            raise ConfigError(f"the {train.split} and {other.split} splits name different classes: {train.classes} "
+                              f"and {other.classes}")
     classes = config.model_config().num_classes
     if classes != len(train.classes):
         raise ConfigError(f"model.num_classes is {classes}, but {config.dataset} at {config.data_root} has "
@@ -193,28 +234,36 @@ def load_data(config: TrainConfig, world: World = World()) -> tuple[Split, Split
     if config.batch_size * world.size > len(train):
         raise ConfigError(f"batch_size {config.batch_size} × {world.size} process(es) is larger than the "
                           f"{len(train)} training images of {config.dataset}")
-    return train, test
+    return Data(train, val, test)
 
 
-def _loaders(config: TrainConfig, train: Split, test: Split, image_size: int, branches: int, world: World,
+def _loaders(config: TrainConfig, data: Data, image_size: int, branches: int, world: World,
              device: torch.device, progress: bool):
+    """→ (sampler, train loader, decoded caches of the selection and test splits, device augmentation or None)."""
     cache_size = resize_size(config.transform, image_size)
-    caches = [decode_images(s, cache_size, progress=progress) if config.decoded_cache else None for s in (train, test)]
-    anchors = max(1, round(len(train) * config.epoch_fraction))
-    sampler = QuadrupletSampler(train.labels, seed=config.seed, negatives=config.negatives, classes=train.classes,
-                                oversample=config.oversample, num_anchors=anchors if anchors < len(train) or
-                                config.oversample else None, rank=world.rank, world_size=world.size)
+    splits = (data.train, data.selection, data.test)
+    caches = [decode_images(s, cache_size, progress=progress) if config.decoded_cache else None for s in splits]
+    if data.val is None:
+        caches[2] = caches[1]
+    anchors = max(1, round(len(data.train) * config.epoch_fraction))
+    sampler = QuadrupletSampler(data.train.labels, seed=config.seed, negatives=config.negatives,
+                                classes=data.train.classes, oversample=config.oversample,
+                                num_anchors=anchors if anchors != len(data.train) or config.oversample else None,
+                                rank=world.rank, world_size=world.size)
     if config.augment_on_device:
         transform, augment = build_split_transforms(config.transform, image_size)
     else:
         transform, augment = build_transforms(config.transform, image_size, train=True), None
-    dataset = QuadrupletDataset(train, transform, caches[0], branches=branches)
+    if augment is not None and caches[0] is not None:  # the loader half would only copy the cached pixels
+        dataset, collate = CachedQuadruplets(data.train, caches[0], branches), as_batch
+    else:
+        dataset, collate = QuadrupletDataset(data.train, transform, caches[0], branches=branches), None
     workers = config.num_workers
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
-                        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                        collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                         prefetch_factor=4 if workers > 0 else None,
                         generator=torch.Generator().manual_seed(0))  # leaves the global RNG alone
-    return sampler, loader, caches[1], augment
+    return sampler, loader, caches[1:], augment
 
 
 def _augment_batch(batch, augment, device: torch.device, seed: int):
@@ -248,12 +297,42 @@ def _atomic_text(text: str, path: Path) -> None:
 def _build_optimizer(config: TrainConfig, model: nn.Module):
     base = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
     kwargs = dict(lr=config.lr, weight_decay=config.weight_decay)
-    optimizer = SAM(model.parameters(), base, rho=config.rho, **kwargs) if config.sam else base(
-        model.parameters(), **kwargs)
-    # SAM shares its param groups with the base optimizer, which is the one that steps
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer.base_optimizer if config.sam else optimizer,
-                                                       gamma=config.lr_gamma)
-    return optimizer, scheduler
+    return SAM(model.parameters(), base, rho=config.rho, **kwargs) if config.sam else base(model.parameters(), **kwargs)
+
+
+def lr_factor(config: TrainConfig, steps_per_epoch: int, step: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based) over ``config.lr``:
+
+        warm(t) · γ^⌊t / S⌋                                  schedule: exponential (official: ExponentialLR per epoch)
+        warm(t) · ½ (1 + cos(π · min(1, (t − W) / (T − W))))   schedule: cosine (t ≥ W; 1 before)
+
+    with S steps per epoch, T = epochs · S, W = warmup_epochs · S and warm(t) = min(1, (t + 1) / W)."""
+    warm_steps = round(config.warmup_epochs * steps_per_epoch)
+    warm = min(1.0, (step + 1) / warm_steps) if warm_steps else 1.0
+    if config.schedule == "exponential":
+        return warm * config.lr_gamma ** (step // steps_per_epoch)
+    total = config.epochs * steps_per_epoch
+    progress = min(1.0, max(0, step - warm_steps) / max(1, total - warm_steps))
+    return warm * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def work_units(config: TrainConfig, epochs: int | None = None) -> float:
+    """Backbone passes of the whole training set that ``epochs`` (default: all) epochs of ``config`` cost:
+    ``epochs · epoch_fraction · branches · (2 with SAM)``. QCS costs 4 per epoch, the baseline 1."""
+    branches = BRANCHES[config.model_config().variant]
+    return (config.epochs if epochs is None else epochs) * config.epoch_fraction * branches * (2 if config.sam else 1)
+
+
+def should_stop(scores: list[float], patience: int, min_delta: float = 0.0) -> bool:
+    """Early stopping on a list of per-epoch accuracies: walking through them, the best so far moves only on
+    a score above it by more than ``min_delta``; stop once ``patience`` epochs in a row did not move it.
+    ``patience`` 0 never stops."""
+    if patience < 1:
+        return False
+    best, waited = -math.inf, 0
+    for score in scores:
+        best, waited = (score, 0) if score > best + min_delta else (best, waited + 1)
+    return waited >= patience
 
 
 class _Interrupt:
@@ -295,7 +374,7 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
     if config.backbone_weights and state is None and not Path(config.backbone_weights).is_file():
         raise ConfigError(f"backbone_weights {config.backbone_weights}: no such file; put POSTER++'s MS-Celeb-1M "
                           f"IR-50 (ir50.pth) there, or --set backbone_weights=PATH (null: train from scratch)")
-    train, test = load_data(config, world)
+    data = load_data(config, world)
 
     torch.manual_seed(config.seed)
     net = QCSNet(config.model_config())
@@ -304,7 +383,13 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
     net.to(device)
     if config.channels_last:
         net.to(memory_format=torch.channels_last)
-    optimizer, scheduler = _build_optimizer(config, net)
+    sampler, loader, (select_cache, test_cache), augment = _loaders(
+        config, data, net.config.image_size, net.branches, world, device, progress and world.main)
+    optimizer = _build_optimizer(config, net)
+    steps_per_epoch = len(loader)
+    # SAM shares its param groups with the base optimizer, which is the one that steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.base_optimizer if config.sam else optimizer,
+                                                  partial(lr_factor, config, steps_per_epoch))
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     history, best, start_epoch, start_step, sums, rng = [], None, 0, 0, None, None
     if state is not None:
@@ -320,27 +405,28 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
         if world.distributed else net
     step_model = torch.compile(model) if config.compile else model
 
-    sampler, loader, test_cache, augment = _loaders(config, train, test, net.config.image_size, net.branches, world, device,
-                                           progress and world.main)
     names = head_names(net.branches, net.cross is not None)
+    key = f"{config.selection}_accuracy"
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "summary.json").unlink(missing_ok=True)  # written again when this run ends
         _atomic_text(yaml.safe_dump(config.to_dict(), sort_keys=False), run_dir / "config.yaml")
         _atomic_text(json.dumps({s.split: {"n": len(s), "counts": s.counts(), "skipped": s.skipped,
-                                           "excluded": s.excluded} for s in (train, test)}, indent=1),
+                                           "excluded": s.excluded} for s in data if s is not None}, indent=1),
                      run_dir / "data.json")
 
     def checkpoint(epoch: int, step: int, epoch_sums=None) -> dict:
         return {"format": FORMAT, "config": net.config.to_dict(), "state_dict": net.state_dict(),
-                "train_config": config.to_dict(), "classes": list(train.classes),
+                "train_config": config.to_dict(), "classes": list(data.train.classes),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "epoch": epoch, "step": step, "history": history, "best": best,
                 "sums": epoch_sums.cpu() if epoch_sums is not None else None,
                 "rng": _rng_state(device) if epoch_sums is not None else None}
 
+    stopped_early = should_stop([r[key] for r in history], config.patience, config.min_delta)
     with _Interrupt() as interrupt:
-        for epoch in range(start_epoch, config.epochs):
+        for epoch in range(start_epoch, config.epochs if not stopped_early else start_epoch):
             skip = start_step if epoch == start_epoch else 0
             sampler.set_epoch(epoch, start=skip * config.batch_size)
             torch.manual_seed(_epoch_seed(config.seed, epoch, world.rank))
@@ -349,7 +435,7 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
             epoch_sums = sums.to(device) if (epoch == start_epoch and sums is not None) else \
                 torch.zeros(len(names) + 2, device=device, dtype=torch.float64)
             resumed_samples = float(epoch_sums[-1]) * world.size  # trained before a restart: not timed here
-            lr = optimizer.param_groups[0]["lr"]
+            lr = config.lr * lr_factor(config, steps_per_epoch, epoch * steps_per_epoch)  # at the epoch's first step
             model.train()
             t0, steps_total = time.perf_counter(), skip + len(loader)
             bar = tqdm(total=steps_total, initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}",
@@ -360,6 +446,7 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
                     batch = _augment_batch(batch, augment, device, _epoch_seed(config.seed, epoch, world.rank, step))
                 parts, correct, n, loss = _train_step(step_model, optimizer, scaler, batch, net.branches, device,
                                                       dtype, config.channels_last, config.sam, world)
+                scheduler.step()
                 epoch_sums += torch.cat([parts.double() * n, torch.stack([correct.double(),
                                                                            torch.tensor(float(n), device=device,
                                                                                         dtype=torch.float64)])])
@@ -385,25 +472,35 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
             train_seconds = time.perf_counter() - t0
             if world.distributed:
                 torch.distributed.all_reduce(epoch_sums)
-            scheduler.step()
             if world.main:
                 t1 = time.perf_counter()
-                metrics = evaluate(net, test, recipe=config.transform, batch_size=config.eval_batch_size,
+                metrics = evaluate(net, data.selection, recipe=config.transform, batch_size=config.eval_batch_size,
                                    device=device, precision=config.precision, channels_last=config.channels_last,
-                                   cache=test_cache, progress=progress)
-                row = _row(epoch, lr, names, epoch_sums.cpu(), net, metrics, train_seconds,
+                                   cache=select_cache, progress=progress)
+                row = _row(epoch, lr, names, epoch_sums.cpu(), net, config, metrics, train_seconds,
                            time.perf_counter() - t1, steps_total, resumed_samples)
                 history.append(row)
-                if best is None or row["test_accuracy"] > best["test_accuracy"]:
+                if best is None or row[key] > best[key]:
                     best = row
                     _atomic_save({**checkpoint(epoch + 1, 0), "optimizer": None, "scheduler": None,
-                                  "history": None, "metrics": metrics}, run_dir / "best.pt")
-                    _write_confusion(metrics, train.classes, run_dir / "confusion.csv")
+                                  "history": None, "selection": config.selection, "metrics": metrics},
+                                 run_dir / "best.pt")
+                    if config.selection == "test":
+                        _write_confusion(metrics, data.train.classes, run_dir / "confusion.csv")
                 _atomic_save(checkpoint(epoch + 1, 0), run_dir / "last.pt")
                 _atomic_text(pd.DataFrame(history).to_csv(index=False), run_dir / "metrics.csv")
-                _atomic_text(json.dumps(_summary(history, best, config), indent=1), run_dir / "summary.json")
+                report_progress(run=config.name, epoch=epoch + 1, max_epochs=config.epochs, score=row[key],
+                                selection=config.selection, epoch_units=work_units(config, epochs=1),
+                                epoch_seconds=float(np.mean([r["train_seconds"] + r["eval_seconds"] for r in history])))
+            stopped_early = should_stop([r[key] for r in history], config.patience, config.min_delta) \
+                if world.main else False
+            stopped_early = broadcast_flag(stopped_early, world, device)
             world.barrier()
-    summary = json.loads((run_dir / "summary.json").read_text()) if world.main else {}
+            if stopped_early:
+                break
+    summary = _finish(config, net, data, history, best, stopped_early, test_cache, device, progress) \
+        if world.main else {}
+    world.barrier()
     return Run(run_dir, config, summary)
 
 
@@ -438,26 +535,56 @@ def _train_step(model, optimizer, scaler, batch, branches, device, dtype, channe
     return parts, correct, len(labels), loss.detach()
 
 
-def _row(epoch, lr, names, sums, net, metrics, train_seconds, eval_seconds, steps, untimed) -> dict:
-    """One metrics.csv row; ``sums`` = per-head loss × batch sums, correct anchors, samples (all ranks)."""
-    n = float(sums[-1])
+def _row(epoch, lr, names, sums, net, config, metrics, train_seconds, eval_seconds, steps, untimed) -> dict:
+    """One metrics.csv row; ``sums`` = per-head loss × batch sums, correct anchors, samples (all ranks);
+    ``metrics`` those of the selection split, whose columns are named after it (``val_*`` or ``test_*``)."""
+    n, split = float(sums[-1]), config.selection
     row = {"epoch": epoch + 1, "lr": lr, "loss": float(sums[:len(names)].sum()) / len(names) / n}
     row.update({f"loss_{name}": float(v) / n for name, v in zip(names, sums[:len(names)])})
     if net.cross is not None and net.cross[0].k() is not None:
         row.update({f"k{i + 1}": float(m.k().detach()) for i, m in enumerate(net.cross)})
-    row.update({"train_accuracy": float(sums[-2]) / n, "test_accuracy": metrics["accuracy"],
-                "test_mean_class_accuracy": metrics["mean_class_accuracy"], "test_macro_f1": metrics["macro_f1"],
+    row.update({"train_accuracy": float(sums[-2]) / n, f"{split}_accuracy": metrics["accuracy"],
+                f"{split}_mean_class_accuracy": metrics["mean_class_accuracy"], f"{split}_macro_f1": metrics["macro_f1"],
                 "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
                 "samples_per_s": round((n - untimed) / train_seconds, 2) if train_seconds > 0 else math.nan,
-                "steps": steps})
+                "steps": steps, "backbone_images": int(n) * net.branches * (2 if config.sam else 1)})
     return row
 
 
-def _summary(history: list[dict], best: dict, config: TrainConfig) -> dict:
-    keys = ("epoch", "test_accuracy", "test_mean_class_accuracy", "test_macro_f1", "train_accuracy", "loss")
-    return {"name": config.name, "seed": config.seed, "variant": config.model_config().variant,
-            "epochs": len(history), "best": {k: best[k] for k in keys}, "last": {k: history[-1][k] for k in keys},
-            "train_seconds": round(sum(r["train_seconds"] for r in history), 2)}
+CONVERGED_RANGE = 0.02  # a run that did not stop early counts as converged if its last 3 scores lie within this
+
+
+def _finish(config: TrainConfig, net: QCSNet, data: Data, history: list[dict], best: dict, stopped_early: bool,
+            test_cache, device: torch.device, progress: bool) -> dict:
+    """Score the test split (with ``selection: val``: only now, on best.pt's model and on the last one),
+    write ``confusion.csv`` (best model, test) and ``summary.json``, and return the summary."""
+    run_dir, key = config.run_dir, f"{config.selection}_accuracy"
+    keep = ("epoch", "val_accuracy", "val_mean_class_accuracy", "val_macro_f1", "test_accuracy",
+            "test_mean_class_accuracy", "test_macro_f1", "train_accuracy", "loss")
+    chosen, last = dict(best), dict(history[-1])
+    if config.selection == "val":
+        options = dict(recipe=config.transform, batch_size=config.eval_batch_size, device=device,
+                       precision=config.precision, channels_last=config.channels_last, cache=test_cache,
+                       progress=progress)
+        best_net = QCSNet(net.config).to(device)
+        best_net.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=False)["state_dict"])
+        for row, model in ((chosen, best_net), (last, net)):
+            metrics = evaluate(model, data.test, **options)
+            row.update({"test_accuracy": metrics["accuracy"], "test_mean_class_accuracy": metrics["mean_class_accuracy"],
+                        "test_macro_f1": metrics["macro_f1"]})
+            if model is best_net:
+                _write_confusion(metrics, data.train.classes, run_dir / "confusion.csv")
+    scores = [r[key] for r in history]
+    spread = max(scores[-3:]) - min(scores[-3:]) if len(scores) >= 3 else None
+    summary = {"name": config.name, "seed": config.seed, "variant": config.model_config().variant,
+               "selection": config.selection, "stopped_epoch": len(history), "max_epochs": config.epochs,
+               "stopped_early": stopped_early, "last3_range": spread,
+               "converged": stopped_early or (spread is not None and spread <= CONVERGED_RANGE),
+               "best": {k: chosen[k] for k in keep if k in chosen}, "last": {k: last[k] for k in keep if k in last},
+               "train_seconds": round(sum(r["train_seconds"] for r in history), 2),
+               "backbone_images": int(sum(r["backbone_images"] for r in history))}
+    _atomic_text(json.dumps(summary, indent=1), run_dir / "summary.json")
+    return summary
 
 
 def _write_confusion(metrics: dict, classes, path: Path) -> None:
