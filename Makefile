@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test reproduce lab bench
+.PHONY: setup test reproduce study lab bench
 
 setup: $(STAMP)
 
@@ -26,6 +26,10 @@ test: setup
 
 reproduce: setup
 	$(BIN)/python -m qcslib.pipeline --profile $(PROFILE)
+
+# The gallery of converged results: all 8 variants over 5 seeds (about 55 minutes on 2 cores), rendered into docs/study/.
+study: setup
+	$(BIN)/python -m qcslib.pipeline --profile study --gallery docs/study
 
 # Jupyter refuses to run as root (containers, CI machines) unless told to.
 lab: setup

@@ -42,12 +42,8 @@ PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "scikit-learn", "papermi
 
 def notebook_setup() -> None:
     """What every notebook does first: work from the project root (the parameters' paths are relative to it),
-    accept text progress bars without a warning (ipywidgets is not installed), and show table cells whole."""
-    import warnings
-
-    from tqdm import TqdmWarning
+    and show table cells whole."""
     os.chdir(ROOT)
-    warnings.filterwarnings("ignore", category=TqdmWarning)
     pd.set_option("display.max_colwidth", None)  # table cells are sentences: show them whole
 
 
@@ -222,6 +218,30 @@ the paper's protocol), with the last epoch's test accuracy beside them.</p>{runs
     (out_dir / "index.html").write_text(page, encoding="utf-8")
 
 
+def write_gallery(out_dir: Path, gallery: Path, scale: float = 0.6) -> int:
+    """Copy the HTML reports of ``out_dir`` (and its index) to ``gallery``, every embedded PNG downscaled by
+    ``scale`` and reduced to 256 colours, so that a rendered study can be committed → bytes written."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    def shrink(match: re.Match) -> str:
+        image = Image.open(io.BytesIO(base64.b64decode(match.group(1)))).convert("RGB")
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        buffer = io.BytesIO()
+        image.resize(size, Image.LANCZOS).quantize(256).save(buffer, "PNG", optimize=True)
+        return f'src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"'
+
+    gallery.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for page in sorted(out_dir.glob("*.html")):
+        text = re.sub(r'src="data:image/png;base64,([A-Za-z0-9+/=\s]+)"', shrink, page.read_text(encoding="utf-8"))
+        written += (gallery / page.name).write_text(text, encoding="utf-8")
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qcslib.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
@@ -229,9 +249,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="a notebook parameter (value parsed as YAML); repeatable")
     parser.add_argument("--only", nargs="+", help="run only these notebooks (numbers like 01, or names)")
     parser.add_argument("--out", help="report directory (default: reports/<profile>)")
+    parser.add_argument("--gallery", help="also copy the HTML reports here with downscaled figures (docs/study)")
     args = parser.parse_args(argv)
     extra = {k: yaml.safe_load(v) for k, v in args.p}
-    return run(args.profile, extra, args.only, Path(args.out) if args.out else None)
+    out = Path(args.out) if args.out else ROOT / "reports" / args.profile
+    status = run(args.profile, extra, args.only, out)
+    if status == 0 and args.gallery:
+        size = write_gallery(out, Path(args.gallery))
+        print(f"gallery: {size / 1e6:.1f} MB of HTML in {args.gallery}")
+    return status
 
 
 if __name__ == "__main__":

@@ -115,3 +115,22 @@ def test_progress_describes_the_run_and_estimates_the_time_left(tmp_path, monkey
     time.sleep(1.5)
     printer.stop()
     assert "04_ablations · run 2/5 qcs-s1 · epoch 3/10" in capsys.readouterr().out
+
+
+def test_the_gallery_copies_the_reports_with_smaller_figures(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new("RGB", (500, 300), (200, 30, 30)).save(buffer, "PNG")
+    figure = base64.b64encode(buffer.getvalue()).decode()
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "04_ablations.html").write_text(f'<p>table</p><img src="data:image/png;base64,{figure}">')
+    (reports / "04_ablations.ipynb").write_text("{}")
+    assert pipeline.write_gallery(reports, tmp_path / "gallery", scale=0.5) > 0
+    assert [p.name for p in (tmp_path / "gallery").iterdir()] == ["04_ablations.html"]
+    page = (tmp_path / "gallery" / "04_ablations.html").read_text()
+    small = Image.open(io.BytesIO(base64.b64decode(page.split("base64,")[1].split('"')[0])))
+    assert small.size == (250, 150) and page.startswith("<p>table</p>")
