@@ -72,22 +72,23 @@ def render_html(notebook: Path, out: Path) -> None:
 
 
 class ProgressPrinter(threading.Thread):
-    """Prints ``progress.describe`` of the file the kernel reports to: on a new run at once, else at most every
-    ``every`` seconds, and only when something changed."""
+    """Prints ``progress.describe`` of the file the kernel reports to: a run's first report at once, the
+    others at most every ``every`` seconds (runs trained in parallel take turns in that file)."""
 
     def __init__(self, path: Path, prefix: str, every: float = 10.0):
         super().__init__(daemon=True)
         self.path, self.prefix, self.every, self.done = path, prefix, every, threading.Event()
 
     def run(self) -> None:
-        seen, run, printed = None, None, 0.0
+        last, runs, printed = None, set(), 0.0
         while not self.done.wait(1.0):
             state = progress.read(self.path)
-            if not state or state.get("time") == seen:
+            if not state or state.get("time") == last:
                 continue
-            if state.get("run") != run or time.monotonic() - printed >= self.every:
+            if state.get("run") not in runs or time.monotonic() - printed >= self.every:
                 print(f"      {self.prefix} · {progress.describe(state)}", flush=True)
-                seen, run, printed = state.get("time"), state.get("run"), time.monotonic()
+                last, printed = state.get("time"), time.monotonic()
+                runs.add(state.get("run"))
 
     def stop(self) -> None:
         self.done.set()

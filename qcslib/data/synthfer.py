@@ -4,8 +4,8 @@ Each image is a cartoon face drawn from FACS action units (AUs). A class is a pr
 (``PROTOTYPES``) whose intensities vary per image and per person; weak AUs outside the prototype,
 dropped prototype AUs and low intensities make classes overlap (fear/surprise, anger/disgust,
 sad/neutral). Identities (face shape, skin, eyes, nose, hair, beard, glasses) are disjoint between
-the train, val and test splits. Nuisances: pose (rotation, scale, shift), lighting gradient, blur, noise, occluders
-(a hand or a bar) and background clutter. Train labels carry label noise.
+the train, val and test splits. Nuisances: pose (rotation, scale, shift), lighting gradient, blur,
+noise, occluders (a hand or a bar) and background clutter. Train and val labels carry label noise.
 
 The *bias attribute* is the background hue, one hue per class. In train it is the true class's hue
 with probability ``bias_strength`` and a uniformly random hue otherwise, so
@@ -13,8 +13,8 @@ with probability ``bias_strength`` and a uniformly random hue otherwise, so
 the unlabelled redundant feature that the QCS paper sets out to remove.
 
 The *val* split is what a held-out part of a real training set is: other identities, drawn like train
-(the same label noise and the same background bias), so that choosing a checkpoint on it tells nothing
-about test and cannot see the shortcut either. Test labels are clean.
+(the same label noise and the same background bias). Choosing a checkpoint on it uses nothing of test,
+and, as with real data, the shortcut is as present there as in train. Test labels are clean.
 
 The defaults are calibrated so that the tiny baseline (``QCSConfig.sized("tiny", variant="baseline")``,
 64 px, Adam 3e-4, batch 64, 800 steps: about 3 CPU minutes) ends near 50 % test accuracy (chance 14 %),

@@ -60,8 +60,8 @@ from ..data.synthfer import generate
 from ..data.transforms import build_split_transforms, build_transforms, resize_size
 from ..models.qcs import BRANCHES, QCSNet, TrainOutput
 from ..models.weights import FORMAT, CheckpointError, load_backbone_weights, load_checkpoint, read_torch_file
-from .config import ConfigError, TrainConfig
 from ..progress import report as report_progress
+from .config import ConfigError, TrainConfig
 from .distributed import World, broadcast_flag, init_world
 from .losses import head_names, quadruplet_loss
 from .sam import SAM
