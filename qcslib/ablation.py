@@ -150,14 +150,15 @@ def _fit(config: TrainConfig, context: dict, progress_bars: bool) -> None:
 
 
 def run_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """``train_variants``' rows for reading: how each run ended and what it scored (%), and what it cost."""
+    """``train_variants``' rows for reading: how each run ended, the split that chose its checkpoint and that
+    checkpoint's scores (%), and what the run cost."""
     return pd.DataFrame({
         "variant": runs["variant"], "seed": runs["seed"],
         "epochs": [f"{s}/{m}" for s, m in zip(runs["stopped_epoch"], runs["max_epochs"])],
         "stopped early": runs["stopped_early"].map({True: "yes", False: "no"}),
         "converged": runs["converged"].map({True: "yes", False: "NO"}),
-        "chosen epoch": runs["best_epoch"],
-        f"{runs['selection'].iloc[0]} acc %": (100 * runs[f"best_{runs['selection'].iloc[0]}_accuracy"]).round(2),
+        "chosen on": runs["selection"].map({"val": "val", "test": "test (paper's protocol)"}),
+        "chosen epoch": runs["best_epoch"], "val acc %": (100 * runs["best_val_accuracy"]).round(2),
         "test acc %": (100 * runs["best_test_accuracy"]).round(2),
         "backbone images (M)": (runs["backbone_images"] / 1e6).round(2),
         "train s": runs["train_seconds"].round(0).astype(int)}).reset_index(drop=True)

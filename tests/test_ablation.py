@@ -23,7 +23,8 @@ def fake_runs(values: dict[str, list[float]], converged=True) -> pd.DataFrame:
     for variant, accs in values.items():
         for seed, acc in enumerate(accs):
             rows.append({"variant": variant, "seed": seed, "selection": "val", "converged": converged,
-                         "stopped_early": False,
+                         "stopped_early": False, "stopped_epoch": 9, "max_epochs": 12, "best_epoch": 7,
+                         "backbone_images": 1.2e6, "train_seconds": 40.4,
                          **{f"{w}_{m}": acc + (0.01 if w == "best" else 0) for w in ("best", "last")
                             for m in ablation.METRICS}})
     return pd.DataFrame(rows)
@@ -166,6 +167,16 @@ def test_comparisons_answer_the_listed_questions_for_the_variants_that_ran():
     compared = ablation.comparisons(runs)
     assert compared["comparison"].tolist() == ["qcs − baseline", "qcs − baseline_matched", "baseline_matched − baseline"]
     assert "equal compute" in compared.loc[1, "question"] and compared.loc[1, "seeds"] == 3
+
+
+def test_the_run_table_says_which_split_chose_each_checkpoint():
+    runs = fake_runs({"baseline": [0.5], "qcs": [0.6]})
+    table = ablation.run_table(runs)
+    assert table.loc[1].to_dict() == {"variant": "qcs", "seed": 0, "epochs": "9/12", "stopped early": "no",
+                                      "converged": "yes", "chosen on": "val", "chosen epoch": 7, "val acc %": 61.0,
+                                      "test acc %": 61.0, "backbone images (M)": 1.2, "train s": 40}
+    runs["selection"] = "test"
+    assert set(ablation.run_table(runs)["chosen on"]) == {"test (paper's protocol)"}
 
 
 def test_findings_follow_the_intervals_and_flag_unconverged_runs():
