@@ -189,7 +189,7 @@ def comparison_table(compared: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "question": compared["question"].to_numpy(), "seeds": compared["seeds"].to_numpy(),
         "ahead on": compared["ahead"].to_numpy(), "mean difference": [points(v) for v in compared["mean_diff"]],
-        "95 % interval": [f"[{points(a)}, {points(b)}]" if np.isfinite(a) else "n/a (one seed)"
+        "95 % interval": [f"[{points(a)},\u00a0{points(b)}]" if np.isfinite(a) else "n/a (one seed)"
                           for a, b in zip(compared["ci_low"], compared["ci_high"])],
     }, index=pd.Index(compared["comparison"], name="comparison (points of test accuracy)"))
 
@@ -236,6 +236,15 @@ def bias_table(runs: pd.DataFrame, test: Split, meta_csv: str | Path, recipe: st
     return pd.DataFrame(rows)
 
 
+def bias_summary(bias: pd.DataFrame) -> pd.DataFrame:
+    """``bias_table``'s rows → per variant, "mean ± std" over seeds (in %) of the accuracy on bias-aligned and on
+    bias-conflicting test images and of their gap (aligned − conflicting, per run), and the number of seeds."""
+    grouped = bias.assign(gap=bias["aligned"] - bias["conflicting"]).groupby("variant", sort=False)[
+        ["aligned", "conflicting", "gap"]]
+    table = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
+    return format_mean_std(table).assign(n=grouped.size())
+
+
 def findings(runs: pd.DataFrame, table: pd.DataFrame, compared: pd.DataFrame, bias: pd.DataFrame | None,
              ceiling: float | None, chance: float) -> str:
     """Notebook 04's conclusions as markdown, each number with its seeds and each comparison read from its
@@ -263,10 +272,8 @@ def findings(runs: pd.DataFrame, table: pd.DataFrame, compared: pd.DataFrame, bi
     for row in compared.itertuples():
         lines.append(f"- *{row.question}* {row.verdict}.")
     if bias is not None and not bias.empty:
-        conflicting = bias.groupby("variant", sort=False)["conflicting"].agg(["mean", "std", "size"])
-        shown = [v for v in ("baseline", "baseline_matched", "dcs", "qcs") if v in conflicting.index]
-        parts = [f"{v} {100 * conflicting.loc[v, 'mean']:.2f} ± {100 * np.nan_to_num(conflicting.loc[v, 'std']):.2f} %"
-                 for v in shown]
+        conflicting = bias_summary(bias)["conflicting"]
+        parts = [f"{v} {conflicting[v]} %" for v in MAIN if v in conflicting.index]
         lines.append(f"- On bias-conflicting test images (another class's background hue): {'; '.join(parts)} "
                      f"(mean ± std over seeds).")
     return "\n".join(lines)

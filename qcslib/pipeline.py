@@ -165,7 +165,7 @@ def run_summaries(run_dir: Path) -> pd.DataFrame:
     for path in sorted(Path(run_dir).rglob("summary.json")):
         s = json.loads(path.read_text())
         chosen = s["best"]
-        rows.append({"run": str(path.parent.relative_to(run_dir)), "variant": s["variant"], "seed": s["seed"],
+        rows.append({"run": str(path.parent.relative_to(run_dir)), "model": s["variant"], "seed": s["seed"],
                      "epochs": f"{s['stopped_epoch']}/{s['max_epochs']}",
                      "stopped early": "yes" if s["stopped_early"] else "no",
                      "converged": "yes" if s["converged"] else "NO", "chosen on": s["selection"],
@@ -213,7 +213,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .fail{{color:#b0
 <h2>Reports</h2><table><tr><th>notebook</th><th>time</th></tr>{reports}</table>
 <h2>Runs</h2><p>Every <code>summary.json</code> under <code>{html.escape(params["run_dir"])}</code>: where each run stopped,
 whether it converged, and the test scores of the checkpoint chosen on the split in <i>chosen on</i> (val; "test" marks
-the paper's protocol), with the last epoch's test accuracy beside them.</p>{runs_html}
+the paper's protocol), with the last epoch's test accuracy beside them. <i>model</i> is the network a run trains
+(the <code>baseline_matched</code> runs train the baseline network, with QCS's image budget).</p>{runs_html}
 <h2>Parameters</h2><pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
 <h2>Environment</h2>{env}</body></html>"""
     (out_dir / "index.html").write_text(page, encoding="utf-8")

@@ -210,3 +210,16 @@ def test_bias_accuracy_splits_the_test_set_by_the_attribute(tmp_path):
     assert result["conflicting"] == pytest.approx(right[conflicting].mean())
     assert result["aligned"] == pytest.approx(right[~conflicting].mean())
     assert result["accuracy"] == pytest.approx(right.mean())
+
+
+def test_bias_summary_gives_mean_and_std_of_each_accuracy_and_of_the_gap():
+    bias = pd.DataFrame({"variant": ["qcs", "qcs", "baseline"], "seed": [0, 1, 0],
+                         "aligned": [0.9, 0.8, 0.95], "conflicting": [0.7, 0.7, 0.45]})
+    summary = ablation.bias_summary(bias)
+    assert list(summary.index) == ["qcs", "baseline"] and list(summary["n"]) == [2, 1]
+    assert summary.loc["qcs", "aligned"] == "85.00 ± 7.07" and summary.loc["qcs", "conflicting"] == "70.00 ± 0.00"
+    assert summary.loc["qcs", "gap"] == "15.00 ± 7.07"
+    assert summary.loc["baseline", "gap"] == "50.00"  # one seed: no std to show
+    runs = fake_runs({"baseline": [0.5], "qcs": [0.6, 0.7]})
+    text = ablation.findings(runs, ablation.summarize(runs), ablation.comparisons(runs), bias, None, 0.1)
+    assert "baseline 45.00 %; qcs 70.00 ± 0.00 %" in text

@@ -125,7 +125,7 @@ def ablation_bars(table: pd.DataFrame, metric: str = "best_test_accuracy", chanc
         if value is not None:
             ax.axhline(100 * value, color="0.3", ls=style, lw=1)
             ax.annotate(f"{name} {100 * value:.1f} %", (x[-1] + 0.45, 100 * value), ha="right", va="bottom", fontsize=8)
-    ax.set_xticks(x, table.index, rotation=20)
+    ax.set_xticks(x, table.index, rotation=25, ha="right", rotation_mode="anchor")
     ax.set_ylim(0, 100)
     ax.set_ylabel(f"{label} (%)", fontsize=8)
     ax.set_title("mean ± std over seeds")
