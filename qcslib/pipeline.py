@@ -160,15 +160,17 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
 
 def run_summaries(run_dir: Path) -> pd.DataFrame:
     """One row per ``summary.json`` under ``run_dir`` (recursively): how the run ended, the split that chose its
-    checkpoint, and that checkpoint's scores."""
+    checkpoint, and that checkpoint's scores. A summary from before validation selection (no ``selection``
+    field) is listed as what it was: chosen on test, convergence unknown."""
     rows = []
     for path in sorted(Path(run_dir).rglob("summary.json")):
         s = json.loads(path.read_text())
-        chosen = s["best"]
+        chosen, old = s["best"], "selection" not in s
         rows.append({"run": str(path.parent.relative_to(run_dir)), "model": s["variant"], "seed": s["seed"],
-                     "epochs": f"{s['stopped_epoch']}/{s['max_epochs']}",
-                     "stopped early": "yes" if s["stopped_early"] else "no",
-                     "converged": "yes" if s["converged"] else "NO", "chosen on": s["selection"],
+                     "epochs": str(s["epochs"]) if old else f"{s['stopped_epoch']}/{s['max_epochs']}",
+                     "stopped early": "no" if old or not s["stopped_early"] else "yes",
+                     "converged": "unknown" if old else "yes" if s["converged"] else "NO",
+                     "chosen on": "test (older run)" if old else s["selection"],
                      "chosen epoch": chosen["epoch"], "val acc %": 100 * chosen.get("val_accuracy", float("nan")),
                      "test acc %": 100 * chosen["test_accuracy"],
                      "test mean class acc %": 100 * chosen["test_mean_class_accuracy"],

@@ -134,3 +134,20 @@ def test_the_gallery_copies_the_reports_with_smaller_figures(tmp_path):
     page = (tmp_path / "gallery" / "04_ablations.html").read_text()
     small = Image.open(io.BytesIO(base64.b64decode(page.split("base64,")[1].split('"')[0])))
     assert small.size == (250, 150) and page.startswith("<p>table</p>")
+
+
+def test_the_index_lists_runs_of_both_summary_formats(tmp_path):
+    new = {"variant": "qcs", "seed": 0, "selection": "val", "stopped_epoch": 7, "max_epochs": 12, "stopped_early": True,
+           "converged": True, "best": {"epoch": 5, "val_accuracy": 0.7, "test_accuracy": 0.75,
+                                       "test_mean_class_accuracy": 0.74}, "last": {"test_accuracy": 0.73},
+           "train_seconds": 9.0}
+    old = {"variant": "baseline", "seed": 1, "epochs": 2, "best": {"epoch": 2, "test_accuracy": 0.2,
+                                                                   "test_mean_class_accuracy": 0.19},
+           "last": {"test_accuracy": 0.2}, "train_seconds": 3.0}  # written before validation selection existed
+    for name, summary in (("qcs-s0", new), ("baseline-s1", old)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+    rows = pipeline.run_summaries(tmp_path).set_index("run")
+    assert rows.loc["qcs-s0", ["epochs", "stopped early", "converged", "chosen on"]].tolist() == ["7/12", "yes", "yes", "val"]
+    assert rows.loc["baseline-s1", ["epochs", "converged", "chosen on"]].tolist() == ["2", "unknown", "test (older run)"]
+    assert rows.loc["qcs-s0", "test acc %"] == 75.0 and rows.loc["baseline-s1", "test acc %"] == 20.0
