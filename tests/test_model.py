@@ -94,7 +94,7 @@ def test_swapping_anchor_positive_with_negative2_negative_permutes_all_outputs()
         out = model.forward_train(a, p, n, n2)
         swapped = model.forward_train(n2, n, p, a)
     for got, expected in ((swapped.base_logits, out.base_logits[::-1]), (swapped.cross_logits, out.cross_logits[::-1])):
-        for g, e in zip(got, expected):
+        for g, e in zip(got, expected, strict=True):
             torch.testing.assert_close(g, e, rtol=0, atol=1e-5)
 
 
@@ -108,7 +108,7 @@ def test_options_change_the_cross_logits_and_never_the_base(change):
     model.load_state_dict(reference.state_dict(), strict=change.get("csa") is None)
     with torch.no_grad():
         ref, out = reference.forward_train(*x), model.forward_train(*x)
-    for r, o in zip(ref.base_logits, out.base_logits):
+    for r, o in zip(ref.base_logits, out.base_logits, strict=True):
         torch.testing.assert_close(r, o)
     assert (ref.cross_logits[0] - out.cross_logits[0]).abs().max() > 1e-2
 
@@ -117,7 +117,7 @@ def test_per_branch_batch_norm_matches_separate_calls_in_training():
     model = tiny().train()
     x = images(4)
     out = model.forward_train(*x)
-    for xi, logits in zip(x, out.base_logits):
+    for xi, logits in zip(x, out.base_logits, strict=True):
         torch.testing.assert_close(model.base(xi), logits)
 
 
@@ -125,7 +125,7 @@ def test_concatenated_branches_equal_separate_calls_in_eval_and_share_batch_norm
     x = images(4)
     separate, joint = tiny().eval(), tiny(concat_branches=True).eval()
     a, b = separate.forward_train(*x), joint.forward_train(*x)
-    for u, v in zip(a.base_logits + a.cross_logits, b.base_logits + b.cross_logits):
+    for u, v in zip(a.base_logits + a.cross_logits, b.base_logits + b.cross_logits, strict=True):
         torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-5)
     joint.train()
     logits = joint.forward_train(*x).base_logits

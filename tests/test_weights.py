@@ -46,7 +46,9 @@ def test_official_checkpoint_reproduces_the_official_logits(official, name):
     with torch.no_grad():
         out = model.forward_train(*x)
         single = model(x[0])
-    for expected, got in zip(base + cross, out.base_logits + out.cross_logits):
+    n = len(x)
+    assert len(base) == len(cross) == len(out.base_logits) == len(out.cross_logits) == n  # no head left out
+    for expected, got in zip(base + cross, out.base_logits + out.cross_logits, strict=True):
         assert expected.abs().max() > 0.5  # the logits are not degenerate
         assert (expected - got).abs().max() < 5e-5
     assert (single - base[0]).abs().max() < 5e-5
