@@ -426,6 +426,23 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     assert len(pd.read_csv(config.run_dir / "metrics.csv")) == 1
 
 
+def test_a_rerun_that_crashes_before_its_first_epoch_leaves_nothing_to_reuse(tmp_path, smoke_data, monkeypatch):
+    from qcslib import ablation
+    first = smoke(tmp_path, smoke_data, "epochs=1")
+    fit(first, progress=False)
+    assert ablation.finished(first)
+    second = first.replace(lr=2e-3)  # same run directory, another recipe
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed in the first step")
+
+    monkeypatch.setattr(engine, "_train_step", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        fit(second, overwrite=True, progress=False)
+    assert not ablation.finished(second) and not ablation.finished(first)  # the old results are not the new run's
+    assert not (second.run_dir / "summary.json").exists()
+
+
 def test_a_config_that_cannot_work_is_refused_before_training(tmp_path, smoke_data):
     cases = [(smoke(tmp_path, smoke_data, "model.num_classes=8"), ConfigError, "model.num_classes is 8, but synthfer"),
              (smoke(tmp_path, smoke_data, "batch_size=500"), ConfigError,
