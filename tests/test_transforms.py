@@ -1,4 +1,6 @@
 """BatchAugment: each vectorised step equals torchvision's per-image one with the same parameters."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -85,3 +87,20 @@ def test_the_batch_augment_without_randomness_is_the_test_transform():
     expected = torch.stack([build_transforms("rafdb", 8, train=False)(Image.fromarray(b.permute(1, 2, 0).numpy()))
                             for b in batch])
     torch.testing.assert_close(augment.normalize(batch.float() / 255), expected, atol=1e-6, rtol=0)
+
+
+def test_seeded_augmentation_leaves_the_cuda_generators_alone(monkeypatch):
+    """Per-step and per-item seeds reseed torch's CPU generator inside fork_rng(devices=[]), which restores only
+    that one: reseeding CUDA there (as torch.manual_seed does) would change every later CUDA draw."""
+    from qcslib.data.datasets import QuadrupletDataset
+    from qcslib.data.sources import Split
+    from qcslib.train.engine import _augment_batch
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded.append)
+    monkeypatch.setattr(torch.cuda, "manual_seed", seeded.append)
+    _, augment = build_split_transforms("rafdb", 32)
+    batch = [torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8) for _ in range(4)] + [torch.zeros(2), torch.ones(2)]
+    _augment_batch(batch, augment, torch.device("cpu"), seed=5)
+    split = Split("list", "train", Path("."), ["a", "b"], np.array([0, 1]), None, np.zeros((2, 48, 48), np.uint8), None)
+    QuadrupletDataset(split, build_split_transforms("rafdb", 32)[0])[(0, 0, 1, 1, 9)]
+    assert seeded == []

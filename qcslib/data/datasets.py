@@ -70,8 +70,8 @@ class QuadrupletDataset(_SplitImages):
         quad = [int(i) for i in item[:4]]
         labels = self.split.labels
         if len(item) == 5:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(item[4]))
+            with torch.random.fork_rng(devices=[]):  # restores the CPU generator, the only one seeded here
+                torch.random.default_generator.manual_seed(int(item[4]))
                 images = [self.transform(self.image(i)) for i in quad[: self.branches]]
         else:
             images = [self.transform(self.image(i)) for i in quad[: self.branches]]
