@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--num-workers", type=int, default=0)
+    ev.add_argument("--allow-unreadable", action="store_true",
+                    help="score the readable images when some cannot be read (default: an error naming them)")
     pr = commands.add_parser("predict", help="the expression of every face in images or folders")
     pr.add_argument("paths", nargs="+", help="image files or folders")
     pr.add_argument("--checkpoint", required=True, help="a qcslib .pt or an official QCS/DCS .pth")
@@ -123,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             from .train.engine import evaluate_checkpoint
             print(json.dumps(evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.split,
                                                  batch_size=args.batch_size, device=args.device,
-                                                 num_workers=args.num_workers), indent=1))
-    except (DataError, CheckpointError, FileNotFoundError, ValueError) as e:
+                                                 num_workers=args.num_workers,
+                                                 allow_unreadable=args.allow_unreadable), indent=1))
+    except (DataError, CheckpointError, OSError, ValueError) as e:  # OSError: a path that cannot be read or written
         print(f"python -m qcslib {args.command}: error: {e}", file=sys.stderr)
         return 2
     except (TrainingError, ExportError) as e:

@@ -112,7 +112,11 @@ def load_predictor(checkpoint, classes: str | None = None) -> Predictor:
     from .train.engine import RECIPE_OF
 
     model, report = load_checkpoint(checkpoint)
-    names = report.meta.get("classes") or (list(DATASET_CLASSES[classes]) if classes else None)
+    stored = report.meta.get("classes")
+    if stored and classes and list(DATASET_CLASSES[classes]) != list(stored):
+        raise CheckpointError(f"{checkpoint}: stores its classes ({', '.join(stored)}), which are not --classes "
+                              f"{classes}'s ({', '.join(DATASET_CLASSES[classes])}); drop --classes")
+    names = stored or (list(DATASET_CLASSES[classes]) if classes else None)
     if names is None:
         raise CheckpointError(f"{checkpoint}: stores no class names (an official checkpoint); pass --classes "
                               f"{'|'.join(DATASET_CLASSES)}")

@@ -122,6 +122,14 @@ def test_synthfer_command_generates_once_and_refuses_to_mix_settings(tmp_path, c
     assert len(split) == 7 and split.classes == ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
 
 
+def test_an_output_path_that_cannot_be_made_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    out = tmp_path / "file" / "synthfer"
+    assert main(["synthfer", "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("python -m qcslib synthfer: error:") and str(tmp_path / "file") in err and "\n" not in err
+
+
 def test_memmapped_cache_of_pixel_images_follows_the_pixels(tmp_path):
     def grey(value):
         return Split("ferplus", "test", tmp_path, CLASSES, np.array([0, 1]), None,

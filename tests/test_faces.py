@@ -96,3 +96,12 @@ def test_an_official_checkpoint_needs_its_class_order(tmp_path, astronaut):
     assert ok.returncode == 0, ok.stderr
     assert list(json.loads(ok.stdout)[0]["probabilities"]) == ["surprise", "fear", "disgust", "happy", "sad",
                                                                "anger", "neutral"]
+
+
+def test_classes_that_contradict_the_checkpoints_own_are_refused(tmp_path, checkpoint):
+    from qcslib.faces import load_predictor
+    from qcslib.models.weights import CheckpointError
+    with pytest.raises(CheckpointError, match=r"stores its classes \(neutral, happy, .*not --classes rafdb's "
+                                              r"\(surprise, fear"):
+        load_predictor(checkpoint, "rafdb")
+    assert load_predictor(checkpoint).classes == CLASSES
