@@ -17,7 +17,7 @@ from qcslib import QCSConfig, QCSNet, TrainOutput
 from qcslib.analysis.metrics import classification_metrics
 from qcslib.models.weights import load_checkpoint
 from qcslib.train import SAM, ConfigError, TrainingError, fit, head_names, load_profile, quadruplet_loss
-from qcslib.data.sources import load_split
+from qcslib.data.sources import DataError, load_split
 from qcslib.train import engine, load_data
 from qcslib.train.config import PROFILE_DIR, parse_overrides
 from qcslib.train.engine import evaluate_checkpoint, lr_factor, should_stop
@@ -104,11 +104,29 @@ def test_overrides_reach_nested_fields_and_parse_as_yaml():
     ("patience=-1", "need patience ≥ 0"),
     ("test_split=val", "must be three different splits"),
     ("lr", "is not key=value"),
+    ("data_options.bogus=1", "data_options for synthfer: unknown option(s) bogus; it takes classes, image_root"),
 ])
 def test_bad_overrides_are_one_line_errors(override, message):
     with pytest.raises(ConfigError) as e:
         load_profile("smoke", [override])
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_malformed_profile_is_one_line_with_its_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\nlr: 0.1\nmodel: {size: tiny\nepochs: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_profile(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}, line ") and ", column " in message and "not valid YAML" in message
+    assert "\n" not in message
+
+
+def test_a_bad_data_option_stops_the_train_command_before_any_data_is_made(tmp_path, capsys):
+    from qcslib.__main__ import main
+    data = tmp_path / "never"
+    assert main(["train", "--profile", "smoke", "--set", f"data_root={data}", "--set", "data_options.bogus=1"]) == 2
+    assert "data_options for synthfer: unknown option(s) bogus" in capsys.readouterr().err and not data.exists()
 
 
 def test_unknown_profile_lists_the_built_in_ones():
@@ -304,6 +322,18 @@ def test_selection_never_reads_test_unless_asked(tmp_path, smoke_data, monkeypat
     assert "val" not in json.loads((paper.dir / "data.json").read_text())
 
 
+def test_evaluation_runs_in_fp32_whatever_the_training_precision(tmp_path, smoke_data, monkeypatch):
+    precisions, real = [], engine.evaluate
+
+    def spy(*args, **kwargs):
+        precisions.append(kwargs["precision"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "evaluate", spy)
+    fit(smoke(tmp_path, smoke_data, "epochs=1", "precision=bf16"), progress=False)  # bf16 autocast in training
+    assert precisions == ["fp32"] * 3  # val after the epoch; test on the chosen and on the last model
+
+
 def rafdb_root(tmp_path, train_per_class=4):
     from PIL import Image
     root = tmp_path / "basic"
@@ -443,6 +473,18 @@ def test_a_rerun_that_crashes_before_its_first_epoch_leaves_nothing_to_reuse(tmp
     assert not (second.run_dir / "summary.json").exists()
 
 
+@pytest.mark.parametrize("change", ["batch_size=7", "lr=0.5", "seed=3", "model.cross_drop=0.3"])
+def test_resume_refuses_another_recipe_naming_the_field(tmp_path, smoke_data, change):
+    config = smoke(tmp_path, smoke_data, "epochs=1")
+    fit(config, progress=False)
+    field = change.split("=")[0].split(".")[-1]
+    with pytest.raises(ConfigError, match=rf"last\.pt: was trained with another (recipe|model) \({field}: ") as error:
+        fit(smoke(tmp_path, smoke_data, "epochs=1", change), resume=config.run_dir / "last.pt", progress=False)
+    assert "\n" not in str(error.value)
+    # where it runs may change: another worker count and log interval resume (nothing left to train here)
+    fit(config.replace(num_workers=1, log_every=3), resume=config.run_dir / "last.pt", progress=False)
+
+
 def test_a_config_that_cannot_work_is_refused_before_training(tmp_path, smoke_data):
     cases = [(smoke(tmp_path, smoke_data, "model.num_classes=8"), ConfigError, "model.num_classes is 8, but synthfer"),
              (smoke(tmp_path, smoke_data, "batch_size=500"), ConfigError,
@@ -458,21 +500,88 @@ def test_a_config_that_cannot_work_is_refused_before_training(tmp_path, smoke_da
         assert not config.run_dir.exists()
 
 
-def test_torchrun_two_processes_on_gloo(tmp_path, smoke_data):
+def test_only_the_second_sam_backward_all_reduces_under_ddp(tmp_path):
+    """With SAM, the first backward (at w) must stay local: a step all-reduces as often as a plain step does."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    from qcslib.train.distributed import World
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        reductions = {}
+        for sam in (False, True):
+            torch.manual_seed(0)
+            net = QCSNet(QCSConfig.sized("tiny", image_size=32, backbone_size=32))
+            model, calls = DistributedDataParallel(net), []
+
+            def count(state, bucket):
+                calls.append(1)
+                done = torch.futures.Future()
+                done.set_result(bucket.buffer())
+                return done
+
+            model.register_comm_hook(None, count)
+            optimizer = SAM(net.parameters(), torch.optim.Adam, lr=1e-3) if sam else torch.optim.Adam(net.parameters())
+            batch = [torch.randn(4, 3, 32, 32) for _ in range(4)] + [torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 3, 0])]
+            engine._train_step(model, optimizer, None, batch, 4, torch.device("cpu"), None, False, sam, World(0, 0, 2))
+            reductions[sam] = len(calls)
+    finally:
+        dist.destroy_process_group()
+    assert reductions[True] == reductions[False] > 0
+
+
+def test_ddp_keeps_only_epoch_boundaries_to_resume_from(tmp_path, smoke_data, monkeypatch):
+    """Mid-epoch state is one process's (RNG, partial sums): a DDP run saves none, and refuses to resume one."""
+    import torch.distributed as dist
+    from qcslib.train.distributed import World
+    config = smoke(tmp_path, smoke_data, "epochs=2", "name=single")
+    with monkeypatch.context() as m:
+        interrupt_at(m, 3, "sigint")
+        with pytest.raises(KeyboardInterrupt):
+            fit(config, progress=False)
+    assert torch.load(config.run_dir / "last.pt", weights_only=False)["step"] == 3  # one process: mid-epoch is fine
+    monkeypatch.setattr(engine, "init_world", lambda device_type: World(0, 0, 2))  # as rank 0 of 2
+    with pytest.raises(ConfigError, match=r"last\.pt: stopped mid-epoch \(epoch 1, step 3\); a DDP run resumes only"):
+        fit(config, resume=config.run_dir / "last.pt", progress=False)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ddp = smoke(tmp_path, smoke_data, "epochs=2", "name=ddp")
+        interrupt_at(monkeypatch, 3, "sigint")
+        with pytest.raises(KeyboardInterrupt, match="a DDP run resumes from the end of its last finished epoch, 0"):
+            fit(ddp, progress=False)
+    finally:
+        dist.destroy_process_group()
+    assert not (ddp.run_dir / "last.pt").exists()  # no epoch finished: nothing to resume from, rather than a wrong state
+
+
+def torchrun_smoke(tmp_path, data, run_dir, *launch) -> subprocess.Popen:
+    """``torchrun <launch> -m qcslib train`` of the smoke profile (2 epochs) into ``run_dir``, started."""
     torchrun = Path(sys.executable).with_name("torchrun")
+    return subprocess.Popen(
+        [str(torchrun), *launch, "-m", "qcslib", "train", "--profile", "smoke", "--set", f"data_root={data}",
+         "--set", "epochs=2", "--run-dir", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])})
+
+
+def test_torchrun_two_processes_on_gloo_and_two_nodes_train_the_same(tmp_path, smoke_data):
     run_dir = tmp_path / "ddp"
-    result = subprocess.run(
-        [str(torchrun), "--nproc-per-node", "2", "--master-port", "29517", "-m", "qcslib", "train", "--profile",
-         "smoke", "--set", f"data_root={smoke_data}", "--set", "epochs=2", "--run-dir", str(run_dir)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count('"run_dir"') == 1  # only rank 0 reports
+    one = torchrun_smoke(tmp_path, smoke_data, run_dir, "--nproc-per-node", "2", "--master-port", "29517")
+    stdout, stderr = one.communicate(timeout=600)
+    assert one.returncode == 0, stderr[-3000:]
+    assert stdout.count('"run_dir"') == 1  # only rank 0 reports
     m = pd.read_csv(run_dir / "metrics.csv")
     assert m["epoch"].tolist() == [1, 2]
     assert m["steps"].tolist() == [11, 11]  # 168 quadruplets per rank in batches of 16
     assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "metrics.csv", "last.pt", "best.pt",
                                                     "confusion.csv", "summary.json", "data.json"}
+    # the same run as 2 "nodes" of 1 process each, meeting through c10d rendezvous on the loopback
+    nodes_dir = tmp_path / "nodes"
+    rendezvous = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                  "127.0.0.1:29518", "--rdzv-id", "qcs-two-nodes"]
+    nodes = [torchrun_smoke(tmp_path, smoke_data, nodes_dir, *rendezvous, "--node-rank", str(r)) for r in (0, 1)]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert sum(out.count('"run_dir"') for out, _ in outputs) == 1
+    pd.testing.assert_frame_equal(without_timing(nodes_dir), without_timing(run_dir))
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -503,6 +612,28 @@ def test_evaluate_an_official_checkpoint_on_rafdb(tmp_path):
     expected = classification_metrics(split.labels, logits.argmax(1).numpy(), split.classes)
     assert {k: result[k] for k in expected} == expected
     assert result["n"] == 4 and result["skipped"] == 0 and "variant=qcs" in result["load"]
+    assert result["scored"] == "4 of 4 images"
+    # an unreadable test image: an error naming it, unless asked to score the rest, which the result then says
+    broken = root / "Image" / "aligned" / "test_0002_aligned.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=r"rafdb/test: 1 of 4 images cannot be read \(.*test_0002_aligned\.jpg .*"
+                                        r"pass --allow-unreadable to score the 3 readable ones"):
+        evaluate_checkpoint(path, "rafdb", root, "test", batch_size=2, device="cpu")
+    with pytest.warns(UserWarning, match="skipped 1 of 4"):
+        partial = evaluate_checkpoint(path, "rafdb", root, "test", batch_size=2, device="cpu", allow_unreadable=True)
+    assert partial["n"] == 3 and partial["scored"] == "3 of 4 images (1 unreadable, not scored)"
+
+
+def test_a_run_refuses_val_or_test_splits_with_unreadable_images(tmp_path):
+    root = rafdb_root(tmp_path)
+    (root / "Image" / "aligned" / "test_0001_aligned.jpg").write_bytes(b"broken")
+    config = load_profile("smoke", ["dataset=rafdb", f"data_root={root}", "model.num_classes=7", "batch_size=2",
+                                    "val_fraction=0.5"])
+    with pytest.raises(DataError, match=r"rafdb/test: 1 of 1 images cannot be read .*set allow_unreadable_eval=true"):
+        load_data(config)
+    with pytest.warns(UserWarning):
+        data = load_data(config.replace(allow_unreadable_eval=True))
+    assert len(data.test) == 0 and len(data.test.skipped) == 1
 
 
 def test_evaluate_command_checks_the_classes(tmp_path, smoke_data):

@@ -135,12 +135,9 @@ def load_split(dataset: str, root: str | Path, split: str = "train", **options) 
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if problem := unknown_options(dataset, options):
+        raise TypeError(f"load_split({dataset!r}) got {problem}")
     qcs_list = dataset in DATASET_CLASSES and options.get("list_file") is not None
-    allowed = {"list_file", "image_root"} if qcs_list else _OPTIONS[dataset]
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise TypeError(f"load_split({dataset!r}) got unknown option(s) {', '.join(unknown)}; "
-                        f"it takes {', '.join(sorted(allowed)) or 'none'}")
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         layout = LAYOUTS["ferplus-csv"] + " or " + LAYOUTS["ferplus-folders"] if dataset == "ferplus" else \
@@ -149,6 +146,14 @@ def load_split(dataset: str, root: str | Path, split: str = "train", **options) 
     if qcs_list:
         return _load_list(dataset, root, split, classes=dataset, **options)
     return _LOADERS[dataset](dataset, root, split, **options)
+
+
+def unknown_options(dataset: str, options: dict) -> str | None:
+    """What is wrong with ``load_split``'s ``options`` for ``dataset`` (the unknown ones and the known ones), or None."""
+    qcs_list = dataset in DATASET_CLASSES and options.get("list_file") is not None
+    allowed = {"list_file", "image_root"} if qcs_list else _OPTIONS[dataset]
+    unknown = sorted(set(options) - allowed)
+    return f"unknown option(s) {', '.join(unknown)}; it takes {', '.join(sorted(allowed)) or 'none'}" if unknown else None
 
 
 def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
@@ -196,6 +201,17 @@ def verify_images(split: Split) -> Split:
         skipped=skipped,
         excluded=dict(split.excluded),
     )
+
+
+def require_whole(split: Split, allow: str) -> Split:
+    """An evaluation split is scored whole: ``split`` itself if ``verify_images`` skipped none of its images, else a
+    one-line ``DataError`` naming them (the first 3) and saying how to ``allow`` scoring the readable rest."""
+    n = len(split.skipped)
+    if not n:
+        return split
+    named = "; ".join(f"{s['path']} ({s['reason']})" for s in split.skipped[:3]) + (f"; {n - 3} more" if n > 3 else "")
+    raise DataError(f"{split.dataset}/{split.split}: {n} of {len(split) + n} images cannot be read ({named}); a score "
+                    f"on the rest would not be comparable: fix them, or {allow} to score the {len(split)} readable ones")
 
 
 def read_image(split: Split, index: int) -> Image.Image:

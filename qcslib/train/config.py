@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from ..data.sources import DATASETS, SPLITS
+from ..data.sources import DATASETS, SPLITS, unknown_options
 from ..data.synthfer import SynthFERSettings
 from ..data.transforms import RECIPES
 from ..data.quadruplets import NEGATIVES
@@ -70,6 +70,7 @@ class TrainConfig:
     decoded_cache: bool = False          # decode every image once into a uint8 array
     augment_on_device: bool = False      # loader only decodes and resizes; flip, jitter, erasing... on the device
     verify_images: bool = True           # decode every image first; unreadable ones are skipped and listed
+    allow_unreadable_eval: bool = False  # val/test with unreadable images: an error, or (true) score the rest
     # model
     model: dict = field(default_factory=dict)          # QCSConfig fields, plus size: paper | tiny
     backbone_weights: str | None = None  # ir50.pth (the MS-Celeb-1M IR-50 the official code loads)
@@ -104,6 +105,8 @@ class TrainConfig:
             if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
                 raise ConfigError(f"{f.name} must be {f.type}, got {value!r}")
         _choice("dataset", self.dataset, DATASETS)
+        if problem := unknown_options(self.dataset, self.data_options):  # before any data is generated or read
+            raise ConfigError(f"data_options for {self.dataset}: {problem}")
         _choice("train_split", self.train_split, SPLITS)
         _choice("test_split", self.test_split, SPLITS)
         _choice("selection", self.selection, SELECTIONS)
@@ -234,7 +237,9 @@ def read_profile(profile: str | Path, seen: tuple = ()) -> tuple[Path, dict]:
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__})") from e
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of TrainConfig fields, got {type(values).__name__}")
     base = values.pop("base", None)

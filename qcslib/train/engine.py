@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 from ..analysis.metrics import classification_metrics
 from ..data.datasets import (CachedQuadruplets, ImageDataset, QuadrupletDataset, QuadrupletSampler, as_batch,
                              decode_images)
-from ..data.sources import DataError, Split, hold_out, load_split, verify_images
+from ..data.sources import DataError, Split, hold_out, load_split, require_whole, verify_images
 from ..data.synthfer import generate
 from ..data.transforms import build_split_transforms, build_transforms, resize_size
 from ..models.qcs import BRANCHES, QCSNet, TrainOutput
@@ -161,14 +161,18 @@ RECIPE_OF = {"rafdb": "rafdb", "ferplus": "ferplus", "affectnet7": "affectnet", 
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str, root: str | Path, split: str = "test",
                         batch_size: int = 64, device: str = "auto", precision: str = "fp32", num_workers: int = 0,
-                        **data_options) -> dict:
+                        allow_unreadable: bool = False, **data_options) -> dict:
     """Load a checkpoint (ours, or the authors' official release) and evaluate it on a dataset split →
-    ``{checkpoint, dataset, split, skipped, load, **classification_metrics}``.
+    ``{checkpoint, dataset, split, scored, skipped, load, **classification_metrics}``.
 
     Our checkpoints carry their class names, which must be the split's, and their transform recipe;
-    official ones are taken to use the dataset's own label order and official test transform."""
+    official ones are taken to use the dataset's own label order and official test transform. A split with
+    unreadable images is an error naming them, unless ``allow_unreadable`` (then ``scored`` says how many
+    of all were scored)."""
     model, report = load_checkpoint(checkpoint)
     data = verify_images(load_split(dataset, root, split, **data_options))
+    if not allow_unreadable:
+        require_whole(data, "pass --allow-unreadable")
     names = report.meta.get("classes")
     if names is not None and list(names) != list(data.classes):
         raise CheckpointError(f"{checkpoint}: was trained on classes {names}, but {dataset}/{split} has "
@@ -180,7 +184,9 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, root: str | Path, 
     device = select_device(device)
     metrics = evaluate(model.to(device), data, recipe=recipe, batch_size=batch_size, device=device,
                        precision=precision, num_workers=num_workers)
-    return {"checkpoint": str(checkpoint), "dataset": dataset, "split": split, "skipped": len(data.skipped),
+    skipped = len(data.skipped)
+    scored = f"{len(data)} of {len(data) + skipped} images" + (f" ({skipped} unreadable, not scored)" if skipped else "")
+    return {"checkpoint": str(checkpoint), "dataset": dataset, "split": split, "scored": scored, "skipped": skipped,
             "load": str(report), **metrics}
 
 
@@ -224,6 +230,8 @@ def load_data(config: TrainConfig, world: World = World()) -> Data:
                               f"set val_fraction (e.g. 0.1) to hold one out of train, or selection=test for the "
                               f"paper's protocol (the best test epoch)") from e
     for other in (s for s in (val, test) if s is not None):
+        if not config.allow_unreadable_eval:
+            require_whole(other, "set allow_unreadable_eval=true")
         if other.classes != train.classes:
             raise ConfigError(f"the {train.split} and {other.split} splits name different classes: {train.classes} "
                               f"and {other.classes}")
@@ -269,8 +277,8 @@ def _loaders(config: TrainConfig, data: Data, image_size: int, branches: int, wo
 def _augment_batch(batch, augment, device: torch.device, seed: int):
     """The device half of the train transform (``augment_on_device``), drawing from ``seed`` alone."""
     *images, labels, neg_labels = batch
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # restores the CPU generator, the only one seeded here
+        torch.random.default_generator.manual_seed(seed)
         return [augment(x.to(device, non_blocking=True)) for x in images] + [labels, neg_labels]
 
 
@@ -370,7 +378,7 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
     if world.main and resume is None and (run_dir / "last.pt").exists() and not overwrite:
         raise ConfigError(f"{run_dir} already holds a run; resume it (--resume {run_dir / 'last.pt'}), "
                           f"choose another name, or overwrite it")
-    state = _read_resume(resume, config) if resume is not None else None
+    state = _read_resume(resume, config, world) if resume is not None else None
     if config.backbone_weights and state is None and not Path(config.backbone_weights).is_file():
         raise ConfigError(f"backbone_weights {config.backbone_weights}: no such file; put POSTER++'s MS-Celeb-1M "
                           f"IR-50 (ir50.pth) there, or --set backbone_weights=PATH (null: train from scratch)")
@@ -463,11 +471,14 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
                     bar.update(step + 1 - bar.n)
                 stop = broadcast_flag(interrupt.requested, world, device) if world.distributed else interrupt.requested
                 if stop:
-                    if world.main:
+                    # mid-epoch state is one process's (its RNG, its partial sums): DDP runs keep the last epoch's
+                    if world.main and not world.distributed:
                         _atomic_save(checkpoint(epoch, step + 1, epoch_sums), run_dir / "last.pt")
                     bar.close()
+                    where = "" if not world.distributed else \
+                        f" (a DDP run resumes from the end of its last finished epoch, {epoch})"
                     raise KeyboardInterrupt(f"interrupted at epoch {epoch + 1}, step {step + 1}; "
-                                            f"resume with --resume {run_dir / 'last.pt'}")
+                                            f"resume with --resume {run_dir / 'last.pt'}{where}")
             bar.close()
             train_seconds = time.perf_counter() - t0
             if world.distributed:
@@ -475,7 +486,7 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
             if world.main:
                 t1 = time.perf_counter()
                 metrics = evaluate(net, data.selection, recipe=config.transform, batch_size=config.eval_batch_size,
-                                   device=device, precision=config.precision, channels_last=config.channels_last,
+                                   device=device, precision="fp32", channels_last=config.channels_last,
                                    cache=select_cache, progress=progress)
                 row = _row(epoch, lr, names, epoch_sums.cpu(), net, config, metrics, train_seconds,
                            time.perf_counter() - t1, steps_total, resumed_samples)
@@ -511,11 +522,12 @@ def _train_step(model, optimizer, scaler, batch, branches, device, dtype, channe
     labels, neg_labels = labels.to(device, non_blocking=True), neg_labels.to(device, non_blocking=True)
 
     def forward_backward(sync: bool):
-        with _autocast(device, dtype):
-            # one batch through the model is the base branch alone: the baseline's only head
-            out = model(*images) if branches > 1 else TrainOutput([model(images[0])], [], None)
-        loss, parts = quadruplet_loss(out, labels, neg_labels)
+        # DDP decides in the forward whether the backward all-reduces, so no_sync must hold both
         with model.no_sync() if (not sync and world.distributed) else contextlib.nullcontext():
+            with _autocast(device, dtype):
+                # one batch through the model is the base branch alone: the baseline's only head
+                out = model(*images) if branches > 1 else TrainOutput([model(images[0])], [], None)
+            loss, parts = quadruplet_loss(out, labels, neg_labels)
             (scaler.scale(loss) if scaler is not None else loss).backward()
         return out, loss, parts
 
@@ -564,7 +576,7 @@ def _finish(config: TrainConfig, net: QCSNet, data: Data, history: list[dict], b
     chosen, last = dict(best), dict(history[-1])
     if config.selection == "val":
         options = dict(recipe=config.transform, batch_size=config.eval_batch_size, device=device,
-                       precision=config.precision, channels_last=config.channels_last, cache=test_cache,
+                       precision="fp32", channels_last=config.channels_last, cache=test_cache,
                        progress=progress)
         best_net = QCSNet(net.config).to(device)
         best_net.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=False)["state_dict"])
@@ -581,6 +593,7 @@ def _finish(config: TrainConfig, net: QCSNet, data: Data, history: list[dict], b
                "stopped_early": stopped_early, "last3_range": spread,
                "converged": stopped_early or (spread is not None and spread <= CONVERGED_RANGE),
                "best": {k: chosen[k] for k in keep if k in chosen}, "last": {k: last[k] for k in keep if k in last},
+               "test_images": len(data.test), "test_unreadable": len(data.test.skipped),
                "train_seconds": round(sum(r["train_seconds"] for r in history), 2),
                "backbone_images": int(sum(r["backbone_images"] for r in history))}
     _atomic_text(json.dumps(summary, indent=1), run_dir / "summary.json")
@@ -603,8 +616,15 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _read_resume(path: str | Path, config: TrainConfig) -> dict:
-    """A ``last.pt`` to resume ``config`` from; its model must be the one ``config`` builds."""
+# what a resumed run may change: where its files are and how it runs, never what or how it trains
+RESUMABLE = ("name", "runs_dir", "data_root", "backbone_weights", "verify_images", "eval_batch_size", "device",
+             "precision", "channels_last", "compile", "num_workers", "log_every")
+
+
+def _read_resume(path: str | Path, config: TrainConfig, world: World = World()) -> dict:
+    """A ``last.pt`` to resume ``config`` from: its model must be the one ``config`` builds, and its recipe
+    (every field but ``RESUMABLE``: data, seed, optimiser, schedule, batch, epochs, ...) the same. A mid-epoch
+    state holds one process's RNG and partial sums, so DDP resumes only from an epoch's end."""
     state, _ = read_torch_file(path)
     if not (isinstance(state, dict) and state.get("format") == FORMAT and "optimizer" in state
             and state.get("history") is not None):
@@ -613,4 +633,14 @@ def _read_resume(path: str | Path, config: TrainConfig) -> dict:
         theirs, ours = state["config"], config.model_config().to_dict()
         diff = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in ours if theirs.get(k) != ours[k])
         raise ConfigError(f"{path}: was trained with another model ({diff})")
+    theirs, missing = state.get("train_config") or {}, object()
+    changed = [(k, theirs.get(k, missing), v) for k, v in config.to_dict().items()
+               if k not in RESUMABLE and theirs.get(k, missing) != v]
+    if changed:
+        diff = ", ".join(f"{k}: {'absent' if t is missing else repr(t)} there, {v!r} here" for k, t, v in changed)
+        raise ConfigError(f"{path}: was trained with another recipe ({diff}); resume with the same one, or start a "
+                          f"new run")
+    if world.distributed and state.get("step"):
+        raise ConfigError(f"{path}: stopped mid-epoch (epoch {state['epoch'] + 1}, step {state['step']}); a DDP run "
+                          f"resumes only from the end of an epoch: finish this epoch in one process first")
     return state
