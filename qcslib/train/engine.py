@@ -23,7 +23,7 @@ runs with one seed give identical metrics, and a resumed run ends as an uninterr
 
 Run directory ``<runs_dir>/<name>/``: ``config.yaml``, ``metrics.csv`` (one row per epoch: losses, k,
 train accuracy and the selection split's ``val_*`` or ``test_*`` scores), ``last.pt`` (everything needed
-to resume; after each epoch and on Ctrl-C), ``best.pt`` (the model of the best selection accuracy),
+to resume; after each epoch, and on Ctrl-C in a one-process run), ``best.pt`` (the model of the best selection accuracy),
 ``confusion.csv`` (best model, test split), ``data.json`` (each split's counts and what the loaders
 skipped, excluded or held out) and, once the run has stopped, ``summary.json`` (selection, the epoch it
 stopped at and why, best and last epoch with val and test scores, backbone images). Files are written
