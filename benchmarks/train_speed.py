@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/train_speed.py [--sizes tiny paper] [--batches 16,32,64 2,4] [--steps 3] [--compile]
 
-Each setting runs ``qcslib.train.engine._train_step`` (2 forward and 2 backward passes of 4 branches: 8 images per
+Each setting runs ``qcslib.train.loop.train_step`` (2 forward and 2 backward passes of 4 branches: 8 images per
 quadruplet) on synthetic inputs: one warm-up step, then the median of ``--steps`` timed ones, the settings
 taking turns (round robin). ``official`` is the way the authors'
 code computes: fp32, eager, one backbone call per branch, contiguous tensors. The other rows switch on
@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from machine import machine_line, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib import QCSConfig, QCSNet
 from qcslib.train.distributed import World
-from qcslib.train.engine import _train_step
+from qcslib.train.loop import TrainForward, train_step
 from qcslib.train.sam import SAM
 
 SETTINGS = {  # name: (channels_last, concat_branches, bf16)
@@ -39,11 +39,11 @@ def make_step(size, batch, device, channels_last, concat, bf16, compile_model=Fa
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = SAM(model.parameters(), torch.optim.Adam, lr=1e-5)
-    step_model = torch.compile(model) if compile_model else model
+    step_model = torch.compile(TrainForward(model)) if compile_model else TrainForward(model)
     s = model.config.image_size
     data = [torch.randn(batch, 3, s, s) for _ in range(4)] + [torch.randint(0, 7, (batch,))] * 2
     dtype = torch.bfloat16 if bf16 else None
-    return lambda: _train_step(step_model, optimizer, None, data, 4, device, dtype, channels_last, True, World())
+    return lambda: train_step(step_model, optimizer, None, data, device, dtype, channels_last, True, World())
 
 
 def sync(device):

@@ -30,7 +30,7 @@ from .data.report import data_report
 from .data.synthfer import SynthFERSettings, generate
 from .models.weights import CheckpointError
 from .export import ExportError
-from .train.engine import TrainingError
+from .train.loop import TrainingError
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             from .export import export
             print(json.dumps(export(args.checkpoint, args.format, args.out), indent=1))
         else:
-            from .train.engine import evaluate_checkpoint
+            from .train.evaluation import evaluate_checkpoint
             print(json.dumps(evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.split,
                                                  batch_size=args.batch_size, device=args.device,
                                                  num_workers=args.num_workers,

@@ -15,6 +15,7 @@ notebook 04's conclusions from all of these.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +32,9 @@ from .data.sources import Split
 from .models.qcs import BRANCHES
 from .models.weights import load_checkpoint
 from .train.config import TrainConfig
-from .train.engine import CONVERGED_RANGE, fit, predict, work_units
+from .train.evaluation import predict
+from .train.loop import fit, work_units
+from .train.rundir import CONVERGED_RANGE
 
 VARIANTS = {
     "baseline": {"variant": "baseline"},
@@ -75,13 +78,12 @@ def variant_config(config: TrainConfig, variant: str, seed: int) -> TrainConfig:
     A matched variant multiplies the batch and the anchors per epoch by the branch ratio (4 for QCS)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    model = {k: v for k, v in config.model.items() if k not in ("variant", "csa")}
     changes = {}
     if variant in MATCHED:
         ratio = BRANCHES[VARIANTS[MATCHED[variant]]["variant"]] // BRANCHES[VARIANTS[variant]["variant"]]
         changes = {"batch_size": config.batch_size * ratio, "epoch_fraction": config.epoch_fraction * ratio}
     return config.replace(name=f"{variant}-s{seed}", runs_dir=str(Path(config.runs_dir) / config.name), seed=seed,
-                          model={**model, **VARIANTS[variant]}, **changes)
+                          model=dataclasses.replace(config.model, **{"csa": None, **VARIANTS[variant]}), **changes)
 
 
 def plan(seeds: list[int], ablation_seeds: list[int]) -> dict[str, list[int]]:

@@ -109,7 +109,7 @@ def load_predictor(checkpoint, classes: str | None = None) -> Predictor:
     model RAF-DB-framed ones."""
     from .data.sources import DATASET_CLASSES
     from .models.weights import CheckpointError, load_checkpoint
-    from .train.engine import RECIPE_OF
+    from .train.evaluation import RECIPE_OF
 
     model, report = load_checkpoint(checkpoint)
     stored = report.meta.get("classes")

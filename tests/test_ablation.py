@@ -15,7 +15,7 @@ from qcslib.data.sources import load_split
 from qcslib.data.synthfer import SynthFERSettings, generate
 from qcslib.models.backbone import IRBackbone
 from qcslib.train import fit, load_profile
-from qcslib.train.engine import work_units
+from qcslib.train.loop import work_units
 
 
 def fake_runs(values: dict[str, list[float]], converged=True) -> pd.DataFrame:
@@ -34,8 +34,8 @@ def test_variant_configs_change_only_the_model_and_the_name():
     base = load_profile("smoke")
     c = ablation.variant_config(base, "qcs_s", 3)
     assert (c.name, c.runs_dir, c.seed) == ("qcs_s-s3", "runs/smoke", 3)
-    assert c.model_config().csa == "s" and c.model_config().variant == "qcs"
-    assert ablation.variant_config(base, "baseline", 0).model_config().csa is None
+    assert c.model.csa == "s" and c.model.variant == "qcs"
+    assert ablation.variant_config(base, "baseline", 0).model.csa is None
     assert {k: v for k, v in c.to_dict().items() if k not in ("name", "runs_dir", "seed", "model")} == \
         {k: v for k, v in base.to_dict().items() if k not in ("name", "runs_dir", "seed", "model")}
     with pytest.raises(ValueError, match="unknown variant 'qcs_x'"):
@@ -45,7 +45,7 @@ def test_variant_configs_change_only_the_model_and_the_name():
 def test_the_matched_baseline_gets_qcs_steps_and_image_budget():
     base = load_profile("smoke", ["epoch_fraction=0.5"])
     matched, qcs = (ablation.variant_config(base, v, 0) for v in ("baseline_matched", "qcs"))
-    assert matched.model_config().variant == "baseline"
+    assert matched.model.variant == "baseline"
     assert (matched.batch_size, matched.epoch_fraction) == (4 * qcs.batch_size, 4 * qcs.epoch_fraction)
     assert work_units(matched) == work_units(qcs) == 4 * work_units(ablation.variant_config(base, "baseline", 0))
 
@@ -64,7 +64,7 @@ def count_backbone_images(monkeypatch) -> dict:
 
 def test_the_matched_baseline_pushes_as_many_images_through_the_backbone_as_qcs(tmp_path, monkeypatch):
     """Counted in the backbone itself, over two epochs, SAM's two passes included."""
-    data = generate(tmp_path / "data", load_profile("smoke").synthfer_settings())
+    data = generate(tmp_path / "data", load_profile("smoke").synthfer)
     base = load_profile("smoke", [f"runs_dir={tmp_path}", f"data_root={data}", "epochs=2", "patience=0"])
     seen = {}
     for variant in ("baseline", "baseline_matched", "qcs"):
@@ -106,7 +106,7 @@ def test_the_plan_gives_the_main_variants_their_seeds_and_the_rest_theirs():
 
 
 def test_parallel_runs_train_what_one_thread_trains_alone(tmp_path):
-    data = generate(tmp_path / "data", load_profile("smoke").synthfer_settings())
+    data = generate(tmp_path / "data", load_profile("smoke").synthfer)
     config = load_profile("smoke", [f"data_root={data}", "epochs=1", "patience=0"])
     plan = {"baseline": [0], "dcs": [0, 1]}
     parallel = ablation.train_variants(config.replace(runs_dir=str(tmp_path / "parallel")), plan, jobs=2)

@@ -66,6 +66,30 @@ def test_every_parameter_gets_a_gradient_in_training(variant, mode):
     assert no_grad == []
 
 
+def test_timm_style_api_features_head_and_forward():
+    model = tiny().eval()
+    x = images(1)[0]
+    with torch.no_grad():
+        z = model.forward_features(x)
+        n = 3 * model.config.tokens_per_scale
+        assert z.shape == (len(x), 1 + n, model.config.dim)
+        embedding = model.forward_head(z, pre_logits=True)
+        assert embedding.shape == (len(x), model.config.dim)
+        torch.testing.assert_close(model.base.encoder.head(embedding), model.forward_head(z), rtol=0, atol=0)
+        torch.testing.assert_close(model.forward_head(z), model(x), rtol=0, atol=0)
+    with pytest.raises(TypeError):
+        model(*images(4))  # forward is inference only: the quadruplets go through forward_train
+
+
+def test_the_baseline_trains_through_forward_train_with_one_branch():
+    model = tiny("baseline").eval()
+    x = images(1)[0]
+    with torch.no_grad():
+        out = model.forward_train(x)
+        assert len(out.base_logits) == 1 and out.cross_logits == [] and out.k is None
+        torch.testing.assert_close(out.base_logits[0], model(x), rtol=0, atol=0)
+
+
 def test_inference_runs_the_base_branch_only():
     model = tiny().eval()
     ran = []

@@ -12,15 +12,17 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from qcslib import QCSConfig, QCSNet, TrainOutput
 from qcslib.analysis.metrics import classification_metrics
 from qcslib.models.weights import load_checkpoint
-from qcslib.train import SAM, ConfigError, TrainingError, fit, head_names, load_profile, quadruplet_loss
+from qcslib.train import SAM, ConfigError, Run, TrainingError, fit, head_names, load_profile, quadruplet_loss
 from qcslib.data.sources import DataError, load_split
-from qcslib.train import engine, load_data
-from qcslib.train.config import PROFILE_DIR, parse_overrides
-from qcslib.train.engine import evaluate_checkpoint, lr_factor, should_stop
+from qcslib.train import evaluation, load_data, loop
+from qcslib.train.config import PROFILE_DIR, TrainConfig, parse_overrides
+from qcslib.train.evaluation import evaluate_checkpoint
+from qcslib.train.loop import lr_factor, should_stop
 from tests.official_reference import official_forward, random_official_state_dict, write_official_checkpoint
 
 TIMING = ["train_seconds", "eval_seconds", "samples_per_s"]
@@ -31,7 +33,7 @@ def smoke_data(tmp_path_factory):
     """The smoke profile's SynthFER, generated once for the module."""
     root = tmp_path_factory.mktemp("data") / "synthfer-smoke"
     from qcslib.data.synthfer import generate
-    generate(root, load_profile("smoke").synthfer_settings())
+    generate(root, load_profile("smoke").synthfer)
     return root
 
 
@@ -61,11 +63,11 @@ def test_every_profile_loads_and_the_paper_ones_follow_the_official_mains():
         c = configs[name]
         assert {k: getattr(c, k) for k in expected} == pytest.approx(expected), name
         assert (c.sam, c.rho, c.optimizer, c.weight_decay, c.lr_gamma) == (True, 0.05, "adam", 0.0, 0.98)
-        m = c.model_config()
+        m = c.model
         assert (m.variant, m.dim, m.image_size) == ("qcs", 768, 224)
-    assert [configs[n].model_config().num_classes for n in official] == [7, 8, 7, 8]
-    assert [configs[n].model_config().cross_drop for n in official] == [0.0, 0.2, 0.4, 0.0]
-    assert [configs[n].model_config().attn_proj_drop for n in official] == [False, True, False, True]
+    assert [configs[n].model.num_classes for n in official] == [7, 8, 7, 8]
+    assert [configs[n].model.cross_drop for n in official] == [0.0, 0.2, 0.4, 0.0]
+    assert [configs[n].model.attn_proj_drop for n in official] == [False, True, False, True]
     # checkpoints chosen on val: RAF-DB and AffectNet hold part of train out, FERPlus has its own val split
     assert [(configs[n].selection, configs[n].val_fraction) for n in official] == \
         [("val", 0.1), ("val", 0.0), ("val", 0.05), ("val", 0.05)]
@@ -83,17 +85,21 @@ def test_a_profile_can_start_from_another():
 def test_overrides_reach_nested_fields_and_parse_as_yaml():
     c = load_profile("cpu", ["lr=1e-4", "sam=false", "model.csa=s", "model.units=[1, 1, 1]",
                              "synthfer.bias_strength=0.9"])
-    assert (c.lr, c.sam, c.model["csa"], c.model_config().units) == (1e-4, False, "s", (1, 1, 1))
-    assert c.synthfer_settings().bias_strength == 0.9
+    assert (c.lr, c.sam, c.model.csa, c.model.units) == (1e-4, False, "s", (1, 1, 1))
+    assert c.synthfer.bias_strength == 0.9
     assert parse_overrides(["name=a=b"]) == {"name": "a=b"}
 
 
 @pytest.mark.parametrize("override, message", [
     ("learning_rate=1", "unknown key 'learning_rate'"),
-    ("model.depth=3", "unknown model field(s) depth"),
-    ("synthfer.hue=3", "unknown synthfer field(s) hue"),
+    ("model.depth=3", "unknown key(s) model.depth"),
+    ("synthfer.hue=3", "unknown key(s) synthfer.hue"),
     ("lr.x=1", "'lr' has no sub-keys"),
     ("lr=fast", "lr must be float"),
+    ("model.units=[1, 1]", "model.units must be tuple[int, int, int], got [1, 1]"),
+    ("model.heads=many", "model.heads must be int"),
+    ("synthfer.size=big", "synthfer.size must be int"),
+    ("model.size=huge", "model.size must be one of paper, tiny"),
     ("epochs=true", "epochs must be int"),
     ("optimizer=sgd", "optimizer must be one of adam, adamw"),
     ("model.csa=bogus", "csa must be one of"),
@@ -110,6 +116,16 @@ def test_bad_overrides_are_one_line_errors(override, message):
     with pytest.raises(ConfigError) as e:
         load_profile("smoke", [override])
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_config_survives_its_yaml_and_names_the_override_in_errors():
+    config = load_profile("cpu", ["model.csa=s", "synthfer.bias_strength=0.9"])
+    assert TrainConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config
+    assert isinstance(config.model, QCSConfig) and config.model.units == (1, 1, 2)  # the tiny size's, kept
+    with pytest.raises(ConfigError, match=r"smoke\.yaml with lr set: lr must be float"):
+        load_profile("smoke", ["lr=fast"])
+    with pytest.raises(ConfigError, match="model must be QCSConfig"):
+        TrainConfig(model={"size": "tiny"})  # sections are typed: build them with from_dict
 
 
 def test_a_malformed_profile_is_one_line_with_its_line_and_column(tmp_path):
@@ -219,6 +235,19 @@ def test_classification_metrics_by_hand():
 
 # ------------------------------------------------------------------------------------------------ fit
 
+def test_epoch_sums_add_up_by_name_and_travel_as_one_tensor():
+    from qcslib.train.rundir import EpochSums
+    sums = EpochSums.zeros(2, torch.device("cpu"))
+    sums.add(torch.tensor([1.0, 3.0]), torch.tensor(2), 4)
+    sums.add(torch.tensor([2.0, 2.0]), torch.tensor(1), 2)
+    assert sums.losses.tolist() == [8.0, 16.0] and (float(sums.correct), float(sums.samples)) == (3.0, 6.0)
+    assert sums.mean_loss == pytest.approx(24 / 2 / 6) and sums.accuracy == pytest.approx(0.5)
+    again = EpochSums.from_tensor(sums.to_tensor())
+    assert again.to_tensor().tolist() == [8.0, 16.0, 3.0, 6.0]
+    again.add(torch.tensor([1.0, 1.0]), torch.tensor(1), 1)
+    assert sums.samples == 6  # a copy, not a view
+
+
 def test_a_smoke_run_learns_and_writes_its_run_directory(tmp_path, smoke_data):
     run = fit(smoke(tmp_path, smoke_data), progress=False)
     m = run.metrics()
@@ -243,7 +272,14 @@ def test_a_smoke_run_learns_and_writes_its_run_directory(tmp_path, smoke_data):
     model, report = load_checkpoint(run.best_checkpoint)
     assert report.meta["epoch"] == best["epoch"] and report.meta["classes"][0] == "neutral"
     test = load_split("synthfer", smoke_data, "test")
-    assert engine.evaluate(model, test)["accuracy"] == pytest.approx(summary["best"]["test_accuracy"])
+    assert evaluation.evaluate(model, test)["accuracy"] == pytest.approx(summary["best"]["test_accuracy"])
+    loaded = Run.load(run.dir)  # read back as it was returned
+    assert (loaded.dir, loaded.config, loaded.summary) == (run.dir, run.config, run.summary)
+    (run.dir / "summary.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"summary\.json: no such file; the run has not finished"):
+        Run.load(run.dir)
+    with pytest.raises(FileNotFoundError, match=r"config\.yaml: no such file; not a run directory"):
+        Run.load(tmp_path)
     data = json.loads((run.dir / "data.json").read_text())
     assert {k: v["n"] for k, v in data.items()} == {"train": 336, "val": 112, "test": 112}
     with pytest.raises(ConfigError, match="already holds a run"):
@@ -289,13 +325,13 @@ def test_a_cosine_run_records_the_lr_of_each_epochs_first_step(tmp_path, smoke_d
 
 def record_evaluations(monkeypatch) -> list[str]:
     """The split of every ``evaluate`` call the engine makes, in order."""
-    calls, real = [], engine.evaluate
+    calls, real = [], loop.evaluate
 
     def spy(model, split, *args, **kwargs):
         calls.append(split.split)
         return real(model, split, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "evaluate", spy)
+    monkeypatch.setattr(loop, "evaluate", spy)
     return calls
 
 
@@ -323,13 +359,13 @@ def test_selection_never_reads_test_unless_asked(tmp_path, smoke_data, monkeypat
 
 
 def test_evaluation_runs_in_fp32_whatever_the_training_precision(tmp_path, smoke_data, monkeypatch):
-    precisions, real = [], engine.evaluate
+    precisions, real = [], loop.evaluate
 
     def spy(*args, **kwargs):
         precisions.append(kwargs["precision"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "evaluate", spy)
+    monkeypatch.setattr(loop, "evaluate", spy)
     fit(smoke(tmp_path, smoke_data, "epochs=1", "precision=bf16"), progress=False)  # bf16 autocast in training
     assert precisions == ["fp32"] * 3  # val after the epoch; test on the chosen and on the last model
 
@@ -404,7 +440,7 @@ class Boom(Exception):
 
 def interrupt_at(monkeypatch, call: int, how: str):
     """Make the ``call``-th training step send SIGINT to this process, or crash, after it runs."""
-    real, calls = engine._train_step, {"n": 0}
+    real, calls = loop.train_step, {"n": 0}
 
     def step(*args, **kwargs):
         out = real(*args, **kwargs)
@@ -416,7 +452,7 @@ def interrupt_at(monkeypatch, call: int, how: str):
                 raise Boom()
         return out
 
-    monkeypatch.setattr(engine, "_train_step", step)
+    monkeypatch.setattr(loop, "train_step", step)
 
 
 @pytest.mark.parametrize("how, call", [("sigint", 25), ("crash", 25), ("sigint", 3)])
@@ -439,14 +475,14 @@ def test_a_run_stopped_anywhere_resumes_to_the_same_metrics(tmp_path, smoke_data
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, smoke_data, monkeypatch):
-    real, calls = engine.quadruplet_loss, {"n": 0}
+    real, calls = loop.quadruplet_loss, {"n": 0}
 
     def poisoned(*args):
         loss, parts = real(*args)
         calls["n"] += 1
         return (loss * float("nan"), parts) if calls["n"] == 2 * 21 + 2 * 3 + 1 else (loss, parts)
 
-    monkeypatch.setattr(engine, "quadruplet_loss", poisoned)  # 2 SAM passes per step: step 4 of epoch 2
+    monkeypatch.setattr(loop, "quadruplet_loss", poisoned)  # 2 SAM passes per step: step 4 of epoch 2
     config = smoke(tmp_path, smoke_data, "epochs=3")
     with pytest.raises(TrainingError, match=r"non-finite loss at epoch 2, step 4;.*last\.pt holds the last good"):
         fit(config, progress=False)
@@ -466,7 +502,7 @@ def test_a_rerun_that_crashes_before_its_first_epoch_leaves_nothing_to_reuse(tmp
     def crash(*args, **kwargs):
         raise RuntimeError("killed in the first step")
 
-    monkeypatch.setattr(engine, "_train_step", crash)
+    monkeypatch.setattr(loop, "train_step", crash)
     with pytest.raises(RuntimeError, match="killed"):
         fit(second, overwrite=True, progress=False)
     assert not ablation.finished(second) and not ablation.finished(first)  # the old results are not the new run's
@@ -511,7 +547,7 @@ def test_only_the_second_sam_backward_all_reduces_under_ddp(tmp_path):
         for sam in (False, True):
             torch.manual_seed(0)
             net = QCSNet(QCSConfig.sized("tiny", image_size=32, backbone_size=32))
-            model, calls = DistributedDataParallel(net), []
+            model, calls = DistributedDataParallel(loop.TrainForward(net)), []
 
             def count(state, bucket):
                 calls.append(1)
@@ -522,7 +558,7 @@ def test_only_the_second_sam_backward_all_reduces_under_ddp(tmp_path):
             model.register_comm_hook(None, count)
             optimizer = SAM(net.parameters(), torch.optim.Adam, lr=1e-3) if sam else torch.optim.Adam(net.parameters())
             batch = [torch.randn(4, 3, 32, 32) for _ in range(4)] + [torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 3, 0])]
-            engine._train_step(model, optimizer, None, batch, 4, torch.device("cpu"), None, False, sam, World(0, 0, 2))
+            loop.train_step(model, optimizer, None, batch, torch.device("cpu"), None, False, sam, World(0, 0, 2))
             reductions[sam] = len(calls)
     finally:
         dist.destroy_process_group()
@@ -539,7 +575,7 @@ def test_ddp_keeps_only_epoch_boundaries_to_resume_from(tmp_path, smoke_data, mo
         with pytest.raises(KeyboardInterrupt):
             fit(config, progress=False)
     assert torch.load(config.run_dir / "last.pt", weights_only=False)["step"] == 3  # one process: mid-epoch is fine
-    monkeypatch.setattr(engine, "init_world", lambda device_type: World(0, 0, 2))  # as rank 0 of 2
+    monkeypatch.setattr(loop, "init_world", lambda device_type: World(0, 0, 2))  # as rank 0 of 2
     with pytest.raises(ConfigError, match=r"last\.pt: stopped mid-epoch \(epoch 1, step 3\); a DDP run resumes only"):
         fit(config, resume=config.run_dir / "last.pt", progress=False)
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)

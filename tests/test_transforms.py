@@ -94,7 +94,7 @@ def test_seeded_augmentation_leaves_the_cuda_generators_alone(monkeypatch):
     that one: reseeding CUDA there (as torch.manual_seed does) would change every later CUDA draw."""
     from qcslib.data.datasets import QuadrupletDataset
     from qcslib.data.sources import Split
-    from qcslib.train.engine import _augment_batch
+    from qcslib.train.loop import _augment_batch
     seeded = []
     monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded.append)
     monkeypatch.setattr(torch.cuda, "manual_seed", seeded.append)

@@ -84,7 +84,7 @@ def csa_maps(model: QCSNet, images: Sequence[Tensor]) -> list[list[np.ndarray]]:
     model.eval()
     try:
         with torch.inference_mode():
-            tokens = [model.base.forward_features(x.to(device))[1] for x in images]
+            tokens = [model.forward_features(x.to(device))[:, 1:] for x in images]
             scales = [t.chunk(3, dim=1) for t in tokens]  # per branch: 3 scales of (B, n, D)
             maps = []
             for s, m in enumerate(model.cross):

@@ -32,22 +32,20 @@ from ..models.qcs import QCSNet
 def extract_features(model: nn.Module, split: Split, image_size: int, recipe: str = "rafdb", batch_size: int = 64,
                      device: torch.device | str = "cpu", cache: np.ndarray | None = None) -> np.ndarray:
     """The base branch's embedding ``e = SE(z_cls)`` (N, D) of every image of ``split``, with the recipe's test
-    transform at ``image_size``; float32 numpy. It is the input of the classifier, ``logits = head(e)``, taken by
-    a forward hook on ``encoder.head``."""
+    transform at ``image_size``; float32 numpy. It is the input of the classifier, ``logits = head(e)``:
+    ``forward_head(forward_features(x), pre_logits=True)``."""
     device = torch.device(device)
     base = model.base if isinstance(model, QCSNet) else model
     was_training = base.training
     base.eval()
-    out = []
-    hook = base.encoder.head.register_forward_hook(lambda module, inputs, output: out.append(inputs[0].float().cpu()))
     loader = DataLoader(ImageDataset(split, build_transforms(recipe, image_size, train=False), cache),
                         batch_size=batch_size)
+    out = []
     try:
         with torch.inference_mode():
             for images, _ in loader:
-                base(images.to(device))
+                out.append(base.forward_head(base.forward_features(images.to(device)), pre_logits=True).float().cpu())
     finally:
-        hook.remove()
         base.train(was_training)
     return torch.cat(out).numpy()
 

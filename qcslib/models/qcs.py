@@ -123,7 +123,10 @@ class PyramidTokens(nn.Module):
 
 
 class BaseNet(nn.Module):
-    """The inference network: image → (logits, 147 tokens). Holds exactly the inference weights."""
+    """The inference network: image → logits. Holds exactly the inference weights.
+
+    ``forward_features``: image → IR-50 stages 1–3 → 3 × (s/16)² pyramid tokens → encoder → (B, 1 + 147, D);
+    ``forward_head(z, pre_logits=False)``: → logits (B, C), or the embedding (B, D) the classifier reads."""
 
     def __init__(self, config: QCSConfig):
         super().__init__()
@@ -133,13 +136,16 @@ class BaseNet(nn.Module):
         self.encoder = TokenEncoder(3 * c.tokens_per_scale, c.dim, c.base_depth, c.heads, c.num_classes,
                                     c.mlp_ratio, c.base_drop, c.base_drop if c.attn_proj_drop else 0.0, c.encoder_init)
 
-    def forward_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_features(self, images: Tensor) -> Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-        return self.encoder(self.tokens(self.backbone(images)))
+        return self.encoder.forward_features(self.tokens(self.backbone(images)))
+
+    def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
+        return self.encoder.forward_head(z, pre_logits)
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.forward_features(images)[0]
+        return self.forward_head(self.forward_features(images))
 
 
 class TrainOutput(NamedTuple):
@@ -151,7 +157,9 @@ class TrainOutput(NamedTuple):
 
 
 class QCSNet(nn.Module):
-    """QCS / DCS / baseline. ``model(images)`` is inference (base branch only)."""
+    """QCS / DCS / baseline, with timm's API: ``forward_features(x)`` → the base encoder's tokens (B, 1 + 147, D),
+    ``forward_head(z, pre_logits=False)`` → logits or the pre-logit embedding, ``forward(x)`` = both, the
+    inference network (base branch only); ``forward_train(a[, p[, n, n2]])`` → the training heads."""
 
     def __init__(self, config: QCSConfig | None = None):
         super().__init__()
@@ -170,14 +178,21 @@ class QCSNet(nn.Module):
     def branches(self) -> int:
         return BRANCHES[self.config.variant]
 
-    def forward(self, *images: Tensor) -> Tensor | TrainOutput:
-        """One batch: base logits (the cross modules do not run). Several: ``forward_train``."""
-        if len(images) == 1:
-            return self.base(images[0])
-        return self.forward_train(*images)
+    def forward_features(self, images: Tensor) -> Tensor:
+        return self.base.forward_features(images)
+
+    def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
+        return self.base.forward_head(z, pre_logits)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Inference: base logits (B, C); the cross modules do not run."""
+        return self.base(images)
 
     def forward_train(self, *images: Tensor) -> TrainOutput:
-        """Branches (a,) / (a, p) / (a, p, n, n2) → base and cross logits per branch, and k."""
+        """The variant's branches, baseline (a,) / DCS (a, p) / QCS (a, p, n, n2), each (B, 3, H, W) → base and
+        cross logits per branch, and k. Each branch's tokens ``t_x = z_x[:, 1:]`` (B, 147, D) are split into the 3
+        scales; cross module s refines scale s of all branches together, and the cross encoder reads
+        ``t_x + refined_x`` (``residual``) or ``refined_x``."""
         if len(images) != self.branches:
             names = ", ".join(("anchor", "positive", "negative", "negative2")[: self.branches])
             raise ValueError(f"the {self.config.variant} variant takes {self.branches} image batches ({names}), "
@@ -185,20 +200,21 @@ class QCSNet(nn.Module):
         if len({x.shape for x in images}) != 1:
             raise ValueError(f"all branches need the same batch shape, got {[tuple(x.shape) for x in images]}")
         if self.config.concat_branches:
-            logits, joint = self.base.forward_features(torch.cat(images))
-            base_logits, tokens = logits.chunk(len(images)), joint.chunk(len(images))
+            features = self.base.forward_features(torch.cat(images)).chunk(len(images))
         else:
-            base_logits, tokens = zip(*(self.base.forward_features(x) for x in images))
+            features = [self.base.forward_features(x) for x in images]  # per branch: (B, 1 + 147, D)
+        base_logits = [self.base.forward_head(z) for z in features]
+        tokens = [z[:, 1:] for z in features]
         if self.cross is None:
-            return TrainOutput(list(base_logits), [], None)
+            return TrainOutput(base_logits, [], None)
         scales = [t.chunk(3, dim=1) for t in tokens]  # per branch: 3 scales of (B, N, D)
         refined = [m([s[i] for s in scales]) for i, m in enumerate(self.cross)]  # per scale: per branch
         cross_logits = []
         for b, t in enumerate(tokens):
             x = torch.cat([r[b] for r in refined], dim=1)
-            cross_logits.append(self.cross_encoder(t + x if self.config.residual else x)[0])
+            cross_logits.append(self.cross_encoder(t + x if self.config.residual else x))
         ks = [m.k() for m in self.cross]
-        return TrainOutput(list(base_logits), cross_logits, None if ks[0] is None else torch.stack(ks))
+        return TrainOutput(base_logits, cross_logits, None if ks[0] is None else torch.stack(ks))
 
 
 def count_parameters(model: QCSNet) -> dict[str, int]:

@@ -31,8 +31,9 @@ ENCODER_INITS = ("official", "torch")
 class TokenEncoder(nn.Module):
     """Pre-norm transformer over a fixed number of tokens, with a class token.
 
-    ``z = [cls; t] + pos`` → ``depth`` × (``z + MHSA(LN z)``, ``z + MLP(LN z)``) → ``LN`` (eps 1e-6);
-    returns ``(head(SE(z_cls)), z[:, 1:])``: the logits and the normalised patch tokens.
+    ``z = [cls; t] + pos`` → ``depth`` × (``z + MHSA(LN z)``, ``z + MLP(LN z)``) → ``LN`` (eps 1e-6) is
+    ``forward_features``, the normalised tokens (B, 1 + N, D); ``forward_head`` reads the class token:
+    ``head(SE(z_cls))``, or ``SE(z_cls)`` with ``pre_logits``; ``forward`` is both.
 
     ``drop`` is applied after the position embedding and inside the MLPs, as in the official
     ViT; ``attn_proj_drop`` after the attention projection (0 in the official 7-class files,
@@ -79,7 +80,15 @@ class TokenEncoder(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_features(self, tokens: Tensor) -> Tensor:
+        """(B, N, D) tokens → (B, 1 + N, D): the class token first, all after the final LayerNorm."""
         z = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        z = self.norm(self.blocks(self.pos_drop(z + self.pos_embed)))
-        return self.head(self.se(z[:, 0])), z[:, 1:]
+        return self.norm(self.blocks(self.pos_drop(z + self.pos_embed)))
+
+    def forward_head(self, z: Tensor, pre_logits: bool = False) -> Tensor:
+        """(B, 1 + N, D) → logits (B, C), or the embedding ``SE(z_cls)`` (B, D) the head reads."""
+        embedding = self.se(z[:, 0])
+        return embedding if pre_logits else self.head(embedding)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(tokens))

@@ -1,8 +1,13 @@
-"""Training: configuration and profiles, SAM, the quadruplet loss, and the fit / evaluate engine."""
+"""Training: configuration and profiles, SAM, the quadruplet loss, the loop (``fit``), evaluation, the run
+directory, and the runtime (device, precision)."""
 from .config import ConfigError, TrainConfig, load_profile, parse_overrides
-from .engine import Run, TrainingError, evaluate, fit, load_data, predict, select_device
+from .evaluation import evaluate, evaluate_checkpoint, predict
+from .loop import TrainingError, fit, load_data
 from .losses import head_names, quadruplet_loss
+from .rundir import Run
+from .runtime import select_device
 from .sam import SAM
 
-__all__ = ["ConfigError", "TrainConfig", "load_profile", "parse_overrides", "Run", "TrainingError", "evaluate", "fit",
-           "load_data", "predict", "select_device", "head_names", "quadruplet_loss", "SAM"]
+__all__ = ["ConfigError", "TrainConfig", "load_profile", "parse_overrides", "Run", "TrainingError", "evaluate",
+           "evaluate_checkpoint", "fit", "load_data", "predict", "select_device", "head_names", "quadruplet_loss",
+           "SAM"]

@@ -1,10 +1,13 @@
-"""Training configuration: one flat dataclass, filled from a YAML profile and ``key=value`` overrides.
+"""Training configuration: a typed dataclass, filled from a YAML profile and ``key=value`` overrides.
 
 Profiles live in ``qcslib/profiles/<name>.yaml`` (or any path ending in ``.yaml``); each key is a
-``TrainConfig`` field, except ``base: NAME`` (start from that profile) and ``notebooks``. ``model`` holds ``QCSConfig`` fields plus ``size`` (``paper`` | ``tiny``),
-``synthfer`` holds ``SynthFERSettings`` fields, ``data_options`` goes to ``load_split``. Overrides use
-dotted keys for those: ``model.csa=s``, ``synthfer.bias_strength=0.9``. Values are parsed as YAML
-(``lr=1e-4``, ``sam=false``, ``model.units=[1,1,1]``). Any unknown key is an error.
+``TrainConfig`` field, except ``base: NAME`` (start from that profile) and ``notebooks``. Three fields are
+typed sections: ``model`` (a ``QCSConfig``; the mapping may also name a ``size``, ``paper`` | ``tiny``, whose
+fields come first), ``synthfer`` (``SynthFERSettings``) and ``data_options`` (``load_split``'s options).
+Overrides use dotted keys for those: ``model.csa=s``, ``synthfer.bias_strength=0.9``. Values are parsed as
+YAML (``lr=1e-4``, ``sam=false``, ``model.units=[1,1,1]``). Every key and value is checked against the
+fields' type hints (``typing.get_type_hints``) when the config is built, before any work starts: an unknown
+or ill-typed key is a one-line ``ConfigError`` that names it.
 
 Model selection: each epoch scores the *selection split* — ``val`` by default (the dataset's own val
 split, or a seeded, stratified ``val_fraction`` of train held out for datasets that have none, such as
@@ -19,6 +22,8 @@ multi-seed experiments, overrides for the ablation runs, how many points to embe
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +41,7 @@ SELECTIONS = ("val", "test")
 SCHEDULES = ("exponential", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DICT_FIELDS = ("data_options", "synthfer", "model")
-_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,),
-          "str | None": (str, type(None))}
+SECTIONS = ("data_options", "synthfer", "model")  # the fields that take dotted keys
 
 
 class ConfigError(ValueError):
@@ -56,7 +59,7 @@ class TrainConfig:
     dataset: str = "synthfer"
     data_root: str = "data/synthfer"
     data_options: dict = field(default_factory=dict)   # load_split options (list_file, layout, cropped, ...)
-    synthfer: dict = field(default_factory=dict)       # SynthFERSettings fields; generated at data_root if absent
+    synthfer: SynthFERSettings = field(default_factory=SynthFERSettings)  # generated at data_root if absent
     train_split: str = "train"
     test_split: str = "test"             # scored once training stops (every epoch with selection: test)
     selection: str = "val"               # the split that picks best.pt and stops early: val | test (paper's protocol)
@@ -72,7 +75,7 @@ class TrainConfig:
     verify_images: bool = True           # decode every image first; unreadable ones are skipped and listed
     allow_unreadable_eval: bool = False  # val/test with unreadable images: an error, or (true) score the rest
     # model
-    model: dict = field(default_factory=dict)          # QCSConfig fields, plus size: paper | tiny
+    model: QCSConfig = field(default_factory=QCSConfig)  # the network
     backbone_weights: str | None = None  # ir50.pth (the MS-Celeb-1M IR-50 the official code loads)
     # optimisation
     optimizer: str = "adam"              # SAM's base optimizer, or the optimizer itself with sam: false
@@ -98,12 +101,8 @@ class TrainConfig:
     log_every: int = 10                  # steps between progress-bar updates (each one syncs with the device)
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            if f.type == "float" and isinstance(getattr(self, f.name), str):
-                object.__setattr__(self, f.name, _float(getattr(self, f.name)))
-            value, types = getattr(self, f.name), _TYPES[f.type]
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-                raise ConfigError(f"{f.name} must be {f.type}, got {value!r}")
+        for name, hint in typing.get_type_hints(type(self)).items():
+            object.__setattr__(self, name, checked(name, getattr(self, name), hint))
         _choice("dataset", self.dataset, DATASETS)
         if problem := unknown_options(self.dataset, self.data_options):  # before any data is generated or read
             raise ConfigError(f"data_options for {self.dataset}: {problem}")
@@ -135,52 +134,98 @@ class TrainConfig:
                               f"rho={self.rho}, weight_decay={self.weight_decay}, lr_gamma={self.lr_gamma}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be ≥ 0, got {self.num_workers}")
-        self.model_config()  # validates the model fields
-        if self.synthfer:
-            self.synthfer_settings()
 
-    def model_config(self, **overrides) -> QCSConfig:
-        """The network this run trains: ``QCSConfig.sized(model.size, **model fields, **overrides)``."""
-        fields = {**self.model, **overrides}
-        size = fields.pop("size", "paper")
-        known = {f.name for f in dataclasses.fields(QCSConfig)}
-        floats = {f.name for f in dataclasses.fields(QCSConfig) if f.type == "float"}
-        fields = {k: _float(v) if k in floats and isinstance(v, str) else v for k, v in fields.items()}
-        if unknown := sorted(set(fields) - known):
-            raise ConfigError(f"unknown model field(s) {', '.join(unknown)}; known: size, {', '.join(sorted(known))}")
+    @classmethod
+    def from_dict(cls, values: dict, where: str = "config") -> TrainConfig:
+        """A config from a mapping of fields whose sections are mappings too (a profile's, or ``to_dict``'s).
+        ``model`` may name a ``size`` (``QCSConfig.sized``); unknown and ill-typed keys are errors."""
+        values = dict(values)
+        model = dict(values.get("model") or {})
+        size = model.pop("size", "paper")
         if size not in SIZES:
-            raise ConfigError(f"model.size must be one of {', '.join(SIZES)}, got {size!r}")
-        try:
-            return QCSConfig.sized(size, **fields)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"model: {e}") from e
-
-    def synthfer_settings(self) -> SynthFERSettings:
-        known = {f.name for f in dataclasses.fields(SynthFERSettings)}
-        if unknown := sorted(set(self.synthfer) - known):
-            raise ConfigError(f"unknown synthfer field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        try:
-            return SynthFERSettings(**self.synthfer)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"synthfer: {e}") from e
+            raise ConfigError(f"{where}: model.size must be one of {', '.join(SIZES)}, got {size!r}")
+        values["model"] = build(QCSConfig, {**SIZES[size], **model}, where, "model.")
+        values["synthfer"] = build(SynthFERSettings, values.get("synthfer") or {}, where, "synthfer.")
+        return build(cls, values, where)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain YAML types: sections as mappings, tuples as lists."""
+        return _plain(dataclasses.asdict(self))
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _float(value: str):
-    """YAML 1.1 reads ``1e-4`` (no dot) as a string; take it as the number it is meant to be."""
+def build(cls, values: dict, where: str, prefix: str = ""):
+    """``cls(**values)`` for a dataclass, each value checked against its type hint; an unknown key, an ill-typed
+    value or one its ``__post_init__`` refuses is a one-line ConfigError naming ``where`` and the key (``prefix``
+    + field name, e.g. ``model.units``)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'the config'} must be a mapping of {cls.__name__} "
+                          f"fields, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    if unknown := sorted(set(values) - set(hints)):
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(prefix + str(k) for k in unknown)}; known: "
+                          f"{', '.join(prefix + k for k in hints)}")
+    checked_values = {k: checked(prefix + k, v, hints[k], where) for k, v in values.items()}
     try:
-        return float(value)
-    except ValueError:
+        return cls(**checked_values)
+    except (TypeError, ValueError) as e:  # ConfigError included: what __post_init__ refuses
+        raise ConfigError(f"{where}: {prefix}{e}" if prefix else f"{where}: {e}") from e
+
+
+def checked(name: str, value, hint, where: str = ""):
+    """``value`` as the type hint ``hint`` takes it, or a ConfigError naming the key. An int is a float; a string
+    that parses as a number is a float (YAML 1.1 reads ``1e-4``, without a dot, as a string); a list is a tuple."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    fail = ConfigError(f"{where + ': ' if where else ''}{name} must be {_type_name(hint)}, got {value!r}")
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return checked(name, value, option)
+            except ConfigError:
+                pass
+        raise fail
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise fail
+        return tuple(checked(name, v, a, where) for v, a in zip(value, args))
+    if origin in (list, dict):
+        if not isinstance(value, origin):
+            raise fail
         return value
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise fail from None
+    if hint is type(None):
+        ok = value is None
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        raise fail
+    return value
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) if typing.get_origin(hint) is None else str(hint).replace("typing.", "")
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -222,7 +267,7 @@ def apply_overrides(values: dict, overrides: dict, where: str = "overrides") -> 
         if top not in known:
             raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(known)}")
         if sub:
-            if top not in DICT_FIELDS:
+            if top not in SECTIONS:
                 raise ConfigError(f"{where}: {top!r} has no sub-keys, so {key!r} is not a key")
             out.setdefault(top, {})[sub] = value
         else:
@@ -249,7 +294,7 @@ def read_profile(profile: str | Path, seen: tuple = ()) -> tuple[Path, dict]:
         raise ConfigError(f"{path}: its base profiles form a cycle ({' → '.join(map(str, seen + (path,)))})")
     _, inherited = read_profile(base, seen + (path,))
     for key, value in values.items():
-        nested = key in DICT_FIELDS + ("notebooks",) and isinstance(value, dict)
+        nested = key in SECTIONS + ("notebooks",) and isinstance(value, dict)
         inherited[key] = {**(inherited.get(key) or {}), **value} if nested else value
     return path, inherited
 
@@ -262,10 +307,7 @@ def load_profile(profile: str | Path = "cpu", overrides: dict | list[str] | None
     if isinstance(overrides, (list, tuple)):
         overrides = parse_overrides(overrides)
     values = apply_overrides(values, overrides or {})
-    try:
-        return TrainConfig(**values)
-    except TypeError as e:
-        raise ConfigError(f"{path}: {e}") from e
+    return TrainConfig.from_dict(values, where=f"{path}" + (f" with {', '.join(overrides)} set" if overrides else ""))
 
 
 def notebook_parameters(profile: str | Path = "cpu") -> dict:

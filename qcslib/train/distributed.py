@@ -6,10 +6,15 @@ torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; each process trains on its shard 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import yaml
+
+from .rundir import Run
 
 
 @dataclass(frozen=True)
@@ -58,14 +63,6 @@ def launch_torchrun(config, processes: int, resume: str | None = None):
 
     For notebooks: the kernel itself never initialises CUDA or a process group. The config is written
     as a profile next to its run directory, and ``python -m torch.distributed.run`` runs ``qcslib train``."""
-    import json
-    import subprocess
-    import sys
-
-    import yaml
-
-    from .engine import Run
-
     config.run_dir.parent.mkdir(parents=True, exist_ok=True)
     profile = config.run_dir.parent / f"{config.name}.yaml"
     profile.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -74,4 +71,4 @@ def launch_torchrun(config, processes: int, resume: str | None = None):
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"torchrun exited with {result.returncode}: {result.stderr.strip().splitlines()[-1:]}")
-    return Run(config.run_dir, config, json.loads((config.run_dir / "summary.json").read_text()))
+    return Run.load(config.run_dir)

@@ -1,0 +1,256 @@
+"""The run directory ``<runs_dir>/<name>/``: what a run writes, how it resumes, and how it is read back.
+
+Files (each written atomically, through a temporary file and ``os.replace``):
+
+- ``config.yaml``: the TrainConfig; ``data.json``: each split's counts and what the loaders skipped,
+  excluded or held out;
+- ``metrics.csv``: one row per epoch (``metrics_row``): losses per head, k, train accuracy and the selection
+  split's ``val_*`` or ``test_*`` scores, timings;
+- ``last.pt``: everything needed to resume (``checkpoint``), after each epoch and on Ctrl-C in a one-process
+  run; ``best.pt``: the model of the best selection accuracy;
+- ``confusion.csv`` (best model, test split) and, once the run has stopped, ``summary.json`` (``write_summary``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from ..models.qcs import QCSNet
+from ..models.weights import FORMAT, read_torch_file
+from .config import ConfigError, TrainConfig
+
+CONVERGED_RANGE = 0.02  # a run that did not stop early counts as converged if its last 3 scores lie within this
+# what a resumed run may change: where its files are and how it runs, never what or how it trains
+RESUMABLE = ("name", "runs_dir", "data_root", "backbone_weights", "verify_images", "eval_batch_size", "device",
+             "precision", "channels_last", "compile", "num_workers", "log_every")
+
+
+@dataclass
+class Run:
+    """A finished (or resumed and finished) run: its directory, config and ``summary.json``."""
+
+    dir: Path
+    config: TrainConfig
+    summary: dict
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Run:
+        """The finished run in ``run_dir``, from its ``config.yaml`` and ``summary.json``."""
+        run_dir = Path(run_dir)
+        for name in ("config.yaml", "summary.json"):
+            if not (run_dir / name).is_file():
+                raise FileNotFoundError(f"{run_dir / name}: no such file; "
+                                        + ("not a run directory" if name == "config.yaml" else
+                                           "the run has not finished (train it, or resume it from its last.pt)"))
+        config = TrainConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()),
+                                       where=str(run_dir / "config.yaml"))
+        return cls(run_dir, config, json.loads((run_dir / "summary.json").read_text()))
+
+    def metrics(self) -> pd.DataFrame:
+        return pd.read_csv(self.dir / "metrics.csv")
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.dir / "best.pt"
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def start(config: TrainConfig, splits) -> None:
+    """Make the run directory and write ``config.yaml`` and ``data.json``. The ``summary.json`` of a run this one
+    replaces goes first: until this run ends, nothing may read that run's results as this one's."""
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").unlink(missing_ok=True)
+    atomic_text(yaml.safe_dump(config.to_dict(), sort_keys=False), run_dir / "config.yaml")
+    atomic_text(json.dumps({s.split: {"n": len(s), "counts": s.counts(), "skipped": s.skipped, "excluded": s.excluded}
+                            for s in splits if s is not None}, indent=1), run_dir / "data.json")
+
+
+# --------------------------------------------------------------------------------------------- epoch state
+
+@dataclass
+class EpochSums:
+    """What an epoch accumulates on the device, summed over its batches: ``losses[h] = Σ loss_h · B`` per head,
+    ``correct`` anchors (base branch, at w) and ``samples``. One tensor of ``heads + 2`` float64 on the wire."""
+
+    losses: torch.Tensor   # (heads,) float64
+    correct: torch.Tensor  # () float64
+    samples: torch.Tensor  # () float64
+
+    @classmethod
+    def zeros(cls, heads: int, device: torch.device) -> EpochSums:
+        return cls.from_tensor(torch.zeros(heads + 2, device=device, dtype=torch.float64))
+
+    @classmethod
+    def from_tensor(cls, values: torch.Tensor) -> EpochSums:
+        return cls(values[:-2].clone(), values[-2].clone(), values[-1].clone())
+
+    def to_tensor(self) -> torch.Tensor:
+        return torch.cat([self.losses, self.correct[None], self.samples[None]])
+
+    def add(self, losses: torch.Tensor, correct: torch.Tensor, batch: int) -> None:
+        self.losses += losses.double() * batch
+        self.correct += correct.double()
+        self.samples += batch
+
+    def all_reduce(self) -> None:
+        """Sum over the processes of a DDP run."""
+        values = self.to_tensor()
+        torch.distributed.all_reduce(values)
+        self.losses, self.correct, self.samples = values[:-2], values[-2], values[-1]
+
+    @property
+    def mean_loss(self) -> float:
+        return float(self.losses.sum()) / len(self.losses) / float(self.samples)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct) / float(self.samples)
+
+
+@dataclass
+class RunState:
+    """Where a run stands: what ``last.pt`` keeps besides the weights and the optimiser, and resume restores.
+    ``sums`` and ``rng`` are set only in a mid-epoch state (``step > 0``)."""
+
+    epoch: int = 0                                      # epochs finished
+    step: int = 0                                       # steps done of epoch ``epoch``
+    history: list[dict] = field(default_factory=list)  # the metrics.csv rows
+    best: dict | None = None                            # the row of best.pt
+    sums: EpochSums | None = None
+    rng: dict | None = None
+
+
+def rng_state(device: torch.device) -> dict:
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def checkpoint(net: QCSNet, config: TrainConfig, classes, optimizer, scheduler, scaler, state: RunState) -> dict:
+    """The ``last.pt`` payload: model, recipe, class names, optimiser, schedule, scaler and the run ``state``."""
+    return {"format": FORMAT, "config": net.config.to_dict(), "state_dict": net.state_dict(),
+            "train_config": config.to_dict(), "classes": list(classes),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "epoch": state.epoch, "step": state.step, "history": state.history, "best": state.best,
+            "sums": state.sums.to_tensor().cpu() if state.sums is not None else None, "rng": state.rng}
+
+
+def best_checkpoint(net: QCSNet, config: TrainConfig, classes, epoch: int, metrics: dict) -> dict:
+    """The ``best.pt`` payload: the model (loadable by ``load_checkpoint``), its recipe and its selection metrics."""
+    return {"format": FORMAT, "config": net.config.to_dict(), "state_dict": net.state_dict(),
+            "train_config": config.to_dict(), "classes": list(classes), "epoch": epoch,
+            "selection": config.selection, "metrics": metrics}
+
+
+def read_resume(path: str | Path, config: TrainConfig, distributed: bool = False) -> dict:
+    """A ``last.pt`` to resume ``config`` from: its model must be the one ``config`` builds, and its recipe
+    (every field but ``RESUMABLE``: data, seed, optimiser, schedule, batch, epochs, ...) the same. A mid-epoch
+    state holds one process's RNG and partial sums, so a ``distributed`` run resumes only from an epoch's end."""
+    state, _ = read_torch_file(path)
+    if not (isinstance(state, dict) and state.get("format") == FORMAT and "optimizer" in state
+            and state.get("history") is not None):
+        raise ConfigError(f"{path}: not a resumable qcslib checkpoint (a last.pt written by fit)")
+    theirs, ours = state["config"], config.model.to_dict()
+    if theirs != ours:
+        diff = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in ours if theirs.get(k) != ours[k])
+        raise ConfigError(f"{path}: was trained with another model ({diff})")
+    theirs, missing = state.get("train_config") or {}, object()
+    changed = [(k, theirs.get(k, missing), v) for k, v in config.to_dict().items()
+               if k not in RESUMABLE and theirs.get(k, missing) != v]
+    if changed:
+        diff = ", ".join(f"{k}: {'absent' if t is missing else repr(t)} there, {v!r} here" for k, t, v in changed)
+        raise ConfigError(f"{path}: was trained with another recipe ({diff}); resume with the same one, or start a "
+                          f"new run")
+    if distributed and state.get("step"):
+        raise ConfigError(f"{path}: stopped mid-epoch (epoch {state['epoch'] + 1}, step {state['step']}); a DDP run "
+                          f"resumes only from the end of an epoch: finish this epoch in one process first")
+    return state
+
+
+def restore(state: dict, net: QCSNet, optimizer, scheduler, scaler) -> RunState:
+    """Load a ``read_resume`` state into the model and the optimiser, schedule and scaler → its RunState."""
+    net.load_state_dict(state["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    sums = state.get("sums")
+    return RunState(state["epoch"], state["step"], state["history"], state["best"],
+                    EpochSums.from_tensor(sums) if sums is not None else None, state.get("rng"))
+
+
+# ---------------------------------------------------------------------------------------------- what it reports
+
+def metrics_row(epoch: int, lr: float, names: list[str], sums: EpochSums, net: QCSNet, config: TrainConfig,
+                metrics: dict, train_seconds: float, eval_seconds: float, steps: int, untimed: float) -> dict:
+    """One metrics.csv row; ``sums`` over all ranks, ``metrics`` those of the selection split, whose columns are
+    named after it (``val_*`` or ``test_*``); ``untimed``: samples trained before a restart, not in the timing."""
+    n, split = float(sums.samples), config.selection
+    row = {"epoch": epoch + 1, "lr": lr, "loss": sums.mean_loss}
+    row.update({f"loss_{name}": float(v) / n for name, v in zip(names, sums.losses, strict=True)})
+    if net.cross is not None and net.cross[0].k() is not None:
+        row.update({f"k{i + 1}": float(m.k().detach()) for i, m in enumerate(net.cross)})
+    row.update({"train_accuracy": sums.accuracy, f"{split}_accuracy": metrics["accuracy"],
+                f"{split}_mean_class_accuracy": metrics["mean_class_accuracy"], f"{split}_macro_f1": metrics["macro_f1"],
+                "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
+                "samples_per_s": round((n - untimed) / train_seconds, 2) if train_seconds > 0 else math.nan,
+                "steps": steps, "backbone_images": int(n) * net.branches * (2 if config.sam else 1)})
+    return row
+
+
+def write_metrics(rows: list[dict], run_dir: Path) -> None:
+    atomic_text(pd.DataFrame(rows).to_csv(index=False), run_dir / "metrics.csv")
+
+
+def write_confusion(metrics: dict, classes, path: Path) -> None:
+    table = pd.DataFrame(metrics["confusion"], index=pd.Index(classes, name="true"), columns=classes)
+    atomic_text(table.to_csv(), path)
+
+
+SUMMARY_SCORES = ("epoch", "val_accuracy", "val_mean_class_accuracy", "val_macro_f1", "test_accuracy",
+                  "test_mean_class_accuracy", "test_macro_f1", "train_accuracy", "loss")
+
+
+def write_summary(config: TrainConfig, state: RunState, stopped_early: bool, test_images: int,
+                  test_unreadable: int, chosen: dict, last: dict) -> dict:
+    """Write ``summary.json`` and return it: selection, the epoch the run stopped at and why, whether it converged
+    (stopped early, or its last 3 selection scores within ``CONVERGED_RANGE``), the chosen and the last epoch's
+    scores (``chosen`` and ``last``: their rows with the test scores), test images and backbone images."""
+    scores = [r[f"{config.selection}_accuracy"] for r in state.history]
+    spread = max(scores[-3:]) - min(scores[-3:]) if len(scores) >= 3 else None
+    summary = {"name": config.name, "seed": config.seed, "variant": config.model.variant,
+               "selection": config.selection, "stopped_epoch": len(state.history), "max_epochs": config.epochs,
+               "stopped_early": stopped_early, "last3_range": spread,
+               "converged": stopped_early or (spread is not None and spread <= CONVERGED_RANGE),
+               "best": {k: chosen[k] for k in SUMMARY_SCORES if k in chosen},
+               "last": {k: last[k] for k in SUMMARY_SCORES if k in last},
+               "test_images": test_images, "test_unreadable": test_unreadable,
+               "train_seconds": round(sum(r["train_seconds"] for r in state.history), 2),
+               "backbone_images": int(sum(r["backbone_images"] for r in state.history))}
+    atomic_text(json.dumps(summary, indent=1), config.run_dir / "summary.json")
+    return summary

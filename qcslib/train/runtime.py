@@ -1,0 +1,64 @@
+"""Where and how a run computes: the device, autocast, channels_last, and Ctrl-C between steps."""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+import torch
+
+from .config import ConfigError
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto``: cuda if there is one, then mps, then cpu. A named device that is missing is an error."""
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    if name == "auto":
+        name = next(k for k in ("cuda", "mps", "cpu") if available[k])
+    if not available.get(name, False):
+        raise ConfigError(f"device {name!r} is not available here (cuda: {available['cuda']}, "
+                          f"mps: {available['mps']})")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None: fp32). ``auto`` is bf16 on CUDA, fp16 where bf16 is missing, fp32 elsewhere."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and precision == "fp16":
+        raise ConfigError("precision fp16 needs a GPU; use fp32 or bf16 on CPU")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype``, or nothing for fp32."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def to_device(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """``x`` on ``device`` (non-blocking), in channels_last memory format if asked."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+class Interrupt:
+    """Turns the first Ctrl-C (SIGINT) into a flag the loop checks between steps; a second one is immediate."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
