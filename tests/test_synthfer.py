@@ -282,7 +282,7 @@ def test_contempt_is_one_sided():
     assert len(contempt) >= 4
     sides = set()
     for record in contempt:
-        rng = synthfer._rng(settings.seed, 2, record.index)
+        rng = synthfer.seeded_rng(settings.seed, 2, record.index)
         aus, side = sample_aus(settings, record.true_label, 1.0, rng)
         _, mask, meta = render(settings, record)
         assert meta["side"] == side in ("left", "right")
