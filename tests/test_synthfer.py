@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qcslib.data import synthfer
-from qcslib.data.synthfer import (AUS, CLASSES, PROTOTYPES, Record, SynthFERSettings, generate, plan, render,
-                                  sample_aus)
+from qcslib.data.synthfer import (AUS, CLASSES, PROTOTYPES, VERSION, Record, SynthFERSettings, generate, plan,
+                                  render, sample_aus)
+from qcslib.data.synthfer.io import PARTIAL_MARK, write_png
+from qcslib.data.synthfer.render import gaussian_blur
+from qcslib.data.synthfer.settings import seeded_rng
 
 SMALL = SynthFERSettings(train_identities=3, val_identities=1, test_identities=2, images_per_identity=8, size=64)
 
@@ -53,7 +55,7 @@ def test_png_writer_round_trips_exactly(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     grey = np.random.default_rng(1).integers(0, 256, (6, 4), dtype=np.uint8)
     for name, pixels, mode in (("rgb.png", rgb, "RGB"), ("grey.png", grey, "L")):
-        synthfer.write_png(str(tmp_path / name), Image.fromarray(pixels))
+        write_png(str(tmp_path / name), Image.fromarray(pixels))
         with Image.open(tmp_path / name) as im:
             assert im.mode == mode
             assert np.array_equal(np.asarray(im), pixels)
@@ -65,11 +67,11 @@ def test_png_writer_round_trips_exactly(tmp_path):
 def test_blur_matches_scipys_gaussian_filter(sigma):
     from scipy.ndimage import gaussian_filter
     x = np.random.default_rng(0).uniform(0, 255, (20, 24, 3)).astype(np.float32)
-    ours = synthfer.gaussian_blur(x, sigma)
+    ours = gaussian_blur(x, sigma)
     theirs = gaussian_filter(x.astype(np.float64), (sigma, sigma, 0), mode="nearest", truncate=2.0)
     assert ours.shape == x.shape
     np.testing.assert_allclose(ours, theirs, atol=1e-3)
-    np.testing.assert_allclose(synthfer.gaussian_blur(np.full_like(x, 7.0), sigma), 7.0, rtol=1e-6)
+    np.testing.assert_allclose(gaussian_blur(np.full_like(x, 7.0), sigma), 7.0, rtol=1e-6)
 
 
 def test_every_listed_image_and_mask_exists_with_the_right_size_and_mode(small):
@@ -87,7 +89,7 @@ def test_every_listed_image_and_mask_exists_with_the_right_size_and_mode(small):
                 assert (mask.mode, mask.size) == ("L", (64, 64))
                 assert set(np.unique(np.asarray(mask))) <= {0, 255}
     assert len(meta) == 48
-    assert json.loads((small / "settings.json").read_text()) == {"version": synthfer.VERSION, **SMALL.to_dict()}
+    assert json.loads((small / "settings.json").read_text()) == {"version": VERSION, **SMALL.to_dict()}
 
 
 def test_meta_has_the_promised_columns(small):
@@ -135,7 +137,7 @@ def test_an_interrupted_run_is_redone_from_scratch(tmp_path):
     tiny = SynthFERSettings(train_identities=1, val_identities=1, test_identities=1, images_per_identity=2, size=32)
     partial = tmp_path / ".data.partial"
     (partial / "images").mkdir(parents=True)
-    (partial / synthfer.PARTIAL_MARK).touch()
+    (partial / PARTIAL_MARK).touch()
     (partial / "images" / "stale.png").write_bytes(b"old")
     out = generate(tmp_path / "data", tiny, workers=1)
     assert not partial.exists() and not (out / "images" / "stale.png").exists()
@@ -282,7 +284,7 @@ def test_contempt_is_one_sided():
     assert len(contempt) >= 4
     sides = set()
     for record in contempt:
-        rng = synthfer._rng(settings.seed, 2, record.index)
+        rng = seeded_rng(settings.seed, 2, record.index)
         aus, side = sample_aus(settings, record.true_label, 1.0, rng)
         _, mask, meta = render(settings, record)
         assert meta["side"] == side in ("left", "right")
