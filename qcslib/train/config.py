@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from ..data.sources import DATASETS, SPLITS, unknown_options
+from ..data.sources import DATASETS, SPLITS, DataOptions
 from ..data.synthfer import SynthFERSettings
 from ..data.transforms import RECIPES
 from ..data.quadruplets import NEGATIVES
@@ -105,8 +105,10 @@ class TrainConfig:
             if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
                 raise ConfigError(f"{f.name} must be {f.type}, got {value!r}")
         _choice("dataset", self.dataset, DATASETS)
-        if problem := unknown_options(self.dataset, self.data_options):  # before any data is generated or read
-            raise ConfigError(f"data_options for {self.dataset}: {problem}")
+        try:  # before any data is generated or read
+            DataOptions.from_dict(self.dataset, self.data_options)
+        except TypeError as error:
+            raise ConfigError(str(error)) from None
         _choice("train_split", self.train_split, SPLITS)
         _choice("test_split", self.test_split, SPLITS)
         _choice("selection", self.selection, SELECTIONS)

@@ -25,9 +25,12 @@ Nothing is dropped silently: protocol exclusions are counted in `Split.excluded`
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
+from types import UnionType
+from typing import NamedTuple, Union, get_args, get_origin, get_type_hints
 
 from . import affectnet, ferplus, folder, lists, rafdb
 from .affectnet import AFFECTNET_CODES
@@ -39,8 +42,8 @@ from .split import SPLITS, DataError, Split, hold_out, read_image, require_whole
 
 __all__ = [
     "CLASS_NAMES", "RAFDB_CLASSES", "FERPLUS_CLASSES", "AFFECTNET_CLASSES", "DATASETS", "DATASET_CLASSES", "SPLITS",
-    "LAYOUTS", "FERPLUS_VOTES", "AFFECTNET_CODES", "IMAGE_EXTENSIONS", "DataError", "Split", "load_split",
-    "unknown_options", "hold_out", "verify_images", "require_whole", "read_image", "canonical_class_name",
+    "LAYOUTS", "FERPLUS_VOTES", "AFFECTNET_CODES", "IMAGE_EXTENSIONS", "DataError", "Split", "DataOptions",
+    "load_split", "hold_out", "verify_images", "require_whole", "read_image", "canonical_class_name",
     "ferplus_majority",
 ]
 
@@ -78,34 +81,113 @@ DATASETS = tuple(_SOURCES)
 _QCS_LIST_OPTIONS = frozenset({"list_file", "image_root"})
 
 
+def _source(dataset: str) -> _Source:
+    """How to read ``dataset``; a one-line ``ValueError`` if it is none of `DATASETS`."""
+    if dataset not in _SOURCES:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    return _SOURCES[dataset]
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The options of `load_split`, typed; None leaves an option at its loader's default. Each comment below says
+    which datasets take the option; a dataset with a fixed class order given ``list_file`` takes only ``list_file``
+    and ``image_root``. A path may be given as a ``Path`` and is kept as ``str``; class names may be given as a list
+    and are kept as a tuple, so that options compare (and hash) by value.
+
+    ``DataOptions.from_dict("ferplus", {"layout": "folders"})`` checks a mapping (a profile's ``data_options``);
+    ``load_split(dataset, root, split, **options.to_dict())`` reads with them.
+    """
+
+    list_file: str | None = None      # list/synthfer, or a dataset with a fixed class order: an official QCS list
+                                      # file ('ImageName label' lines), relative to the root
+    image_root: str | None = None     # with list_file: where its image names start, relative to the root (default it)
+    classes: str | tuple[str, ...] | None = None  # list/synthfer: the class order, a dataset name or class names
+    layout: str | None = None         # ferplus: "csv" or "folders" (default: whichever exists, csv first)
+    cropped: bool | None = None       # affectnet7/8: whether the images are face crops (default: decided from them)
+
+    def __post_init__(self):
+        for name in ("list_file", "image_root"):
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
+        if isinstance(self.classes, list):
+            object.__setattr__(self, "classes", tuple(self.classes))
+
+    @classmethod
+    def from_dict(cls, dataset: str, mapping) -> DataOptions:
+        """``mapping`` (a profile's ``data_options``, ``load_split``'s keyword arguments) as ``dataset``'s options,
+        checked as `check` does; a key that names no option, or one ``dataset`` does not take (even with the value
+        None), is a one-line ``TypeError`` too."""
+        given = dict(mapping)
+        _refuse_others(dataset, given, given.get("list_file"))
+        return cls(**given).check(dataset)
+
+    def check(self, dataset: str) -> DataOptions:
+        """``self``, if ``dataset`` takes every option set here and each has its annotated type; else a one-line
+        ``TypeError`` naming the option, the dataset and what is expected (``ValueError`` for an unknown dataset)."""
+        given = self.to_dict()
+        _refuse_others(dataset, given, self.list_file)
+        hints = get_type_hints(type(self))
+        for name in given:
+            value = getattr(self, name)
+            if not _conforms(value, hints[name]):
+                raise TypeError(f"data_options for {dataset}: {name} must be {_describe(hints[name])}, got {value!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        """The options set here (those not None), as plain values (class names as a list): what ``load_split``
+        takes as keyword arguments and what a profile's ``data_options`` holds."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items() if v is not None}
+
+
+def _refuse_others(dataset: str, names, list_file) -> None:
+    """A one-line ``TypeError`` if ``names`` holds a name that is no `DataOptions` field, or an option that
+    ``dataset`` (reading ``list_file`` or not) does not take; a ``ValueError`` if ``dataset`` is unknown."""
+    reads_list = dataset in DATASET_CLASSES and list_file is not None
+    allowed = _QCS_LIST_OPTIONS if reads_list else _source(dataset).options
+    takes = ", ".join(sorted(allowed)) or "none"
+    if unknown := sorted(set(names) - {f.name for f in fields(DataOptions)}):
+        raise TypeError(f"data_options for {dataset}: unknown option(s) {', '.join(unknown)}; it takes {takes}")
+    if others := sorted(set(names) - allowed):
+        reading = f"{dataset} reading a list_file" if reads_list else dataset
+        raise TypeError(f"data_options for {dataset}: option(s) {', '.join(others)} do not apply to {reading}; it "
+                        f"takes {takes}")
+
+
+def _conforms(value, hint) -> bool:
+    """Whether ``value`` has the type ``hint``: a class, a union of them, or ``tuple[X, ...]``."""
+    if get_origin(hint) in (Union, UnionType):
+        return any(_conforms(value, h) for h in get_args(hint))
+    if get_origin(hint) is tuple:
+        return isinstance(value, tuple) and all(_conforms(v, get_args(hint)[0]) for v in value)
+    return isinstance(value, hint)
+
+
+def _describe(hint) -> str:
+    """``hint`` in words: "str, a list of str or None" for ``str | tuple[str, ...] | None``."""
+    words = ["None" if h is type(None) else f"a list of {_describe(get_args(h)[0])}" if get_origin(h) is tuple
+             else h.__name__ for h in (get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,))]
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
+
+
 def load_split(dataset: str, root: str | Path, split: str = "train", **options) -> Split:
     """Read one split of `dataset` under `root` (see the module docstring and `LAYOUTS` for each layout).
 
-    Options: ``list_file`` and ``image_root`` (``list``/``synthfer``, or a dataset with a fixed class order, which
-    then reads that official QCS list file instead of its official layout, in its own class order), ``classes``
-    (``list``/``synthfer``: a dataset name or a list of class names), ``layout``
-    (``ferplus``: ``"csv"`` or ``"folders"``; default: whichever exists, csv first) and ``cropped`` (AffectNet:
-    whether the images are already face crops; default None decides from the first images, see
-    `affectnet._already_cropped`).
+    Options (`DataOptions`, checked by ``DataOptions.from_dict``): ``list_file`` and ``image_root``
+    (``list``/``synthfer``, or a dataset with a fixed class order, which then reads that official QCS list file
+    instead of its official layout, in its own class order), ``classes`` (``list``/``synthfer``: a dataset name or
+    a list of class names), ``layout`` (``ferplus``: ``"csv"`` or ``"folders"``; default: whichever exists, csv
+    first) and ``cropped`` (AffectNet: whether the images are already face crops; default None decides from the
+    first images, see `affectnet._already_cropped`).
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    source = _source(dataset)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    if problem := unknown_options(dataset, options):
-        raise TypeError(f"load_split({dataset!r}) got {problem}")
-    qcs_list = dataset in DATASET_CLASSES and options.get("list_file") is not None
+    options = DataOptions.from_dict(dataset, options)
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: dataset root not found; expected {_SOURCES[dataset].layout}")
-    if qcs_list:
-        return lists.load(dataset, root, split, classes=dataset, **options)
-    return _SOURCES[dataset].load(dataset, root, split, **options)
-
-
-def unknown_options(dataset: str, options: dict) -> str | None:
-    """What is wrong with ``load_split``'s ``options`` for ``dataset`` (the unknown ones and the known ones), or None."""
-    qcs_list = dataset in DATASET_CLASSES and options.get("list_file") is not None
-    allowed = _QCS_LIST_OPTIONS if qcs_list else _SOURCES[dataset].options
-    unknown = sorted(set(options) - allowed)
-    return f"unknown option(s) {', '.join(unknown)}; it takes {', '.join(sorted(allowed)) or 'none'}" if unknown else None
+        raise FileNotFoundError(f"{root}: dataset root not found; expected {source.layout}")
+    if dataset in DATASET_CLASSES and options.list_file is not None:
+        return lists.load(dataset, root, split, classes=dataset, **options.to_dict())
+    return source.load(dataset, root, split, **options.to_dict())
