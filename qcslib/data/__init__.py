@@ -1,6 +1,6 @@
 """Data: dataset adapters, SynthFER, quadruplet sampling, transforms and PyTorch datasets."""
-from .datasets import ImageDataset, QuadrupletDataset, QuadrupletSampler, decode_images
-from .quadruplets import SamplingError, draw_quadruplets
+from .datasets import ImageDataset, QuadrupletDataset, decode_images
+from .quadruplets import QuadrupletSampler, SamplingError, draw_quadruplets
 from .report import data_report
 from .sources import (CLASS_NAMES, DATASET_CLASSES, DATASETS, DataError, DataOptions, Split, load_split, read_image,
                       verify_images)

@@ -53,8 +53,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..analysis.metrics import classification_metrics
-from ..data.datasets import (CachedQuadruplets, ImageDataset, QuadrupletDataset, QuadrupletSampler, as_batch,
-                             decode_images)
+from ..data.datasets import CachedQuadruplets, ImageDataset, QuadrupletDataset, as_batch, decode_images
+from ..data.quadruplets import QuadrupletSampler
 from ..data.sources import DataError, Split, hold_out, load_split, require_whole, verify_images
 from ..data.synthfer import generate
 from ..data.transforms import build_split_transforms, build_transforms, resize_size
