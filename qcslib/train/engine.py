@@ -57,7 +57,7 @@ from ..data.datasets import CachedQuadruplets, ImageDataset, QuadrupletDataset, 
 from ..data.quadruplets import QuadrupletSampler
 from ..data.sources import DataError, Split, hold_out, load_split, require_whole, verify_images
 from ..data.synthfer import generate
-from ..data.transforms import build_split_transforms, build_transforms, resize_size
+from ..data.transforms import build_split_transforms, build_transforms, recipe_for, resize_size
 from ..models.qcs import BRANCHES, QCSNet, TrainOutput
 from ..models.weights import FORMAT, CheckpointError, load_backbone_weights, load_checkpoint, read_torch_file
 from ..progress import report as report_progress
@@ -156,9 +156,6 @@ def evaluate(model: nn.Module, split: Split, image_size: int | None = None, reci
     return classification_metrics(split.labels, probabilities.argmax(1), split.classes)
 
 
-RECIPE_OF = {"rafdb": "rafdb", "ferplus": "ferplus", "affectnet7": "affectnet", "affectnet8": "affectnet"}
-
-
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str, root: str | Path, split: str = "test",
                         batch_size: int = 64, device: str = "auto", precision: str = "fp32", num_workers: int = 0,
                         allow_unreadable: bool = False, **data_options) -> dict:
@@ -180,7 +177,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, root: str | Path, 
     if model.config.num_classes != len(data.classes):
         raise CheckpointError(f"{checkpoint}: has {model.config.num_classes} classes, {dataset}/{split} has "
                               f"{len(data.classes)} ({', '.join(data.classes)})")
-    recipe = report.meta.get("transform") or RECIPE_OF.get(dataset, "rafdb")
+    recipe = recipe_for(dataset, report.meta)
     device = select_device(device)
     metrics = evaluate(model.to(device), data, recipe=recipe, batch_size=batch_size, device=device,
                        precision=precision, num_workers=num_workers)
