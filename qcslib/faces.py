@@ -108,8 +108,8 @@ def load_predictor(checkpoint, classes: str | None = None) -> Predictor:
     dataset whose label order it uses) → a Predictor. SynthFER models read SynthFER-framed crops; every other
     model RAF-DB-framed ones."""
     from .data.sources import DATASET_CLASSES
+    from .data.transforms import recipe_for
     from .models.weights import CheckpointError, load_checkpoint
-    from .train.evaluation import RECIPE_OF
 
     model, report = load_checkpoint(checkpoint)
     stored = report.meta.get("classes")
@@ -124,7 +124,7 @@ def load_predictor(checkpoint, classes: str | None = None) -> Predictor:
         raise CheckpointError(f"{checkpoint}: has {model.config.num_classes} classes, --classes {classes} "
                               f"names {len(names)}")
     template = "synthfer" if report.meta.get("dataset") == "synthfer" else "rafdb"
-    return Predictor(model, names, template, report.meta.get("transform") or RECIPE_OF.get(classes, "rafdb"))
+    return Predictor(model, names, template, recipe_for(classes, report.meta))
 
 
 def predict_faces(model, files, classes, template: str, detector: FaceDetector | None = None,

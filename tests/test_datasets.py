@@ -8,8 +8,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from qcslib.__main__ import main
-from qcslib.data.datasets import ImageDataset, QuadrupletDataset, QuadrupletSampler, decode_images
-from qcslib.data.quadruplets import draw_quadruplets
+from qcslib.data.datasets import ImageDataset, QuadrupletDataset, decode_images
+from qcslib.data.quadruplets import QuadrupletSampler, draw_quadruplets
 from qcslib.data.sources import Split, load_split, read_image
 from qcslib.data.transforms import RECIPES, build_transforms
 

@@ -1,8 +1,9 @@
-"""Quadruplet sampling invariants, its two negative modes, oversampling, sharding and errors."""
+"""Quadruplet sampling invariants, its two negative modes, oversampling, sharding and errors; the sampler's epochs,
+augmentation seeds and mid-epoch restarts."""
 import numpy as np
 import pytest
 
-from qcslib.data.quadruplets import SamplingError, draw_quadruplets
+from qcslib.data.quadruplets import QuadrupletSampler, SamplingError, draw_quadruplets
 
 LABELS = np.repeat([0, 1, 2, 3], [900, 50, 46, 4])  # imbalanced, like AffectNet
 
@@ -93,3 +94,19 @@ def test_more_anchors_than_images_are_whole_shuffled_passes():
     assert sorted(quads[:15, 0]) == list(range(15))  # the first pass holds every image once
     np.testing.assert_array_equal(draw_quadruplets(labels, 0, 0, num_anchors=10)[:, 0],
                                   draw_quadruplets(labels, 0, 0)[:10, 0])  # fewer: the first ones, as before
+
+
+def test_the_sampler_yields_the_epochs_draw_with_a_seed_per_item_and_restarts_mid_epoch():
+    sampler = QuadrupletSampler(LABELS, seed=5, negatives="balanced", rank=1, world_size=2)
+    first = list(sampler)
+    assert len(first) == len(sampler) == 500
+    assert np.array_equal([item[:4] for item in first], draw_quadruplets(LABELS, 5, 0, negatives="balanced",
+                                                                         rank=1, world_size=2))
+    seeds = [item[4] for item in first]
+    assert len(set(seeds)) == len(seeds) and all(0 <= s < 2 ** 63 for s in seeds)
+    other_rank = QuadrupletSampler(LABELS, seed=5, negatives="balanced", rank=0, world_size=2)
+    assert not set(seeds) & {item[4] for item in other_rank}
+    sampler.set_epoch(1)
+    assert [item[:4] for item in sampler] != [item[:4] for item in first]
+    sampler.set_epoch(0, start=123)
+    assert len(sampler) == 500 - 123 and list(sampler) == first[123:]

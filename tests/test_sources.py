@@ -2,6 +2,7 @@
 bad input fails in one line naming the file (and line); unreadable images are skipped with a reason and a warning."""
 import csv
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from PIL import Image
 
 from qcslib.data.sources import (
     AFFECTNET_CLASSES, CLASS_NAMES, DATASET_CLASSES, FERPLUS_CLASSES, FERPLUS_VOTES, RAFDB_CLASSES, DataError,
-    canonical_class_name, ferplus_majority, load_split, read_image, verify_images,
+    DataOptions, canonical_class_name, ferplus_majority, load_split, read_image, verify_images,
 )
 
 # ------------------------------------------------------------------------------------------------ fixture writers
@@ -557,6 +558,54 @@ def test_bad_arguments(list_root):
     with pytest.raises(ValueError) as error:
         load_split("list", list_root, "valid")
     one_line_error(error, "valid", "val")
+    with pytest.raises(TypeError) as error:
+        load_split("list", list_root, classes=7)
+    one_line_error(error, "data_options for list", "classes must be str, a list of str or None, got 7")
+
+
+# ------------------------------------------------------------------------------------------------- DataOptions
+
+def test_data_options_compare_by_value_and_give_back_only_what_is_set():
+    options = DataOptions.from_dict("list", {"list_file": Path("a.txt"), "classes": ["happy", "sad"]})
+    assert options == DataOptions(list_file="a.txt", classes=("happy", "sad"))
+    assert hash(options) == hash(DataOptions(list_file="a.txt", classes=("happy", "sad")))
+    assert options != DataOptions(list_file="a.txt")
+    assert options.to_dict() == {"list_file": "a.txt", "classes": ["happy", "sad"]}
+    assert DataOptions.from_dict("list", options.to_dict()) == options
+    assert DataOptions.from_dict("rafdb", {}) == DataOptions() and DataOptions().to_dict() == {}
+    assert DataOptions.from_dict("ferplus", {"layout": "folders"}).to_dict() == {"layout": "folders"}
+    assert DataOptions.from_dict("affectnet8", {"cropped": None}).to_dict() == {}  # None: the loader's default
+    checked = DataOptions(cropped=False)
+    assert checked.check("affectnet7") is checked and checked.to_dict() == {"cropped": False}
+
+
+@pytest.mark.parametrize("dataset, mapping, parts", [
+    ("synthfer", {"bogus": 1}, ["unknown option(s) bogus", "it takes classes, image_root, list_file"]),
+    ("rafdb", {"cropped": True}, ["option(s) cropped do not apply to rafdb", "it takes none"]),
+    ("rafdb", {"cropped": None}, ["option(s) cropped do not apply to rafdb"]),  # named, even unset, is an error
+    ("rafdb", {"list_file": "a.txt", "classes": "rafdb"},
+     ["option(s) classes do not apply to rafdb reading a list_file", "it takes image_root, list_file"]),
+    ("affectnet8", {"cropped": "yes"}, ["cropped must be bool or None, got 'yes'"]),
+    ("ferplus", {"layout": 2}, ["layout must be str or None, got 2"]),
+    ("list", {"list_file": 5}, ["list_file must be str or None, got 5"]),
+    ("list", {"classes": ["happy", 3]}, ["classes must be str, a list of str or None"]),
+])
+def test_bad_data_options_are_one_line_errors_naming_the_option_and_the_dataset(dataset, mapping, parts):
+    with pytest.raises(TypeError) as error:
+        DataOptions.from_dict(dataset, mapping)
+    one_line_error(error, f"data_options for {dataset}: ", *parts)
+
+
+def test_check_refuses_what_the_dataset_does_not_take():
+    with pytest.raises(TypeError) as error:
+        DataOptions(layout="csv").check("affectnet7")
+    one_line_error(error, "data_options for affectnet7", "layout", "it takes cropped")
+    with pytest.raises(TypeError) as error:
+        DataOptions(cropped=1).check("affectnet7")
+    one_line_error(error, "cropped must be bool or None, got 1")
+    with pytest.raises(ValueError) as error:
+        DataOptions().check("raf")
+    one_line_error(error, "unknown dataset 'raf'", "rafdb")
 
 
 # ----------------------------------------------------------------------------------------------- verify_images

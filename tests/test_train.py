@@ -96,7 +96,7 @@ def test_overrides_reach_nested_fields_and_parse_as_yaml():
     ("synthfer.hue=3", "unknown key(s) synthfer.hue"),
     ("lr.x=1", "'lr' has no sub-keys"),
     ("lr=fast", "lr must be float"),
-    ("model.units=[1, 1]", "model.units must be tuple[int, int, int], got [1, 1]"),
+    ("model.units=[1, 1]", "model.units must be a list of 3 int, got [1, 1]"),
     ("model.heads=many", "model.heads must be int"),
     ("synthfer.size=big", "synthfer.size must be int"),
     ("model.size=huge", "model.size must be one of paper, tiny"),

@@ -1,4 +1,4 @@
-"""BatchAugment: each vectorised step equals torchvision's per-image one with the same parameters."""
+"""BatchAugment: each vectorised step equals torchvision's per-image one with the same parameters; recipe_for."""
 from pathlib import Path
 
 import numpy as np
@@ -7,8 +7,9 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from qcslib.data.transforms import (BatchAugment, build_split_transforms, color_jitter, erase, erasing_boxes,
-                                    rotate_and_crop)
+from qcslib.data.sources import DATASETS
+from qcslib.data.transforms import (RECIPES, BatchAugment, build_split_transforms, color_jitter, erase, erasing_boxes,
+                                    recipe_for, rotate_and_crop)
 
 
 def images(n=6, size=20, seed=0) -> torch.Tensor:
@@ -104,3 +105,13 @@ def test_seeded_augmentation_leaves_the_cuda_generators_alone(monkeypatch):
     split = Split("list", "train", Path("."), ["a", "b"], np.array([0, 1]), None, np.zeros((2, 48, 48), np.uint8), None)
     QuadrupletDataset(split, build_split_transforms("rafdb", 32)[0])[(0, 0, 1, 1, 9)]
     assert seeded == []
+
+
+def test_a_checkpoint_is_evaluated_with_its_own_recipe_else_its_datasets():
+    assert recipe_for("ferplus", {"transform": "affectnet", "classes": None}) == "affectnet"
+    assert [recipe_for(d, {}) for d in ("rafdb", "ferplus", "affectnet7", "affectnet8")] == [
+        "rafdb", "ferplus", "affectnet", "affectnet"]
+    assert recipe_for("affectnet8", {"transform": None}) == "affectnet"  # an official checkpoint stores none
+    assert recipe_for("synthfer") == recipe_for(None) == "rafdb"
+    assert recipe_for("folder", {}, default="ferplus") == "ferplus" and recipe_for("rafdb", default="ferplus") == "rafdb"
+    assert {recipe_for(d) for d in DATASETS} <= set(RECIPES)

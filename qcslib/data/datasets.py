@@ -1,7 +1,7 @@
 """PyTorch datasets over a ``Split``: single images for evaluation, quadruplets for training.
 
-Quadruplets come from a sampler (``QuadrupletSampler``), not from the dataset, so that a new
-epoch's draw reaches the loader's worker processes (persistent ones too) and each DDP rank
+Quadruplets come from a sampler (``quadruplets.QuadrupletSampler``), not from the dataset, so that a
+new epoch's draw reaches the loader's worker processes (persistent ones too) and each DDP rank
 gets its own shard, as with ``DistributedSampler``::
 
     sampler = QuadrupletSampler(split.labels, seed=0, rank=rank, world_size=world)
@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .quadruplets import draw_quadruplets
 from .sources import Split, read_image
 
 
@@ -108,32 +107,6 @@ class CachedQuadruplets(Dataset):
 def as_batch(batch):
     """The collate function of ``CachedQuadruplets``: its items already form the batch."""
     return batch
-
-
-class QuadrupletSampler(Sampler):
-    """Yields this rank's quadruplets of the current epoch as ``(a, p, n, n2, seed)``; ``set_epoch`` draws
-    the next epoch. Item i of epoch e gets the augmentation seed ``(s_e + i) mod 2⁶³`` with ``s_e`` drawn
-    from ``SeedSequence([seed, e])``, so augmentation is a function of (seed, epoch, position) and a run can
-    restart mid-epoch: ``set_epoch(e, start=k)`` skips the first k items. Keyword arguments go to
-    ``draw_quadruplets`` (negatives, classes, oversample, num_anchors, rank, world_size)."""
-
-    def __init__(self, labels: np.ndarray, seed: int = 0, **options):
-        self.labels, self.seed, self.options = np.asarray(labels), seed, options
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-        self.quads = draw_quadruplets(self.labels, self.seed, epoch, **self.options)
-        base = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1, np.uint64)[0])
-        rank = self.options.get("rank", 0)
-        self.item_seeds = (base + rank * len(self.quads) + np.arange(len(self.quads), dtype=object)) % 2 ** 63
-
-    def __len__(self) -> int:
-        return len(self.quads) - self.start
-
-    def __iter__(self) -> Iterator[tuple[int, int, int, int, int]]:
-        rows = self.quads[self.start:].tolist()
-        return (tuple(row) + (int(s),) for row, s in zip(rows, self.item_seeds[self.start:]))
 
 
 def decode_images(split: Split, size: int, path: str | Path | None = None, progress: bool = True) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Quadruplet sampling: (anchor, positive, negative, negative2) indices for one epoch, vectorised.
+"""Quadruplet sampling: (anchor, positive, negative, negative2) indices for one epoch, vectorised
+(``draw_quadruplets``), and the ``QuadrupletSampler`` that hands them to a ``DataLoader`` epoch by epoch.
 
 For an anchor of class c: the positive is another image of class c; the negative an image of
 another class c'; negative2 another image of class c'. The official sampler filters a pandas
@@ -6,9 +7,10 @@ table for every sample; here each draw is a few array operations over per-class 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
+from torch.utils.data import Sampler
 
 NEGATIVES = ("data", "balanced")
 
@@ -102,3 +104,29 @@ def draw_quadruplets(labels: Sequence[int] | np.ndarray, seed: int, epoch: int =
     per_rank = -(-len(quads) // world_size)
     quads = np.resize(quads, (per_rank * world_size, 4))  # wraps around to pad
     return quads[rank::world_size]
+
+
+class QuadrupletSampler(Sampler):
+    """Yields this rank's quadruplets of the current epoch as ``(a, p, n, n2, seed)``; ``set_epoch`` draws
+    the next epoch. Item i of epoch e gets the augmentation seed ``(s_e + i) mod 2⁶³`` with ``s_e`` drawn
+    from ``SeedSequence([seed, e])``, so augmentation is a function of (seed, epoch, position) and a run can
+    restart mid-epoch: ``set_epoch(e, start=k)`` skips the first k items. Keyword arguments go to
+    ``draw_quadruplets`` (negatives, classes, oversample, num_anchors, rank, world_size)."""
+
+    def __init__(self, labels: np.ndarray, seed: int = 0, **options):
+        self.labels, self.seed, self.options = np.asarray(labels), seed, options
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+        self.quads = draw_quadruplets(self.labels, self.seed, epoch, **self.options)
+        base = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1, np.uint64)[0])
+        rank = self.options.get("rank", 0)
+        self.item_seeds = (base + rank * len(self.quads) + np.arange(len(self.quads), dtype=object)) % 2 ** 63
+
+    def __len__(self) -> int:
+        return len(self.quads) - self.start
+
+    def __iter__(self) -> Iterator[tuple[int, int, int, int, int]]:
+        rows = self.quads[self.start:].tolist()
+        return (tuple(row) + (int(s),) for row, s in zip(rows, self.item_seeds[self.start:]))

@@ -7,7 +7,8 @@
 | affectnet | Resize(s·236/224), HFlip, Rotation(12°), RandomCrop(s), ColorJitter, Normalize, Erasing(0.03–0.1) | Resize(s·236/224), CenterCrop(s), Normalize |
 
 These are the official mains' (QCS and DCS on RAF-DB; FERPlus and DCS AffectNet-8; QCS and DCS
-AffectNet-7, QCS AffectNet-8). Normalize uses the ImageNet mean and std.
+AffectNet-7, QCS AffectNet-8). Normalize uses the ImageNet mean and std. ``recipe_for`` says which
+recipe a checkpoint is evaluated with on a dataset.
 
 ``build_split_transforms`` cuts a train recipe in two, so that the loader only decodes and resizes and
 ``BatchAugment`` does the rest on whole batches on the device (``augment_on_device`` in the training
@@ -26,6 +27,14 @@ from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 RECIPES = ("rafdb", "ferplus", "affectnet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+_DATASET_RECIPE = {"rafdb": "rafdb", "ferplus": "ferplus", "affectnet7": "affectnet", "affectnet8": "affectnet"}
+
+
+def recipe_for(dataset: str | None, checkpoint_meta: dict | None = None, default: str = "rafdb") -> str:
+    """The recipe to evaluate a checkpoint with on ``dataset``: the checkpoint's own (``meta["transform"]``, which
+    ours store from their training config), else the official one of the dataset (rafdb, ferplus, or affectnet for
+    affectnet7/8; official checkpoints store none), else ``default`` (other datasets, or ``dataset`` None)."""
+    return (checkpoint_meta or {}).get("transform") or _DATASET_RECIPE.get(dataset, default)
 
 
 def resize_size(recipe: str, image_size: int) -> int:

@@ -22,18 +22,18 @@ multi-seed experiments, overrides for the ablation runs, how many points to embe
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ..data.sources import DATASETS, SPLITS, unknown_options
+from ..data.sources import DATASETS, SPLITS, DataOptions
 from ..data.synthfer import SynthFERSettings
 from ..data.transforms import RECIPES
 from ..data.quadruplets import NEGATIVES
 from ..models.qcs import SIZES, QCSConfig
+from ..typed import checked
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 OPTIMIZERS = ("adam", "adamw")
@@ -58,7 +58,7 @@ class TrainConfig:
     # data
     dataset: str = "synthfer"
     data_root: str = "data/synthfer"
-    data_options: dict = field(default_factory=dict)   # load_split options (list_file, layout, cropped, ...)
+    data_options: DataOptions = field(default_factory=DataOptions)  # load_split's (list_file, layout, cropped, ...)
     synthfer: SynthFERSettings = field(default_factory=SynthFERSettings)  # generated at data_root if absent
     train_split: str = "train"
     test_split: str = "test"             # scored once training stops (every epoch with selection: test)
@@ -102,10 +102,15 @@ class TrainConfig:
 
     def __post_init__(self):
         for name, hint in typing.get_type_hints(type(self)).items():
-            object.__setattr__(self, name, checked(name, getattr(self, name), hint))
+            try:
+                object.__setattr__(self, name, checked(name, getattr(self, name), hint))
+            except TypeError as e:
+                raise ConfigError(str(e)) from None
         _choice("dataset", self.dataset, DATASETS)
-        if problem := unknown_options(self.dataset, self.data_options):  # before any data is generated or read
-            raise ConfigError(f"data_options for {self.dataset}: {problem}")
+        try:  # before any data is generated or read
+            self.data_options.check(self.dataset)
+        except TypeError as e:
+            raise ConfigError(str(e)) from None
         _choice("train_split", self.train_split, SPLITS)
         _choice("test_split", self.test_split, SPLITS)
         _choice("selection", self.selection, SELECTIONS)
@@ -146,6 +151,12 @@ class TrainConfig:
             raise ConfigError(f"{where}: model.size must be one of {', '.join(SIZES)}, got {size!r}")
         values["model"] = build(QCSConfig, {**SIZES[size], **model}, where, "model.")
         values["synthfer"] = build(SynthFERSettings, values.get("synthfer") or {}, where, "synthfer.")
+        _choice(f"{where}: dataset", values.get("dataset", cls.dataset), DATASETS)
+        try:
+            values["data_options"] = DataOptions.from_dict(values.get("dataset", cls.dataset),
+                                                           values.get("data_options") or {})
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: {e}") from None
         return build(cls, values, where)
 
     @property
@@ -153,8 +164,8 @@ class TrainConfig:
         return Path(self.runs_dir) / self.name
 
     def to_dict(self) -> dict:
-        """Plain YAML types: sections as mappings, tuples as lists."""
-        return _plain(dataclasses.asdict(self))
+        """Plain YAML types: sections as mappings (``data_options``: only the options set), tuples as lists."""
+        return _plain({**dataclasses.asdict(self), "data_options": self.data_options.to_dict()})
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -171,53 +182,14 @@ def build(cls, values: dict, where: str, prefix: str = ""):
     if unknown := sorted(set(values) - set(hints)):
         raise ConfigError(f"{where}: unknown key(s) {', '.join(prefix + str(k) for k in unknown)}; known: "
                           f"{', '.join(prefix + k for k in hints)}")
-    checked_values = {k: checked(prefix + k, v, hints[k], where) for k, v in values.items()}
     try:
-        return cls(**checked_values)
+        values = {k: checked(prefix + k, v, hints[k]) for k, v in values.items()}
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    try:
+        return cls(**values)
     except (TypeError, ValueError) as e:  # ConfigError included: what __post_init__ refuses
         raise ConfigError(f"{where}: {prefix}{e}" if prefix else f"{where}: {e}") from e
-
-
-def checked(name: str, value, hint, where: str = ""):
-    """``value`` as the type hint ``hint`` takes it, or a ConfigError naming the key. An int is a float; a string
-    that parses as a number is a float (YAML 1.1 reads ``1e-4``, without a dot, as a string); a list is a tuple."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    fail = ConfigError(f"{where + ': ' if where else ''}{name} must be {_type_name(hint)}, got {value!r}")
-    if origin in (typing.Union, types.UnionType):
-        for option in args:
-            try:
-                return checked(name, value, option)
-            except ConfigError:
-                pass
-        raise fail
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise fail
-        return tuple(checked(name, v, a, where) for v, a in zip(value, args))
-    if origin in (list, dict):
-        if not isinstance(value, origin):
-            raise fail
-        return value
-    if hint is float and isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            raise fail from None
-    if hint is type(None):
-        ok = value is None
-    elif hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, hint)
-    if not ok:
-        raise fail
-    return value
-
-
-def _type_name(hint) -> str:
-    return getattr(hint, "__name__", None) if typing.get_origin(hint) is None else str(hint).replace("typing.", "")
 
 
 def _plain(value):

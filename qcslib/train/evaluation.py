@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from ..analysis.metrics import classification_metrics
 from ..data.datasets import ImageDataset
 from ..data.sources import Split, load_split, require_whole, verify_images
-from ..data.transforms import build_transforms
+from ..data.transforms import build_transforms, recipe_for
 from ..models.qcs import QCSNet
 from ..models.weights import CheckpointError, load_checkpoint
 from .config import ConfigError
@@ -55,9 +55,6 @@ def evaluate(model: nn.Module, split: Split, image_size: int | None = None, reci
     return classification_metrics(split.labels, probabilities.argmax(1), split.classes)
 
 
-RECIPE_OF = {"rafdb": "rafdb", "ferplus": "ferplus", "affectnet7": "affectnet", "affectnet8": "affectnet"}
-
-
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str, root: str | Path, split: str = "test",
                         batch_size: int = 64, device: str = "auto", precision: str = "fp32", num_workers: int = 0,
                         allow_unreadable: bool = False, **data_options) -> dict:
@@ -79,7 +76,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, root: str | Path, 
     if model.config.num_classes != len(data.classes):
         raise CheckpointError(f"{checkpoint}: has {model.config.num_classes} classes, {dataset}/{split} has "
                               f"{len(data.classes)} ({', '.join(data.classes)})")
-    recipe = report.meta.get("transform") or RECIPE_OF.get(dataset, "rafdb")
+    recipe = recipe_for(dataset, report.meta)
     device = select_device(device)
     metrics = evaluate(model.to(device), data, recipe=recipe, batch_size=batch_size, device=device,
                        precision=precision, num_workers=num_workers)

@@ -39,7 +39,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.datasets import CachedQuadruplets, QuadrupletDataset, QuadrupletSampler, as_batch, decode_images
+from ..data.datasets import CachedQuadruplets, QuadrupletDataset, as_batch, decode_images
+from ..data.quadruplets import QuadrupletSampler
 from ..data.sources import DataError, Split, hold_out, load_split, require_whole, verify_images
 from ..data.synthfer import generate
 from ..data.transforms import build_split_transforms, build_transforms, resize_size
@@ -338,7 +339,7 @@ def load_data(config: TrainConfig, world: World = World()) -> Data:
         world.barrier()
 
     def read(name: str) -> Split:
-        split = load_split(config.dataset, config.data_root, name, **config.data_options)
+        split = load_split(config.dataset, config.data_root, name, **config.data_options.to_dict())
         return verify_images(split) if config.verify_images else split
 
     train, test, val = read(config.train_split), read(config.test_split), None
