@@ -75,9 +75,9 @@ def test_every_profile_loads_and_the_paper_ones_follow_the_official_mains():
 def test_a_profile_can_start_from_another():
     study, cpu = load_profile("study"), load_profile("cpu")
     assert study.name == "study" and study.replace(name="cpu") == cpu
-    from qcslib.train.config import notebook_parameters
-    assert notebook_parameters("study")["seeds"] == [0, 1, 2, 3, 4]
-    assert notebook_parameters("study")["tsne_points"] == notebook_parameters("cpu")["tsne_points"]  # merged
+    from qcslib.notebook import notebook_parameters
+    assert notebook_parameters("study").seeds == [0, 1, 2, 3, 4]
+    assert notebook_parameters("study").tsne_points == notebook_parameters("cpu").tsne_points  # merged
 
 
 def test_overrides_reach_nested_fields_and_parse_as_yaml():
