@@ -1,5 +1,5 @@
 # Two commands on a fresh clone, with nothing but python3 and pip:
-#   make test        set up .venv (once) and run the test suite
+#   make test        set up .venv (once), run the test suite, then every notebook under nbval (smoke profile)
 #   make reproduce   set up .venv (once) and run the notebook pipeline
 PYTHON ?= python3
 PROFILE ?= cpu
@@ -21,8 +21,11 @@ $(STAMP): pyproject.toml Makefile
 		|| { tail -n 40 $(VENV)/install.log; echo "pip install failed, see $(VENV)/install.log"; exit 1; }
 	@touch $@
 
+# nbval runs the notebooks as they are stored (their parameters cells read QCS_PROFILE) and writes nothing back;
+# --nbval-lax: a cell fails only by raising, its outputs are not compared. The runs land in runs/smoke.
 test: setup
 	$(BIN)/python -m pytest
+	QCS_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax notebooks
 
 reproduce: setup
 	$(BIN)/python -m qcslib.pipeline --profile $(PROFILE)

@@ -4,7 +4,8 @@ Each variant is a set of model overrides on the profile's config (``VARIANTS``, 
 paper each one tests in ``CLAIMS``). ``baseline_matched`` is the baseline given QCS's compute: 4× the
 batch and 4× the anchors per epoch, so that it takes as many optimizer steps as QCS and pushes as many
 images through the backbone per step and per epoch (``work_units``). Run ``<variant>-s<seed>`` lands in
-``<runs_dir>/<profile name>/``.
+``<runs_dir>/<profile name>/``; ``train_variants`` trains a plan of them and ``reuse_or_fit`` one config,
+each reusing a finished run of the same config.
 
 Every run picks its checkpoint and stops on its selection split (val, unless a profile asks for the
 paper's protocol, ``selection: test``); the test scores in its ``summary.json`` come after that.
@@ -28,13 +29,15 @@ import yaml
 
 from . import progress
 from .analysis.stats import compare, verdict
-from .data.sources import Split
+from .data.sources import Split, load_split
 from .models.qcs import BRANCHES
 from .models.weights import load_checkpoint
 from .train.config import TrainConfig
+from .train.distributed import launch_torchrun
 from .train.evaluation import predict
 from .train.loop import fit, work_units
-from .train.rundir import CONVERGED_RANGE
+from .train.rundir import CONVERGED_RANGE, Run
+from .train.runtime import select_device
 
 VARIANTS = {
     "baseline": {"variant": "baseline"},
@@ -102,6 +105,17 @@ def finished(config: TrainConfig) -> bool:
     return same and "stopped_epoch" in summary
 
 
+def reuse_or_fit(config: TrainConfig, force: bool = False, processes: int = 1) -> Run:
+    """The finished run of exactly this config (``finished``) unless ``force``; else train it, here (``fit``) or,
+    with ``processes > 1``, by torchrun in a subprocess (``launch_torchrun``) → the Run."""
+    if finished(config) and not force:
+        print(f"reusing the finished run {config.run_dir}")
+        return Run.load(config.run_dir)
+    if processes > 1:
+        return launch_torchrun(config, processes)
+    return fit(config, overwrite=True)
+
+
 def read_run(summary: dict) -> dict:
     """A summary.json → one flat row: best_*/last_* metrics, the epochs, convergence and compute."""
     row = {"best_epoch": summary["best"]["epoch"], "stopped_epoch": summary["stopped_epoch"],
@@ -151,6 +165,12 @@ def _fit(config: TrainConfig, context: dict, progress_bars: bool) -> None:
     fit(config, overwrite=True, progress=progress_bars)
 
 
+def variant_table(plan: dict[str, list[int]]) -> pd.DataFrame:
+    """Every variant of ``plan``: the claim of the paper it tests (``CLAIMS``) and its number of seeds."""
+    return pd.DataFrame({"tests": {v: CLAIMS[v] for v in plan}, "seeds": {v: len(s) for v, s in plan.items()}},
+                        index=pd.Index(list(plan), name="variant"))
+
+
 def run_table(runs: pd.DataFrame) -> pd.DataFrame:
     """``train_variants``' rows for reading: how each run ended, the split that chose its checkpoint and that
     checkpoint's scores (%), and what the run cost."""
@@ -181,6 +201,14 @@ def format_mean_std(table: pd.DataFrame, scale: float = 100.0, digits: int = 2) 
     return pd.DataFrame({n: [f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}" if np.isfinite(s)
                              else f"{m * scale:.{digits}f}" for m, s in zip(table[f"{n}_mean"], table[f"{n}_std"])]
                          for n in names}, index=table.index)
+
+
+def summary_table(table: pd.DataFrame) -> pd.DataFrame:
+    """``summarize``'s table for reading: "mean ± std" (%) of the chosen checkpoint's test scores, its val
+    accuracy and the last epoch's test accuracy, and the number of seeds."""
+    shown = ["best_test_accuracy", "best_val_accuracy", "best_test_mean_class_accuracy", "best_test_macro_f1",
+             "last_test_accuracy"]
+    return format_mean_std(table)[shown].assign(n=table["n"])
 
 
 def comparison_table(compared: pd.DataFrame) -> pd.DataFrame:
@@ -238,9 +266,22 @@ def bias_table(runs: pd.DataFrame, test: Split, meta_csv: str | Path, recipe: st
     return pd.DataFrame(rows)
 
 
-def bias_summary(bias: pd.DataFrame) -> pd.DataFrame:
+def bias_check(config: TrainConfig, runs: pd.DataFrame) -> pd.DataFrame | None:
+    """``bias_table`` of ``runs`` on the config's test split, where there is a spurious attribute to check: on
+    SynthFER with ``bias_strength > 0`` (in train and val the background hue goes with the class). None
+    elsewhere."""
+    if config.dataset != "synthfer" or config.synthfer.bias_strength == 0:
+        return None
+    test = load_split("synthfer", config.data_root, config.test_split)
+    return bias_table(runs, test, Path(config.data_root) / "meta.csv", config.transform, select_device(config.device))
+
+
+def bias_summary(bias: pd.DataFrame | None) -> pd.DataFrame | None:
     """``bias_table``'s rows → per variant, "mean ± std" over seeds (in %) of the accuracy on bias-aligned and on
-    bias-conflicting test images and of their gap (aligned − conflicting, per run), and the number of seeds."""
+    bias-conflicting test images and of their gap (aligned − conflicting, per run), and the number of seeds.
+    None (no bias check) gives None."""
+    if bias is None:
+        return None
     grouped = bias.assign(gap=bias["aligned"] - bias["conflicting"]).groupby("variant", sort=False)[
         ["aligned", "conflicting", "gap"]]
     table = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))

@@ -164,6 +164,30 @@ def predict_faces(model, files, classes, template: str, detector: FaceDetector |
     return records, found
 
 
+@dataclass
+class PhotoPredictions:
+    """What ``predict_photos`` found: the files it read, one record per face (``predict_faces``'), the failures
+    (a path that is not there, an unreadable file, a photo without a face: ``{file, error}``), and each face's
+    aligned crop, the image the model read."""
+
+    files: list[Path]
+    faces: list[dict]
+    failures: list[dict]
+    crops: list[Image.Image]
+
+
+def predict_photos(predictor: Predictor, paths, detector: FaceDetector | None = None) -> PhotoPredictions:
+    """Detect, align and classify every face in ``paths`` (files or folders) with ``predictor``."""
+    files, errors = image_files(paths)
+    records, found = predict_faces(predictor.model, files, predictor.classes, predictor.template, detector,
+                                   predictor.recipe)
+    faces = [r for r in records if "face" in r]
+    size = predictor.model.config.image_size
+    crops = [align(found[r["file"]][0], found[r["file"]][1][r["face"]].landmarks, predictor.template, size)
+             for r in faces]
+    return PhotoPredictions(files, faces, errors + [r for r in records if "error" in r], crops)
+
+
 def annotate(photo: Image.Image, faces: list[Face], records: list[dict]) -> Image.Image:
     """The photo with each face's box, landmarks, top label and its probability drawn on it."""
     from PIL import ImageDraw

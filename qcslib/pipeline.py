@@ -1,8 +1,8 @@
 """``python -m qcslib.pipeline --profile NAME``: run the numbered notebooks in order into HTML reports.
 
 Each ``notebooks/NN_*.ipynb`` runs with papermill in a fresh kernel, from the project root, with the
-profile's parameters (``parameters``) plus any ``-p key value`` given; the executed copy and its HTML go
-to ``reports/<profile>/``. Cells tagged ``hide-input`` show only their output in the HTML. A failing
+profile's parameters (``parameters``: checked, with any ``-p key value`` given, before the first notebook
+starts); the executed copy and its HTML (``render_html``) go to ``reports/<profile>/``. A failing
 notebook stops the pipeline, naming the notebook, the cell and the error; the reports rendered before it
 stay, and the partly executed notebook is saved (and rendered) too. ``reports/<profile>/index.html``
 links the reports and tabulates every run's ``summary.json`` with the environment it ran in. Data and
@@ -15,6 +15,7 @@ Kernels talk to papermill over IPC sockets in a private temporary directory, not
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import html
 import json
 import os
@@ -32,42 +33,51 @@ import yaml
 from jupyter_client.manager import AsyncKernelManager
 
 from . import progress
-from .train.config import load_profile, notebook_parameters
+from .notebook import ROOT, RUN_PARAMETERS, notebook_parameters
+from .train.config import ConfigError, load_profile
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "scikit-learn", "papermill", "nbconvert", "numpy", "pandas",
             "matplotlib", "seaborn")
-
-
-def notebook_setup() -> None:
-    """What every notebook does first: work from the project root (the parameters' paths are relative to it),
-    and show table cells whole."""
-    os.chdir(ROOT)
-    pd.set_option("display.max_colwidth", None)  # table cells are sentences: show them whole
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def notebooks() -> list[Path]:
     return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
-def parameters(profile: str) -> dict:
-    """What every notebook gets: profile, dataset, data_root, run_dir, device, and the profile's ``notebooks``."""
+def parameters(profile: str, extra: dict | None = None) -> dict:
+    """What the notebooks get: profile, dataset, data_root, run_dir and device from the profile's config, every
+    ``NotebookParameters`` field from its ``notebooks:`` mapping, then ``extra`` (``-p``). All are checked here,
+    before any notebook runs: a bad key or value is a one-line ConfigError."""
     config = load_profile(profile)
-    return {"profile": profile, "dataset": config.dataset, "data_root": config.data_root,
-            "run_dir": str(Path(config.runs_dir) / config.name), "device": config.device,
-            **notebook_parameters(profile)}
+    run = {"profile": profile, "dataset": config.dataset, "data_root": config.data_root,
+           "run_dir": str(config.run_dir), "device": config.device}
+    extra = dict(extra or {})
+    if "profile" in extra:
+        raise ConfigError("-p profile: choose the profile with --profile")
+    given = {k: v for k, v in extra.items() if k not in RUN_PARAMETERS}
+    params = notebook_parameters(profile).override(given, "-p ")
+    return {**run, **{k: v for k, v in extra.items() if k in RUN_PARAMETERS}, **dataclasses.asdict(params)}
 
 
 def render_html(notebook: Path, out: Path) -> None:
-    """nbconvert's HTML, with the inputs of ``hide-input`` cells left out."""
+    """nbconvert's HTML of an executed notebook, for a reader: the inputs of ``hide-input`` cells and the
+    ``parameters`` cell (papermill's injected cell below it shows the values that ran) are left out, and so are
+    stderr streams and widget outputs (progress bars, which have nothing to show once run). The executed
+    notebook beside the HTML keeps everything."""
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
 
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr" and WIDGET not in o.get("data", {})]
     exporter = HTMLExporter()
-    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"hide-input"}), enabled=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"hide-input"},
+                                                         remove_cell_tags={"parameters"}), enabled=True)
+    body, _ = exporter.from_notebook_node(nb)
     out.write_text(body, encoding="utf-8")
 
 
@@ -109,7 +119,7 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    params = {**parameters(profile), **(extra or {})}
+    params = parameters(profile, extra)
     out_dir = Path(out_dir or ROOT / "reports" / profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = [nb for nb in notebooks() if not only or nb.name[:2] in only or nb.stem in only]
@@ -257,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     extra = {k: yaml.safe_load(v) for k, v in args.p}
     out = Path(args.out) if args.out else ROOT / "reports" / args.profile
-    status = run(args.profile, extra, args.only, out)
+    try:
+        status = run(args.profile, extra, args.only, out)
+    except ConfigError as e:  # a bad profile or parameter, found before any notebook ran
+        print(f"pipeline: {e}", file=sys.stderr)
+        return 2
     if status == 0 and args.gallery:
         size = write_gallery(out, Path(args.gallery))
         print(f"gallery: {size / 1e6:.1f} MB of HTML in {args.gallery}")

@@ -15,8 +15,10 @@ def describe(hint) -> str:
     if typing.get_origin(hint) is tuple:
         args = typing.get_args(hint)
         return f"a list of {describe(args[0])}" if args[-1] is Ellipsis else f"a list of {len(args)} {describe(args[0])}"
-    if typing.get_origin(hint) in (list, dict):
-        return f"a {typing.get_origin(hint).__name__}"
+    if typing.get_origin(hint) is list:
+        return f"a list of {describe(typing.get_args(hint)[0])}"
+    if typing.get_origin(hint) is dict:
+        return "a mapping"
     return "None" if hint is type(None) else hint.__name__
 
 
@@ -47,8 +49,12 @@ def _as(value, hint):
         if len(items) != len(value):
             raise TypeError
         return tuple(_as(v, a) for v, a in zip(value, items))
-    if origin in (list, dict):
-        hint = origin
+    if origin is list:
+        if not isinstance(value, list):
+            raise TypeError
+        return [_as(v, args[0]) for v in value]
+    if origin is dict:
+        hint = dict
     if hint is float and isinstance(value, str):
         try:
             return float(value)

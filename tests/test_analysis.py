@@ -167,6 +167,42 @@ def test_synthfer_masks_align_with_their_images_and_score_gradcam(synthfer):
     assert shares.shape == (4,) and np.all((shares >= 0) & (shares <= 1))
 
 
+def test_the_split_helpers_batch_each_model_at_its_own_size(synthfer):
+    from dataclasses import replace
+
+    from qcslib.analysis import cam, embedding
+    models = {"baseline": tiny("baseline").eval(), "qcs": tiny().eval()}
+    first = synthfer.subset([0, 1, 2])
+    transform = build_transforms("rafdb", 64, train=False)
+    torch.testing.assert_close(cam.image_batch(first, [2, 0], 64), torch.stack([transform(read_image(first, i))
+                                                                                for i in (2, 0)]))
+    cams = cam.gradcams(models, synthfer, batch_size=5)  # 14 images in 3 batches, as in one
+    assert {k: v.shape for k, v in cams.items()} == {"baseline": (14, 64, 64), "qcs": (14, 64, 64)}
+    np.testing.assert_allclose(cams["qcs"][:3], gradcam(models["qcs"], cam.image_batch(first, [0, 1, 2], 64)),
+                               atol=1e-5)
+    features = embedding.features_by_model(models, synthfer)
+    np.testing.assert_array_equal(features["qcs"], extract_features(models["qcs"], synthfer, 64))
+    scores = embedding.scores_by_model(features, synthfer.labels)
+    assert list(scores.index) == ["baseline", "qcs"] and list(scores.columns) == ["silhouette", "knn_accuracy", "k",
+                                                                                 "folds"]
+    with threadpool_limits(1, "openmp"):
+        assert embedding.tsne_by_model(features)["qcs"].shape == (14, 2)
+    quad = [0, 1, 2, 3]
+    maps = cam.quadruplet_csa_maps(models["qcs"], synthfer, quad)
+    expected = csa_maps(models["qcs"], [cam.image_batch(synthfer, [i], 64) for i in quad])
+    assert all(np.array_equal(m, e) for ms, es in zip(maps, expected) for m, e in zip(ms, es))
+
+    table = cam.localisation(models, synthfer)
+    assert list(table.index) == ["baseline", "qcs", "even spread"]
+    assert list(table.columns) == ["mean %", "std %", "images", "zero maps"]
+    areas = [np.asarray(m.resize((64, 64), 0)).astype(bool).mean() for m in read_masks(synthfer)]
+    defined = np.all([c.reshape(len(c), -1).sum(1) > 0 for c in cams.values()], axis=0)  # scored on these only
+    assert table["images"].tolist() == [defined.sum()] * 3 and table.loc["even spread", "zero maps"] == 0
+    assert table["zero maps"].tolist()[:2] == [int((c.reshape(len(c), -1).sum(1) == 0).sum()) for c in cams.values()]
+    assert table.loc["even spread", "mean %"] == pytest.approx(100 * np.mean(np.array(areas)[defined]), abs=0.01)
+    assert cam.localisation(models, replace(synthfer, dataset="list")) is None
+
+
 # ------------------------------------------------------------------------------------------------------- the ceiling
 
 def test_the_au_oracle_reads_the_expressions_from_the_true_action_units(tmp_path):

@@ -105,3 +105,23 @@ def test_classes_that_contradict_the_checkpoints_own_are_refused(tmp_path, check
                                               r"\(surprise, fear"):
         load_predictor(checkpoint, "rafdb")
     assert load_predictor(checkpoint).classes == CLASSES
+
+
+class TemplateDetector:
+    """Finds one face in every photo, its landmarks where SynthFER's template puts them (no MTCNN)."""
+
+    def detect(self, image):
+        from qcslib.faces import Face
+        side = np.array(image.size)
+        return [Face(np.array([0, 0, *side], dtype=float), TEMPLATES["synthfer"] * side, 0.99)]
+
+
+def test_predict_photos_gives_each_face_its_crop_and_lists_the_failures(tmp_path, checkpoint):
+    from qcslib.faces import load_predictor, predict_photos
+    Image.new("RGB", (80, 80), (200, 150, 120)).save(tmp_path / "a.png")
+    (tmp_path / "b.jpg").write_bytes(b"not an image")
+    photos = predict_photos(load_predictor(checkpoint), [tmp_path, tmp_path / "missing.png"], TemplateDetector())
+    assert [p.name for p in photos.files] == ["a.png", "b.jpg"]
+    assert [(r["file"], r["face"]) for r in photos.faces] == [(str(tmp_path / "a.png"), 0)]
+    assert [r["file"] for r in photos.failures] == [str(tmp_path / "missing.png"), str(tmp_path / "b.jpg")]
+    assert len(photos.crops) == 1 and photos.crops[0].size == (64, 64)  # what the model read, at its image size

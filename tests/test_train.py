@@ -77,9 +77,9 @@ def test_every_profile_loads_and_the_paper_ones_follow_the_official_mains():
 def test_a_profile_can_start_from_another():
     study, cpu = load_profile("study"), load_profile("cpu")
     assert study.name == "study" and study.replace(name="cpu") == cpu
-    from qcslib.train.config import notebook_parameters
-    assert notebook_parameters("study")["seeds"] == [0, 1, 2, 3, 4]
-    assert notebook_parameters("study")["tsne_points"] == notebook_parameters("cpu")["tsne_points"]  # merged
+    from qcslib.notebook import notebook_parameters
+    assert notebook_parameters("study").seeds == [0, 1, 2, 3, 4]
+    assert notebook_parameters("study").tsne_points == notebook_parameters("cpu").tsne_points  # merged
 
 
 def test_overrides_reach_nested_fields_and_parse_as_yaml():
@@ -275,11 +275,6 @@ def test_a_smoke_run_learns_and_writes_its_run_directory(tmp_path, smoke_data):
     assert evaluation.evaluate(model, test)["accuracy"] == pytest.approx(summary["best"]["test_accuracy"])
     loaded = Run.load(run.dir)  # read back as it was returned
     assert (loaded.dir, loaded.config, loaded.summary) == (run.dir, run.config, run.summary)
-    (run.dir / "summary.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"summary\.json: no such file; the run has not finished"):
-        Run.load(run.dir)
-    with pytest.raises(FileNotFoundError, match=r"config\.yaml: no such file; not a run directory"):
-        Run.load(tmp_path)
     data = json.loads((run.dir / "data.json").read_text())
     assert {k: v["n"] for k, v in data.items()} == {"train": 336, "val": 112, "test": 112}
     with pytest.raises(ConfigError, match="already holds a run"):

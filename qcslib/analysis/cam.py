@@ -11,6 +11,9 @@ so that Grad-CAM weighs each scale's channels on their own::
 that is the sum of the three per-scale Grad-CAMs, before the ReLU. The layer is the last block's first
 LayerNorm (as pytorch-grad-cam does for ViTs), not the block's output: the head reads only the class token
 after the last block, so the patch tokens there get no gradient.
+
+On a split: ``gradcams`` (each model, in batches), ``quadruplet_csa_maps`` and ``localisation``, the share
+of each model's CAM energy inside SynthFER's action-unit masks beside that of a map spread evenly.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..data.sources import Split
+from ..data.sources import Split, read_image
+from ..data.transforms import build_transforms
 from ..models.qcs import QCSNet
 
 
@@ -133,3 +137,44 @@ def read_masks(split: Split) -> list[Image.Image]:
         with Image.open(root / mask_of[r]) as mask:
             masks.append(mask.convert("L"))
     return masks
+
+
+def image_batch(split: Split, indices: Sequence[int], image_size: int, recipe: str = "rafdb") -> Tensor:
+    """The images at ``indices`` with the recipe's test transform at ``image_size`` → (len(indices), 3, H, W)."""
+    transform = build_transforms(recipe, image_size, train=False)
+    return torch.stack([transform(read_image(split, int(i))) for i in indices])
+
+
+def gradcams(models: dict[str, nn.Module], split: Split, recipe: str = "rafdb",
+             batch_size: int = 32) -> dict[str, np.ndarray]:
+    """``gradcam`` of every image of ``split`` (the predicted class) for each ``{name: model}``, in batches of
+    ``batch_size``, each model at its own image size → ``{name: (N, H, W)}``."""
+    chunks = np.array_split(np.arange(len(split)), max(1, -(-len(split) // batch_size)))
+    return {name: np.concatenate([gradcam(model, image_batch(split, chunk, model.config.image_size, recipe))
+                                  for chunk in chunks]) for name, model in models.items()}
+
+
+def quadruplet_csa_maps(model: QCSNet, split: Split, quadruplet: Sequence[int],
+                        recipe: str = "rafdb") -> list[list[np.ndarray]]:
+    """``csa_maps`` of one quadruplet (a, p, n, n2 indices into ``split``; DCS takes a, p), each branch a batch of
+    one image, so the min and max inside S and D̃ are that image pair's own."""
+    return csa_maps(model, [image_batch(split, [i], model.config.image_size, recipe)
+                            for i in quadruplet[:model.branches]])
+
+
+def localisation(models: dict[str, nn.Module], split: Split, recipe: str = "rafdb") -> pd.DataFrame | None:
+    """The share of CAM energy inside the action-unit masks (``mask_energy_shares``) on a SynthFER split: per model,
+    and for an evenly spread map (the masks' mean area), the mean and sample std in % over the images where every
+    model's map is defined, their number, and how many of each model's maps were zero everywhere (no share). None
+    for other datasets, which have no masks."""
+    if split.dataset != "synthfer":
+        return None
+    masks = read_masks(split)
+    cams = gradcams(models, split, recipe)
+    shape = next(iter(cams.values())).shape[1:]
+    shares = {name: mask_energy_shares(cam, masks) for name, cam in cams.items()}
+    shares["even spread"] = mask_energy_shares(np.ones((len(masks), *shape)), masks)
+    common = np.all([np.isfinite(s) for s in shares.values()], axis=0)
+    return pd.DataFrame.from_dict({name: {"mean %": 100 * s[common].mean(), "std %": 100 * s[common].std(ddof=1),
+                                          "images": int(common.sum()), "zero maps": int(np.isnan(s).sum())}
+                                   for name, s in shares.items()}, orient="index").round(2)

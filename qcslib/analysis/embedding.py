@@ -9,10 +9,14 @@ Euclidean distances:
   ``a_i`` the mean distance to i's own class and ``b_i`` to the nearest other class; in [−1, 1].
 - ``knn_accuracy``: the accuracy of a k-nearest-neighbour vote, by stratified cross-validation
   (``StratifiedKFold``, shuffled with ``seed``; the scaler is fitted on each training fold only).
+
+``features_by_model``, ``scores_by_model`` and ``tsne_by_model`` do the same for several models at once, as
+notebook 05 compares the baseline and QCS.
 """
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
@@ -80,3 +84,21 @@ def embedding_scores(features: np.ndarray, labels: np.ndarray, k: int = 5, seed:
     accuracy = cross_val_score(knn, features, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
     return {"silhouette": float(silhouette_score(StandardScaler().fit_transform(features), labels)),
             "knn_accuracy": float(accuracy.mean()), "k": k, "folds": folds}
+
+
+def features_by_model(models: dict[str, nn.Module], split: Split, recipe: str = "rafdb",
+                      device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+    """``extract_features`` of ``split`` for each ``{name: model}``, each at its own image size."""
+    return {name: extract_features(model, split, model.config.image_size, recipe, device=device)
+            for name, model in models.items()}
+
+
+def scores_by_model(features: dict[str, np.ndarray], labels: np.ndarray, seed: int = 0) -> pd.DataFrame:
+    """``embedding_scores`` of each model's features → one row per model (silhouette, knn_accuracy, k, folds)."""
+    return pd.DataFrame.from_dict({name: embedding_scores(f, labels, seed=seed) for name, f in features.items()},
+                                  orient="index")
+
+
+def tsne_by_model(features: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+    """``tsne_2d`` of each model's features."""
+    return {name: tsne_2d(f, seed=seed) for name, f in features.items()}

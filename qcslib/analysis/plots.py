@@ -9,9 +9,9 @@ import seaborn as sns
 from ..data.sources import Split, read_image
 
 
-def class_counts(splits: list[Split]) -> plt.Figure:
-    """Bar chart of images per class, one bar group per split."""
-    table = pd.DataFrame({s.split: s.counts() for s in splits})
+def class_counts(splits) -> plt.Figure:
+    """Bar chart of images per class, one bar group per split (a None split, one the run has not, is left out)."""
+    table = pd.DataFrame({s.split: s.counts() for s in splits if s is not None})
     fig, ax = plt.subplots(figsize=(8, 3))
     table.plot.bar(ax=ax, rot=0)
     ax.set_ylabel("images")
@@ -98,7 +98,7 @@ def mistake_gallery(split: Split, probabilities: np.ndarray, n: int = 12, column
     """The most confident mistakes, titled "true → predicted (p)"."""
     picks = confident_mistakes(probabilities, split.labels, n)
     rows = max(1, -(-len(picks) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 1.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 2.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, picks):
@@ -133,30 +133,31 @@ def ablation_bars(table: pd.DataFrame, metric: str = "best_test_accuracy", chanc
     return fig
 
 
-def embedding_pair(points: dict[str, np.ndarray], labels: np.ndarray, classes, scores: dict[str, dict]) -> plt.Figure:
-    """2-D embeddings side by side, coloured by class, titled with their silhouette and kNN accuracy."""
+def embedding_pair(points: dict[str, np.ndarray], labels: np.ndarray, classes, scores: pd.DataFrame) -> plt.Figure:
+    """2-D embeddings side by side, coloured by class, titled with their silhouette and kNN accuracy (``scores``:
+    one row per model, as ``embedding.scores_by_model`` gives)."""
     fig, axes = plt.subplots(1, len(points), figsize=(5.5 * len(points), 5), squeeze=False)
     palette = sns.color_palette("tab10", len(classes))
     for ax, (name, xy) in zip(axes[0], points.items()):
         for c, cls in enumerate(classes):
             keep = labels == c
             ax.scatter(xy[keep, 0], xy[keep, 1], s=8, color=palette[c], label=cls)
-        s = scores[name]
-        ax.set_title(f"{name}: silhouette {s['silhouette']:.3f}, {s['k']}-NN {100 * s['knn_accuracy']:.1f} %")
+        s = scores.loc[name]
+        ax.set_title(f"{name}: silhouette {s['silhouette']:.3f}, {int(s['k'])}-NN {100 * s['knn_accuracy']:.1f} %")
         ax.set_xticks([]), ax.set_yticks([])
     axes[0, -1].legend(fontsize=8, markerscale=2, loc="best")
     fig.tight_layout()
     return fig
 
 
-def cam_grid(images: list, cams: dict[str, np.ndarray], titles: list[str]) -> plt.Figure:
-    """One row per image: the image, then each model's CAM over it."""
-    fig, axes = plt.subplots(len(images), 1 + len(cams), figsize=(2.2 * (1 + len(cams)), 2.2 * len(images)),
+def cam_grid(split: Split, cams: dict[str, np.ndarray]) -> plt.Figure:
+    """One row per image of ``split``, titled with its class: the image, then each model's CAM over it."""
+    fig, axes = plt.subplots(len(split), 1 + len(cams), figsize=(2.2 * (1 + len(cams)), 2.2 * len(split)),
                              squeeze=False)
-    for i, (row, image) in enumerate(zip(axes, images)):
-        picture = np.asarray(image.resize(cams[next(iter(cams))].shape[1:][::-1]))
+    for i, row in enumerate(axes):
+        picture = np.asarray(read_image(split, i).resize(cams[next(iter(cams))].shape[1:][::-1]))
         row[0].imshow(picture)
-        row[0].set_title(titles[i], fontsize=8)
+        row[0].set_title(split.classes[split.labels[i]], fontsize=8)
         for ax, (name, cam) in zip(row[1:], cams.items()):
             ax.imshow(picture)
             ax.imshow(cam[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
@@ -167,13 +168,13 @@ def cam_grid(images: list, cams: dict[str, np.ndarray], titles: list[str]) -> pl
     return fig
 
 
-def csa_grid(images: list, maps: list[list[np.ndarray]], sample: int = 0) -> plt.Figure:
-    """For one quadruplet: each branch's image, then its CSA token gates at the 3 scales."""
+def csa_grid(split: Split, quadruplet, maps: list[list[np.ndarray]], sample: int = 0) -> plt.Figure:
+    """For one quadruplet (indices into ``split``): each branch's image, then its CSA token gates at the 3 scales."""
     branches = ("anchor", "positive", "negative", "negative2")[: len(maps[0])]
     fig, axes = plt.subplots(len(branches), 4, figsize=(8.4, 2.1 * len(branches)), squeeze=False)
     for b, name in enumerate(branches):
-        axes[b, 0].imshow(images[b])
-        axes[b, 0].set_title(name, fontsize=9)
+        axes[b, 0].imshow(read_image(split, int(quadruplet[b])))
+        axes[b, 0].set_title(f"{name}: {split.classes[split.labels[quadruplet[b]]]}", fontsize=9)
         for s in range(3):
             axes[b, s + 1].imshow(maps[s][b][sample], cmap="viridis")
             axes[b, s + 1].set_title(f"scale {s + 1} gates", fontsize=8)
@@ -184,7 +185,13 @@ def csa_grid(images: list, maps: list[list[np.ndarray]], sample: int = 0) -> plt
 
 
 def face_predictions(crops: list, records: list[dict]) -> plt.Figure:
-    """One row per face: the aligned crop the model read, and its class probabilities."""
+    """One row per face: the aligned crop the model read, and its class probabilities ("no faces found" when
+    there are none)."""
+    if not crops:
+        fig, ax = plt.subplots(figsize=(4, 0.8))
+        ax.text(0.5, 0.5, "no faces found", ha="center", va="center")
+        ax.axis("off")
+        return fig
     fig, axes = plt.subplots(len(crops), 2, figsize=(8, 2.4 * len(crops)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 2.2]})
     for (ax_img, ax_bar), crop, r in zip(axes, crops, records):

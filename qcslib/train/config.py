@@ -17,7 +17,7 @@ paper's protocol (the official code keeps the best *test* epoch); every table th
 
 A profile's ``notebooks`` mapping holds what the notebooks need beyond one run (the seeds of the
 multi-seed experiments, overrides for the ablation runs, how many points to embed, ...):
-``notebook_parameters`` returns it.
+``qcslib.notebook.notebook_parameters`` reads and checks it.
 """
 from __future__ import annotations
 
@@ -280,12 +280,3 @@ def load_profile(profile: str | Path = "cpu", overrides: dict | list[str] | None
         overrides = parse_overrides(overrides)
     values = apply_overrides(values, overrides or {})
     return TrainConfig.from_dict(values, where=f"{path}" + (f" with {', '.join(overrides)} set" if overrides else ""))
-
-
-def notebook_parameters(profile: str | Path = "cpu") -> dict:
-    """The profile's ``notebooks`` mapping (``{}`` when it has none)."""
-    path, values = read_profile(profile)
-    params = values.get("notebooks") or {}
-    if not isinstance(params, dict):
-        raise ConfigError(f"{path}: notebooks must be a mapping of notebook parameters")
-    return params

@@ -42,16 +42,21 @@ class Run:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Run:
-        """The finished run in ``run_dir``, from its ``config.yaml`` and ``summary.json``."""
+        """The finished run in ``run_dir``, read back from its ``config.yaml`` and ``summary.json``. A missing file
+        is a FileNotFoundError saying what its absence means; a config.yaml that is no TrainConfig, a ConfigError."""
         run_dir = Path(run_dir)
-        for name in ("config.yaml", "summary.json"):
-            if not (run_dir / name).is_file():
-                raise FileNotFoundError(f"{run_dir / name}: no such file; "
-                                        + ("not a run directory" if name == "config.yaml" else
-                                           "the run has not finished (train it, or resume it from its last.pt)"))
-        config = TrainConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()),
-                                       where=str(run_dir / "config.yaml"))
-        return cls(run_dir, config, json.loads((run_dir / "summary.json").read_text()))
+        config_file, summary_file = run_dir / "config.yaml", run_dir / "summary.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{run_dir}: has no config.yaml, so it is not a run directory (fit writes one "
+                                    f"when a run starts)")
+        if not summary_file.is_file():
+            raise FileNotFoundError(f"{run_dir}: has no summary.json, so the run has not finished (fit writes it when "
+                                    f"training stops; resume from {run_dir / 'last.pt'})")
+        try:
+            config = TrainConfig.from_dict(yaml.safe_load(config_file.read_text()) or {}, where=str(config_file))
+        except (yaml.YAMLError, ConfigError) as e:
+            raise ConfigError(f"{config_file}: does not describe a TrainConfig ({e})") from e
+        return cls(run_dir, config, json.loads(summary_file.read_text()))
 
     def metrics(self) -> pd.DataFrame:
         return pd.read_csv(self.dir / "metrics.csv")

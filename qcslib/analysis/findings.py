@@ -1,0 +1,114 @@
+"""The notebooks' "What we found": markdown bullet lists computed from their results, one function per
+notebook (04's is ``ablation.findings``). Each number says what it was measured on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data.sources import Split
+from ..train.rundir import CONVERGED_RANGE, Run
+from .metrics import PAPER_ACCURACY
+
+
+def data(train: Split, splits, oracle: dict | None, report_file: str | Path) -> str:
+    """01: the dataset and its splits, the class imbalance of ``train``, what was skipped, and the AU-oracle
+    ceiling (``oracle``; None off SynthFER)."""
+    splits = [s for s in splits if s is not None]
+    n = pd.Series(train.counts())
+    skipped = sum(len(s.skipped) for s in splits)
+    lines = [f"- **{train.dataset}** at `{train.root}`: " + ", ".join(f"{len(s)} {s.split}" for s in splits)
+             + f" images, {len(train.classes)} classes ({', '.join(train.classes)}).",
+             f"- Largest / smallest train class: {n.idxmax()} ({n.max()}) / {n.idxmin()} ({n.min()}), imbalance ratio "
+             f"{n.max() / max(n.min(), 1):.1f}.",
+             f"- {skipped} unreadable images skipped; every split's report, with each skipped file and why, is in "
+             f"`{report_file}`."]
+    if oracle is not None:
+        lines.append(f"- AU-oracle ceiling: **{100 * oracle['test_accuracy']:.2f} %** test accuracy (chance "
+                     f"{100 / len(train.classes):.2f} %).")
+    return "\n".join(lines)
+
+
+def training(run: Run, metrics: pd.DataFrame, chance: float) -> str:
+    """02: how the run ended and with which optimizer, the chosen and the last model's test accuracy against
+    ``chance``, and how the loss and k moved (``metrics``: the run's ``metrics.csv``)."""
+    s, best, last = run.summary, run.summary["best"], run.summary["last"]
+    base = {"adam": "Adam", "adamw": "AdamW"}.get(run.config.optimizer, run.config.optimizer)
+    optimizer = f"SAM (ρ = {run.config.rho}) over {base}" if run.config.sam else base
+    if s["stopped_early"]:
+        ended = f"stopped early at epoch {s['stopped_epoch']} of {s['max_epochs']}"
+    elif s["converged"]:
+        ended = (f"ran all {s['max_epochs']} epochs, its last 3 {s['selection']} accuracies within "
+                 f"{100 * CONVERGED_RANGE:.0f} points")
+    else:
+        ended = f"ran all {s['max_epochs']} epochs **without converging**: its numbers are not a result"
+    first, final = metrics.iloc[0], metrics.iloc[-1]
+    lines = [f"- One seed ({s['seed']}), optimised with {optimizer}: the run {ended} ({s['train_seconds']:.0f} s "
+             f"of training). The checkpoint chosen on {s['selection']} (epoch {best['epoch']}) has test accuracy "
+             f"**{100 * best['test_accuracy']:.2f} %**; the last epoch {100 * last['test_accuracy']:.2f} %; chance is "
+             f"{100 * chance:.1f} %. Notebook 04 has the multi-seed numbers.",
+             f"- The mean loss went from {first['loss']:.3f} to {final['loss']:.3f}; train accuracy "
+             f"{100 * final['train_accuracy']:.1f} % in the last epoch."]
+    ks = [k for k in ("k1", "k2", "k3") if k in metrics]
+    if ks:
+        lines.append(f"- k = 1 + tanh θ moved from {', '.join(f'{first[k]:.3f}' for k in ks)} to "
+                     f"{', '.join(f'{final[k]:.3f}' for k in ks)} (scales 1 to {len(ks)}).")
+    return "\n".join(lines)
+
+
+def evaluation(checkpoint: str | Path, test: Split, metrics: dict) -> str:
+    """03: the checkpoint's scores on ``test`` (beside the paper's accuracy on its datasets), its hardest class
+    and its most frequent confusion (``classification_metrics``)."""
+    paper = PAPER_ACCURACY.get(test.dataset)
+    lines = [f"- `{checkpoint}` on {test.dataset}/{test.split} ({metrics['n']} images): accuracy "
+             f"**{100 * metrics['accuracy']:.2f} %**, mean class accuracy {100 * metrics['mean_class_accuracy']:.2f} "
+             f"%, macro-F1 {100 * metrics['macro_f1']:.2f} %"
+             + (f" (the paper reports {paper:.2f} % accuracy)." if paper is not None else ".")]
+    recall = pd.DataFrame(metrics["per_class"]).T["recall"]
+    confusion = np.array(metrics["confusion"], dtype=float)
+    np.fill_diagonal(confusion, 0)
+    true, predicted = np.unravel_index(confusion.argmax(), confusion.shape)
+    mistake = (f"most frequent confusion: {test.classes[true]} → {test.classes[predicted]} "
+               f"({int(confusion[true, predicted])} images)" if confusion.any() else "no image was misclassified")
+    lines.append(f"- Hardest class: {recall.idxmin()} (recall {100 * recall.min():.1f} %); {mistake}.")
+    return "\n".join(lines)
+
+
+def embeddings(scores: pd.DataFrame, images: int) -> str:
+    """05: silhouette and k-NN accuracy of QCS's features against the baseline's (``scores_by_model``)."""
+    b, q = scores.loc["baseline"], scores.loc["qcs"]
+    better = "QCS" if q["knn_accuracy"] > b["knn_accuracy"] else "The baseline"
+    return (f"- On {images} test images, QCS's features have silhouette {q['silhouette']:.3f} against the baseline's "
+            f"{b['silhouette']:.3f}, and {int(q['k'])}-NN accuracy {100 * q['knn_accuracy']:.1f} % against "
+            f"{100 * b['knn_accuracy']:.1f} % ({int(q['folds'])}-fold cross-validation on the features).\n"
+            f"- {better} separates the classes better by k-NN; one seed, so this is an illustration, not a test "
+            f"(04 has the multi-seed numbers).")
+
+
+def localisation(table: pd.DataFrame | None) -> str:
+    """06: the share of CAM energy inside the action-unit masks, QCS against the baseline and an even spread
+    (``cam.localisation``; None off SynthFER)."""
+    if table is None:
+        return "- The CAMs and CSA maps are shown above; the localisation score needs SynthFER's masks."
+    b, q, even = table.loc["baseline"], table.loc["qcs"], table.loc["even spread"]
+    closer = "QCS" if q["mean %"] > b["mean %"] else "The baseline"
+    zero = (f" (left out: the {int(q['zero maps'])} images where QCS's map and the {int(b['zero maps'])} where the "
+            f"baseline's was zero everywhere)" if q["zero maps"] or b["zero maps"] else "")
+    return (f"- Share of CAM energy inside the AU masks, mean ± std over {int(q['images'])} test images{zero}: QCS "
+            f"**{q['mean %']:.1f} ± {q['std %']:.1f} %**, baseline {b['mean %']:.1f} ± {b['std %']:.1f} %; a map "
+            f"spread evenly would put {even['mean %']:.1f} % there (the masks' mean area).\n"
+            f"- {closer} concentrates more on the expression regions here (one seed each).")
+
+
+def predictions(checkpoint: str | Path, template: str, photos) -> str:
+    """07: what ``faces.predict_photos`` read and found, each face's label and probability, and a warning when
+    a SynthFER model reads real photos."""
+    lines = [f"- `{checkpoint}` (crop template `{template}`) read {len(photos.files)} image(s) and found "
+             f"{len(photos.faces)} face(s); {len(photos.failures)} file(s) gave no prediction."]
+    lines += [f"- {Path(r['file']).name}, face {r['face']}: **{r['label']}** ({r['probabilities'][r['label']]:.2f})"
+              for r in photos.faces]
+    if template == "synthfer":
+        lines.append("- This model was trained on SynthFER only: these labels are not expected to be right on real "
+                     "faces.")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The notebooks' tables, so that their cells stay orchestration. Each function returns a DataFrame to read
+(scores in %), or None where there is nothing to tabulate; ``notebook.show`` then says why."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .metrics import PAPER_ACCURACY
+
+EPOCH_COLUMNS = ("epoch", "lr", "loss", "k1", "k2", "k3", "train_accuracy", "val_accuracy", "test_accuracy",
+                 "train_seconds")
+
+
+def class_counts(splits) -> pd.DataFrame:
+    """Images per class (rows, then ``total``) and split (columns); a None split, one the run has not, is left
+    out."""
+    table = pd.DataFrame({s.split: s.counts() for s in splits if s is not None})
+    table.loc["total"] = table.sum()
+    return table
+
+
+def left_out(splits) -> pd.DataFrame:
+    """Per split: the images kept, the unreadable ones skipped (with the first of them) and the ones the
+    dataset's protocol excludes, by reason."""
+    rows = {s.split: {"images": len(s), "unreadable (skipped)": len(s.skipped),
+                      "first unreadable": s.skipped[0]["path"] if s.skipped else "",
+                      "excluded by the protocol": ", ".join(f"{n} {why}" for why, n in s.excluded.items()) or "none"}
+            for s in splits if s is not None}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def au_oracle(oracle: dict | None) -> pd.DataFrame | None:
+    """``au_oracle``'s result (accuracies in %) as one column; None (no oracle) gives None."""
+    if oracle is None:
+        return None
+    return pd.Series({"train accuracy %": 100 * oracle["train_accuracy"],
+                      "test accuracy %": 100 * oracle["test_accuracy"], "train images": oracle["n_train"],
+                      "test images": oracle["n_test"], "AU intensities": oracle["features"]},
+                     name="AU oracle").round(2).to_frame()
+
+
+def epochs(metrics: pd.DataFrame) -> pd.DataFrame:
+    """A run's ``metrics.csv``, one row per epoch, cut to the learning rate, the mean loss, k, the accuracies
+    and the time (the per-head losses are in the curves)."""
+    return metrics[[c for c in EPOCH_COLUMNS if c in metrics]].round(4)
+
+
+def chosen_and_last(summary: dict) -> pd.DataFrame:
+    """The checkpoint chosen on the selection split and the last epoch's model, from a run's ``summary.json``:
+    their epoch and scores (accuracies and macro-F1 in %)."""
+    table = pd.DataFrame({k: summary[k] for k in ("best", "last")}).T
+    scores = [c for c in table.columns if c.endswith(("accuracy", "macro_f1"))]
+    table[scores] *= 100
+    table["epoch"] = table["epoch"].astype(int)
+    return table.rename(index={"best": f"chosen on {summary['selection']}", "last": "last epoch"}).round(2)
+
+
+def headline(metrics: dict, dataset: str) -> pd.DataFrame:
+    """Accuracy, mean class accuracy and macro-F1 (%) of ``classification_metrics``, with the accuracy the paper
+    reports for QCS beside them on the datasets it used."""
+    table = pd.DataFrame({"ours": [100 * metrics[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")]},
+                         index=["accuracy %", "mean class accuracy %", "macro-F1 %"])
+    if dataset in PAPER_ACCURACY:
+        table["paper (QCS, reported)"] = [PAPER_ACCURACY[dataset], None, None]
+    return table.round(2)
+
+
+def per_class(metrics: dict) -> pd.DataFrame:
+    """Precision, recall and F1 (%) and the support of every class, from ``classification_metrics``."""
+    table = pd.DataFrame(metrics["per_class"]).T
+    return table.assign(**{c: 100 * table[c] for c in ("precision", "recall", "f1")}).astype(
+        {"support": int}).round(1)
+
+
+def failures(records: list[dict]) -> pd.DataFrame | None:
+    """The files that gave no prediction, with why (``{file, error}`` records); None when there are none."""
+    return pd.DataFrame(records, columns=["file", "error"]) if records else None

@@ -1,0 +1,211 @@
+"""What the numbered notebooks share: their parameters, one set-up call, and loading the runs they study.
+
+A notebook takes the run parameters ``profile``, ``dataset``, ``data_root``, ``run_dir`` and ``device``
+(None: the profile's; the runs go to ``run_dir = <runs_dir>/<name>``) and some of the
+``NotebookParameters`` (None: the profile's ``notebooks:`` value, else the field's default). The pipeline
+injects every one of them with papermill; a notebook run by hand or by nbval takes ``profile`` from
+``$QCS_PROFILE`` and the rest from that profile. ``setup`` turns them into the TrainConfig and the
+checked parameters::
+
+    config, params = notebook.setup(profile, dataset=dataset, data_root=data_root, run_dir=run_dir,
+                                    device=device, seeds=seeds)
+
+Notebooks 04-06 study the ablation runs: they pass ``ablation_overrides``, and get the config with those
+applied; with any, the runs go to ``run_dir/ablation``, so that shortened runs never replace 02's run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .ablation import train_variants, variant_config
+from .analysis.metrics import au_oracle
+from .data.sources import DATASET_CLASSES, Split, load_split, verify_images
+from .models.weights import LoadReport, load_checkpoint
+from .train.config import ConfigError, TrainConfig, load_profile, parse_overrides, read_profile
+from .data.transforms import recipe_for
+from .typed import checked
+from .train.runtime import select_device
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_PARAMETERS = ("profile", "dataset", "data_root", "run_dir", "device")
+
+
+@dataclass(frozen=True)
+class NotebookParameters:
+    """What the notebooks take beyond one run's config; a profile's ``notebooks:`` mapping may set any of them.
+    Each field is checked against its type hint (``typing.get_type_hints``); counts are at least 1."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # 04's main variants; the others use seeds[0]
+    ablation_seeds: list[int] = field(default_factory=lambda: [0])  # 04's other variants
+    ablation_overrides: list[str] = field(default_factory=list)  # key=value overrides of the runs 04-06 study
+    parallel_runs: int = 1          # 04: runs trained at once (worker processes sharing the CPU threads)
+    n_gpus: int = 1                 # 02: > 1 trains with torchrun on that many GPUs
+    force: bool = False             # 02, 04: retrain runs that are finished
+    samples_per_class: int = 6      # 01
+    quadruplets_shown: int = 4      # 01
+    checkpoint: str = ""            # 03, 07: a checkpoint path; empty: 02's QCS run (seed seeds[0])
+    mistakes_shown: int = 12        # 03
+    tsne_points: int = 1000         # 05: test images embedded
+    cam_images: int = 8             # 06: test images shown with their Grad-CAMs
+    localisation_images: int = 200  # 06: test images scored against SynthFER's masks
+    folder: str = ""                # 07: photos (a file or a folder); empty: scikit-image's astronaut
+    classes: str = ""               # 07: the label order of an official checkpoint (rafdb, ferplus, ...)
+
+    def __post_init__(self):
+        for name, hint in typing.get_type_hints(type(self)).items():
+            try:
+                value = checked(name, getattr(self, name), hint)
+            except TypeError as e:
+                raise ConfigError(str(e)) from None
+            if hint is int and value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        for name in ("seeds", "ablation_seeds"):
+            if not getattr(self, name) or min(getattr(self, name)) < 0:
+                raise ConfigError(f"{name} must be a non-empty list of seeds ≥ 0, got {getattr(self, name)}")
+        if self.classes and self.classes not in DATASET_CLASSES:
+            raise ConfigError(f"classes must be empty or one of {', '.join(DATASET_CLASSES)}, got {self.classes!r}")
+
+    def override(self, changes: dict, where: str = "") -> NotebookParameters:
+        """A copy with ``changes``; an unknown or ill-typed one is a ConfigError whose message is ``where``
+        (e.g. ``"cpu.yaml: notebooks."``) followed by the key and what is wrong with it."""
+        known = [f.name for f in dataclasses.fields(self)]
+        if unknown := [k for k in changes if k not in known]:
+            raise ConfigError(f"{where}{unknown[0]}: not a notebook parameter; known: {', '.join(known)}")
+        try:
+            return dataclasses.replace(self, **changes)
+        except ConfigError as e:
+            raise ConfigError(f"{where}{e}") from None
+
+
+def notebook_parameters(profile: str | Path = "cpu") -> NotebookParameters:
+    """The profile's ``notebooks:`` mapping (``base`` profiles merged) over the defaults, checked: an unknown or
+    ill-typed key, or an ablation override that makes no valid config, is a one-line ConfigError naming the
+    profile file and the key."""
+    path, values = read_profile(profile)
+    given = values.get("notebooks") or {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"{path}: notebooks must be a mapping of notebook parameters")
+    params = NotebookParameters().override(given, f"{path}: notebooks.")
+    try:
+        load_profile(profile, params.ablation_overrides)
+    except ConfigError as e:
+        rest = str(e).removeprefix(str(path))  # "<path> with KEY set: ..." when the config refused a value
+        raise ConfigError(f"{path}: notebooks.ablation_overrides{rest if rest != str(e) else ': ' + rest}") from None
+    return params
+
+
+def setup(profile: str | Path, *, dataset: str | None = None, data_root: str | None = None,
+          run_dir: str | None = None, device: str | None = None,
+          **parameters) -> tuple[TrainConfig, NotebookParameters]:
+    """A notebook's first call → (the TrainConfig of the runs it studies, its NotebookParameters).
+
+    It works from the project root (the paths in the parameters start there) and shows table cells whole.
+    ``parameters`` are NotebookParameters fields; None, like a run parameter that is None, means the profile's.
+    Passing ``ablation_overrides`` (04-06) applies them; with any, the runs go to ``run_dir/ablation``."""
+    os.chdir(ROOT)
+    pd.set_option("display.max_colwidth", None)  # table cells are sentences: show them whole
+    params = notebook_parameters(profile).override({k: v for k, v in parameters.items() if v is not None},
+                                                   "notebook parameter ")
+    where = {k: v for k, v in {"dataset": dataset, "data_root": data_root, "device": device}.items() if v is not None}
+    if run_dir is not None:
+        where.update(runs_dir=str(Path(run_dir).parent), name=Path(run_dir).name)
+    config = load_profile(profile, where)
+    if "ablation_overrides" in parameters and params.ablation_overrides:
+        ablation = {**where, **parse_overrides(params.ablation_overrides)}
+        config = load_profile(profile, ablation).replace(runs_dir=str(config.run_dir), name="ablation")
+    return config, params
+
+
+def qcs_checkpoint(config: TrainConfig, checkpoint: str, seed: int) -> Path:
+    """``checkpoint``, or (empty) the best.pt of this profile's QCS run of ``seed``, the run notebook 02 trains."""
+    return Path(checkpoint) if checkpoint else variant_config(config, "qcs", seed).run_dir / "best.pt"
+
+
+def recipe(config: TrainConfig, checkpoint_meta: dict) -> str:
+    """The transform recipe a checkpoint is scored with: the one it was trained with (our checkpoints store it),
+    else the dataset's (official checkpoints store none), else the config's."""
+    return recipe_for(config.dataset, checkpoint_meta, default=config.transform)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Models loaded from checkpoints, with the test split they are studied on."""
+
+    models: dict[str, torch.nn.Module]  # name → model, in eval mode, on `device`
+    reports: dict[str, LoadReport]      # name → what loading its checkpoint found
+    test: Split                         # the config's test split
+    recipe: str                         # the transform recipe the models are scored with (``recipe``)
+    device: torch.device
+
+
+def load_on_test(config: TrainConfig, checkpoints: dict[str, str | Path], verify: bool = False) -> Loaded:
+    """Load each ``{name: checkpoint}`` onto the config's device, with the config's test split (``verify``: every
+    image decoded first, unreadable ones left out and listed). The checkpoints must share one recipe."""
+    device = select_device(config.device)
+    loaded = {name: load_checkpoint(path) for name, path in checkpoints.items()}
+    recipes = {name: recipe(config, report.meta) for name, (_, report) in loaded.items()}
+    if len(set(recipes.values())) > 1:
+        raise ValueError(f"the checkpoints were trained with different transform recipes: {recipes}")
+    test = load_split(config.dataset, config.data_root, config.test_split, **config.data_options.to_dict())
+    return Loaded({name: model.to(device) for name, (model, _) in loaded.items()},
+                  {name: report for name, (_, report) in loaded.items()},
+                  verify_images(test) if verify else test, next(iter(recipes.values())), device)
+
+
+def load_pair(config: TrainConfig, seed: int) -> Loaded:
+    """The baseline and QCS runs of ``seed`` (trained here unless 04 finished them with this config), their
+    best.pt (chosen on the selection split) loaded as ``models["baseline"]`` and ``models["qcs"]``."""
+    runs = train_variants(config, {"baseline": [seed], "qcs": [seed]})
+    return load_on_test(config, {r.variant: Path(r.run_dir) / "best.pt" for r in runs.itertuples()})
+
+
+def sample(split: Split, n: int, seed: int = 0) -> Split:
+    """``n`` images of ``split`` drawn at random without replacement (all of them when it has fewer), kept in
+    the split's order."""
+    rng = np.random.default_rng(seed)
+    return split.subset(np.sort(rng.choice(len(split), min(n, len(split)), replace=False)))
+
+
+def chance(config: TrainConfig) -> float:
+    """The accuracy of guessing: 1 / the number of classes."""
+    return 1 / config.model.num_classes
+
+
+def au_ceiling(config: TrainConfig) -> dict | None:
+    """``au_oracle`` of the config's SynthFER (what its true action units allow); None for other datasets, which
+    store no action units."""
+    return au_oracle(Path(config.data_root) / "meta.csv") if config.dataset == "synthfer" else None
+
+
+def bounds(config: TrainConfig) -> dict:
+    """``{chance, ceiling}``: the accuracy of guessing and the AU-oracle's test accuracy (None off SynthFER)."""
+    ceiling = au_ceiling(config)
+    return {"chance": chance(config), "ceiling": None if ceiling is None else ceiling["test_accuracy"]}
+
+
+def show(table: pd.DataFrame | None, note: str):
+    """What a cell shows: the table, or, where there is none (None), the note saying why, as markdown."""
+    from IPython.display import Markdown
+
+    return Markdown(note) if table is None else table
+
+
+def photo_folder(folder: str, run_dir: str | Path) -> Path:
+    """``folder``, or (empty) ``run_dir/photos`` with scikit-image's astronaut photo written into it."""
+    if folder:
+        return Path(folder)
+    from PIL import Image
+    from skimage import data
+
+    photos = Path(run_dir) / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(data.astronaut()).save(photos / "astronaut.png")
+    return photos

@@ -1,0 +1,324 @@
+"""What the notebooks share: no logic in their cells, their parameters and the checks on them, the set-up call,
+reading a finished run back, their tables and their "What we found" texts."""
+import ast
+import json
+import os
+
+import nbformat
+import numpy as np
+import pandas as pd
+import papermill
+import pytest
+import yaml
+
+from qcslib import ablation, notebook, pipeline
+from qcslib.analysis import findings, tables
+from qcslib.data.sources import Split
+from qcslib.faces import PhotoPredictions
+from qcslib.notebook import NotebookParameters, notebook_parameters
+from qcslib.train import ConfigError, Run, load_profile
+
+LOGIC = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
+         ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.If, ast.IfExp)
+
+
+def logic_in(source: str) -> list[str]:
+    """The loops, comprehensions, definitions and branches of a code cell (IPython's % and ! lines left out)."""
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    return [type(node).__name__ for node in ast.walk(ast.parse(code)) if isinstance(node, LOGIC)]
+
+
+def test_the_logic_check_finds_loops_definitions_and_branches():
+    assert logic_in("%matplotlib inline\nx = f(a, b=[1, 2])\nx.round(2)") == []
+    assert logic_in("for i in x:\n    pass") == ["For"]
+    assert logic_in("y = [v for v in x]") == ["ListComp"]
+    assert logic_in("y = {k: v for k, v in x.items()}") == ["DictComp"]
+    assert logic_in("f = lambda v: v") == ["Lambda"]
+    assert logic_in("def f():\n    return 1") == ["FunctionDef"]
+    assert logic_in("if a:\n    b()\nelse:\n    c()") == ["If"]
+    assert logic_in("y = a if b else c") == ["IfExp"]
+
+
+@pytest.mark.parametrize("path", pipeline.notebooks(), ids=lambda p: p.stem)
+def test_notebook_cells_hold_no_logic(path):
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    offences = {i: logic_in(c.source) for i, c in enumerate(cells)}
+    assert {i: found for i, found in offences.items() if found} == {}
+
+
+@pytest.mark.parametrize("path", pipeline.notebooks(), ids=lambda p: p.stem)
+def test_every_notebook_parameter_is_declared_and_has_a_schema(path):
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets]
+    declared = list(papermill.inspect_notebook(str(path)))
+    assert declared == assigned  # papermill parses every line, so the pipeline can inject each one
+    fields = {f for f in NotebookParameters.__dataclass_fields__}
+    assert set(declared) - fields == set(notebook.RUN_PARAMETERS)
+    setup = next(c.source for c in nb.cells if "notebook.setup(" in c.source)
+    assert all(f"{name}={name}" in setup for name in set(declared) - {"profile"})  # each one reaches setup
+    assert 'os.environ.get("QCS_PROFILE", "cpu")' in cell.source
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in notebook.ROOT.glob("qcslib/profiles/*.yaml")))
+def test_every_profile_has_valid_notebook_parameters(profile):
+    params = notebook_parameters(profile)
+    assert isinstance(params, NotebookParameters) and params.seeds
+
+
+def test_profile_notebook_parameters_override_the_defaults_and_merge_with_the_base():
+    assert notebook_parameters("study").seeds == [0, 1, 2, 3, 4]
+    assert notebook_parameters("study").tsne_points == notebook_parameters("cpu").tsne_points == 1000  # merged
+    smoke = notebook_parameters("smoke")
+    assert (smoke.ablation_overrides, smoke.tsne_points) == (["epochs=1"], 112)
+    assert smoke.localisation_images == NotebookParameters().localisation_images  # not in the profile: the default
+
+
+def profile_with(tmp_path, notebooks) -> str:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"base": "smoke", "notebooks": notebooks}))
+    return str(path)
+
+
+@pytest.mark.parametrize("notebooks, message", [
+    ({"tsne": 10}, "notebooks.tsne: not a notebook parameter; known: seeds,"),
+    ({"tsne_points": "many"}, "notebooks.tsne_points must be int, got 'many'"),
+    ({"seeds": [0, "1"]}, "notebooks.seeds must be a list of int, got [0, '1']"),
+    ({"force": 1}, "notebooks.force must be bool, got 1"),
+    ({"cam_images": True}, "notebooks.cam_images must be int, got True"),
+    ({"cam_images": 0}, "notebooks.cam_images must be at least 1, got 0"),
+    ({"seeds": []}, "notebooks.seeds must be a non-empty list of seeds"),
+    ({"classes": "raf"}, "notebooks.classes must be empty or one of rafdb,"),
+    ({"ablation_overrides": ["epochs=0"]}, "notebooks.ablation_overrides with epochs set: epochs must be at least 1, got 0"),
+    ({"ablation_overrides": ["epoch=2"]}, "notebooks.ablation_overrides: overrides: unknown key 'epoch'"),
+])
+def test_a_bad_notebook_parameter_is_one_line_naming_the_file_and_key(tmp_path, notebooks, message):
+    profile = profile_with(tmp_path, notebooks)
+    with pytest.raises(ConfigError) as e:
+        notebook_parameters(profile)
+    assert str(e.value).startswith(f"{profile}: ") and message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_pipeline_checks_the_parameters_before_any_notebook_runs(tmp_path, capsys):
+    out = tmp_path / "reports"
+    assert pipeline.main(["--profile", profile_with(tmp_path, {"tsne_points": "many"}), "--out", str(out)]) == 2
+    assert pipeline.main(["--profile", "smoke", "-p", "tsne", "5", "--out", str(out)]) == 2
+    assert pipeline.main(["--profile", "smoke", "-p", "cam_images", "x", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and "notebooks.tsne_points must be int" in err[0]
+    assert err[1].startswith("pipeline: -p tsne: not a notebook parameter") and "-p cam_images must be int" in err[2]
+    assert not out.exists()
+    params = pipeline.parameters("smoke", {"run_dir": "elsewhere", "tsne_points": 7})
+    assert (params["run_dir"], params["data_root"], params["tsne_points"], params["cam_images"]) == \
+        ("elsewhere", "data/synthfer-smoke", 7, 4)
+
+
+def test_setup_fills_what_is_none_from_the_profile_and_sends_shortened_runs_apart(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config, params = notebook.setup("smoke", seeds=None, tsne_points=9)
+    assert os.getcwd() == str(notebook.ROOT)
+    assert config == load_profile("smoke") and (params.seeds, params.tsne_points) == ([0, 1], 9)
+    config, _ = notebook.setup("smoke", run_dir="runs/x/y", device="cpu", data_root="data/z")
+    assert (config.runs_dir, config.name, config.data_root) == ("runs/x", "y", "data/z")
+    ablations, params = notebook.setup("smoke", run_dir="runs/x/y", ablation_overrides=None)
+    assert params.ablation_overrides == ["epochs=1"] and ablations.epochs == 1
+    assert (ablations.runs_dir, ablations.name) == ("runs/x/y", "ablation")  # never 02's run directory
+    same, _ = notebook.setup("smoke", run_dir="runs/x/y", ablation_overrides=[])
+    assert same == load_profile("smoke", ["runs_dir=runs/x", "name=y"])  # no overrides: 02's runs are reused
+    with pytest.raises(ConfigError, match="notebook parameter tsne_points must be int"):
+        notebook.setup("smoke", tsne_points="9")
+
+
+def test_sample_draws_without_replacement_in_split_order():
+    split = Split("synthfer", "test", notebook.ROOT, ["a", "b"], np.arange(10) % 2, [f"{i}.png" for i in range(10)],
+                  None, None)
+    picked = notebook.sample(split, 4, seed=3)
+    assert len(picked) == 4 and picked.paths == sorted(picked.paths, key=lambda p: int(p[:-4]))
+    assert len(set(picked.paths)) == 4 and notebook.sample(split, 4, seed=3).paths == picked.paths
+    assert notebook.sample(split, 50).paths == split.paths
+
+
+def write_run(run_dir, config, summary):
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+SUMMARY = {"variant": "qcs", "seed": 0, "selection": "val", "stopped_epoch": 6, "max_epochs": 8, "stopped_early": True,
+           "converged": True, "train_seconds": 12.0,
+           "best": {"epoch": 4, "val_accuracy": 0.5, "test_accuracy": 0.45, "test_macro_f1": 0.4},
+           "last": {"epoch": 6, "val_accuracy": 0.48, "test_accuracy": 0.44, "test_macro_f1": 0.41}}
+
+
+def test_a_run_is_read_back_from_its_directory_with_clear_errors(tmp_path):
+    config = load_profile("smoke", [f"runs_dir={tmp_path}", "name=qcs-s0"])
+    with pytest.raises(FileNotFoundError, match="has no config.yaml, so it is not a run directory"):
+        Run.load(tmp_path / "qcs-s0")
+    write_run(config.run_dir, config, SUMMARY)
+    run = Run.load(config.run_dir)
+    assert (run.dir, run.config, run.summary) == (config.run_dir, config, SUMMARY)
+    (config.run_dir / "summary.json").unlink()
+    with pytest.raises(FileNotFoundError, match="has no summary.json, so the run has not finished"):
+        Run.load(config.run_dir)
+    (config.run_dir / "summary.json").write_text(json.dumps(SUMMARY))
+    (config.run_dir / "config.yaml").write_text("learning_rate: 1\n")
+    with pytest.raises(ConfigError, match="config.yaml: does not describe a TrainConfig"):
+        Run.load(config.run_dir)
+
+
+def test_reuse_or_fit_reuses_a_finished_run_and_trains_otherwise(tmp_path, monkeypatch):
+    config = load_profile("smoke", [f"runs_dir={tmp_path}", "name=qcs-s0"])
+    trained = []
+    monkeypatch.setattr(ablation, "fit", lambda c, overwrite: trained.append(c) or "fitted")
+    write_run(config.run_dir, config, SUMMARY)
+    assert ablation.reuse_or_fit(config).summary == SUMMARY and trained == []
+    assert ablation.reuse_or_fit(config, force=True) == "fitted" and trained == [config]
+    other = config.replace(epochs=2)  # another config in the same directory is not this run
+    assert ablation.reuse_or_fit(other) == "fitted" and trained[-1] == other
+
+
+# ----------------------------------------------------------------------------------------------------------- tables
+
+def toy_split(name="train", counts=(3, 1), skipped=(), excluded=None):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    return Split("synthfer", name, notebook.ROOT / "data", ["happy", "sad"], labels,
+                 [f"{name}{i}.png" for i in range(len(labels))], None, None, skipped=list(skipped),
+                 excluded=excluded or {})
+
+
+def test_the_data_tables_count_classes_and_what_was_left_out():
+    train = toy_split(skipped=[{"path": "x.png", "reason": "truncated"}], excluded={"held out as val": 2})
+    test = toy_split("test", (1, 1))
+    counts = tables.class_counts([train, None, test])
+    assert counts.to_dict() == {"train": {"happy": 3, "sad": 1, "total": 4}, "test": {"happy": 1, "sad": 1, "total": 2}}
+    left = tables.left_out([train, None, test])
+    assert left.loc["train"].tolist() == [4, 1, "x.png", "2 held out as val"]
+    assert left.loc["test"].tolist() == [2, 0, "", "none"]
+    assert tables.au_oracle(None) is None
+    oracle = tables.au_oracle({"train_accuracy": 0.9, "test_accuracy": 0.8512, "n_train": 4, "n_test": 2,
+                               "features": 14})
+    assert oracle["AU oracle"].to_dict() == {"train accuracy %": 90.0, "test accuracy %": 85.12, "train images": 4,
+                                             "test images": 2, "AU intensities": 14}
+
+
+def test_the_run_tables_show_the_epochs_and_the_chosen_and_last_model():
+    metrics = pd.DataFrame({"epoch": [1, 2], "lr": [1e-3, 9e-4], "loss": [1.23456, 1.1], "loss_base_a": [1.0, 0.9],
+                            "val_accuracy": [0.3, 0.4]})
+    assert list(tables.epochs(metrics)) == ["epoch", "lr", "loss", "val_accuracy"]  # per-head losses: in the curves
+    chosen = tables.chosen_and_last(SUMMARY)
+    assert list(chosen.index) == ["chosen on val", "last epoch"]
+    assert chosen.loc["chosen on val", "epoch"] == 4 and chosen.loc["last epoch", "test_macro_f1"] == 41.0
+
+
+METRICS = {"accuracy": 0.75, "mean_class_accuracy": 0.625, "macro_f1": 0.6, "n": 4,
+           "confusion": [[2, 0], [1, 1]],
+           "per_class": {"happy": {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2},
+                         "sad": {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2}}}
+
+
+def test_the_evaluation_tables_put_the_papers_number_beside_ours_on_its_datasets():
+    assert tables.headline(METRICS, "synthfer").to_dict() == {
+        "ours": {"accuracy %": 75.0, "mean class accuracy %": 62.5, "macro-F1 %": 60.0}}
+    assert tables.headline(METRICS, "rafdb").loc["accuracy %", "paper (QCS, reported)"] == 92.50
+    per_class = tables.per_class(METRICS)
+    assert per_class.loc["happy"].tolist() == [66.7, 100.0, 80.0, 2] and per_class["support"].dtype == int
+    assert tables.failures([]) is None
+    assert tables.failures([{"file": "a.png", "error": "no face found"}]).to_dict("records") == \
+        [{"file": "a.png", "error": "no face found"}]
+
+
+def test_the_ablation_tables_show_each_claim_and_the_formatted_summary():
+    plan = ablation.plan([0, 1], [0])
+    variants = ablation.variant_table(plan)
+    assert list(variants.index) == list(ablation.VARIANTS) and variants.loc["qcs", "seeds"] == 2
+    assert variants.loc["qcs_s", "tests"] == ablation.CLAIMS["qcs_s"]
+    from tests.test_ablation import fake_runs
+    table = ablation.summarize(fake_runs({"baseline": [0.5, 0.6], "qcs": [0.6]}))
+    shown = ablation.summary_table(table)
+    assert list(shown.columns) == ["best_test_accuracy", "best_val_accuracy", "best_test_mean_class_accuracy",
+                                   "best_test_macro_f1", "last_test_accuracy", "n"]
+    assert shown.loc["qcs", "best_test_accuracy"] == "61.00" and shown.loc["baseline", "n"] == 2
+    assert ablation.bias_check(load_profile("smoke"), fake_runs({"qcs": [0.5]})) is None  # bias_strength 0
+    assert ablation.bias_summary(None) is None
+    assert notebook.show(None, "why not").data == "why not" and notebook.show(shown, "why not") is shown
+
+
+# ---------------------------------------------------------------------------------------------------------- findings
+
+def test_data_findings_count_the_splits_the_imbalance_and_the_ceiling():
+    train = toy_split(skipped=[{"path": "x.png", "reason": "truncated"}])
+    text = findings.data(train, [train, None, toy_split("test", (1, 1))], {"test_accuracy": 0.8}, "runs/r/report.json")
+    assert "4 train, 2 test images, 2 classes (happy, sad)" in text
+    assert "happy (3) / sad (1), imbalance ratio 3.0" in text and "1 unreadable images skipped" in text
+    assert "`runs/r/report.json`" in text and "**80.00 %** test accuracy (chance 50.00 %)" in text
+    assert "AU-oracle" not in findings.data(train, [train], None, "r.json")
+
+
+def test_training_findings_say_how_the_run_ended_and_what_moved():
+    metrics = pd.DataFrame({"loss": [2.0, 1.5], "train_accuracy": [0.3, 0.61], "k1": [1.0, 1.1], "k2": [1.0, 0.9],
+                            "k3": [1.0, 1.0]})
+    run = Run(notebook.ROOT, load_profile("smoke"), SUMMARY)
+    text = findings.training(run, metrics, chance=1 / 7)
+    assert "optimised with SAM (ρ = 0.05) over Adam: the run stopped early at epoch 6 of 8" in text
+    assert "chosen on val (epoch 4) has test accuracy **45.00 %**; the last epoch 44.00 %; chance is 14.3 %" in text
+    assert "from 2.000 to 1.500; train accuracy 61.0 %" in text
+    assert "k = 1 + tanh θ moved from 1.000, 1.000, 1.000 to 1.100, 0.900, 1.000" in text
+    unconverged = Run(notebook.ROOT, load_profile("cpu"), {**SUMMARY, "stopped_early": False, "converged": False})
+    text = findings.training(unconverged, metrics[["loss", "train_accuracy"]], 0.1)
+    assert "optimised with Adam: the run ran all 8 epochs **without converging**" in text and "k = 1" not in text
+
+
+def test_evaluation_findings_name_the_hardest_class_and_the_commonest_confusion():
+    test = toy_split("test", (2, 2))
+    text = findings.evaluation("runs/x/best.pt", test, METRICS)
+    assert "on synthfer/test (4 images): accuracy **75.00 %**, mean class accuracy 62.50 %, macro-F1 60.00 %." in text
+    assert "Hardest class: sad (recall 50.0 %); most frequent confusion: sad → happy (1 images)." in text
+    perfect = {**METRICS, "confusion": [[2, 0], [0, 2]]}
+    assert "no image was misclassified" in findings.evaluation("x.pt", test, perfect)
+    rafdb = Split("rafdb", "test", notebook.ROOT, ["happy", "sad"], np.array([0, 0, 1, 1]), ["a"] * 4, None, None)
+    assert "(the paper reports 92.50 % accuracy)" in findings.evaluation("x.pt", rafdb, METRICS)
+
+
+def test_embedding_and_localisation_findings_compare_qcs_with_the_baseline():
+    scores = pd.DataFrame({"silhouette": [0.1, 0.2], "knn_accuracy": [0.5, 0.6], "k": [5, 5], "folds": [5, 5]},
+                          index=["baseline", "qcs"])
+    text = findings.embeddings(scores, 100)
+    assert "silhouette 0.200 against the baseline's 0.100, and 5-NN accuracy 60.0 % against 50.0 %" in text
+    assert "- QCS separates the classes better" in text
+    table = pd.DataFrame({"mean %": [20.0, 30.0, 10.0], "std %": [5.0, 6.0, 2.0], "images": [90, 90, 90],
+                          "zero maps": [3, 10, 0]}, index=["baseline", "qcs", "even spread"])
+    text = findings.localisation(table)
+    assert "over 90 test images (left out: the 10 images where QCS's map and the 3 where the baseline's" in text
+    assert "QCS **30.0 ± 6.0 %**, baseline 20.0 ± 5.0 %; a map spread evenly would put 10.0 %" in text
+    assert "needs SynthFER's masks" in findings.localisation(None)
+
+
+def test_prediction_findings_list_every_face_and_warn_about_synthfer_models():
+    face = {"file": "/p/astronaut.png", "face": 0, "label": "happy", "probabilities": {"happy": 0.71, "sad": 0.29}}
+    photos = PhotoPredictions([1, 2], [face], [{"file": "b.png", "error": "no face found"}], [None])
+    text = findings.predictions("best.pt", "synthfer", photos)
+    assert "read 2 image(s) and found 1 face(s); 1 file(s) gave no prediction" in text
+    assert "- astronaut.png, face 0: **happy** (0.71)" in text and "not expected to be right on real faces" in text
+    assert "not expected" not in findings.predictions("best.pt", "rafdb", photos)
+
+
+# ------------------------------------------------------------------------------------------------------------ report
+
+def test_the_html_report_leaves_out_set_up_parameters_stderr_and_widgets(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'default_profile'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("profile = 'injected_profile'", metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("import hidden_module", metadata={"tags": ["hide-input"]}),
+                nbformat.v4.new_code_cell("shown_call()")]
+    nb.cells[3].outputs = [nbformat.v4.new_output("stream", name="stderr", text="TqdmWarning: IProgress not found"),
+                           nbformat.v4.new_output("stream", name="stdout", text="printed_line"),
+                           nbformat.v4.new_output("display_data", data={
+                               "application/vnd.jupyter.widget-view+json": {"model_id": "m", "version_major": 2,
+                                                                            "version_minor": 0},
+                               "text/plain": "progress_bar_text"})]
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    pipeline.render_html(tmp_path / "n.ipynb", tmp_path / "n.html")
+    page = (tmp_path / "n.html").read_text()
+    assert "injected_profile" in page and "shown_call" in page and "printed_line" in page
+    for left_out in ("default_profile", "hidden_module", "TqdmWarning", "progress_bar_text", "widget-view"):
+        assert left_out not in page, left_out
