@@ -1,8 +1,12 @@
 """``python -m qcslib COMMAND``: one command line for the project.
 
 - ``synthfer --out DIR [--seed S] [--size N] ...``: generate SynthFER (cached: same settings, no work)
-- ``data-report --dataset NAME --root DIR [--split train|val|test]``: open every image of a split
-  and print one JSON object with the class counts and what was excluded or skipped, and why
+- ``data-report --dataset NAME --root DIR [--split train|val|test|all ...] [--manifest FILE | --verify FILE]
+  [--workers N]``: open and hash every image of a split and print one JSON object with the class counts, what
+  was excluded or skipped and why, the published counts and how the split deviates from them (a warning on
+  stderr per split that does), and images with the same content (several splits: one object per split name);
+  ``--manifest`` also writes every file's path, label and SHA-256; ``--verify`` checks a copy against a manifest
+  instead and prints what is missing, changed or extra (exit 1 if anything is)
 - ``train --profile NAME [--set key=value ...] [--run-dir DIR] [--resume PATH] [--overwrite]``: train
   (``torchrun --nproc-per-node N -m qcslib train ...`` for DDP); prints the run's summary JSON
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test]``: metrics of a checkpoint (ours
@@ -13,8 +17,9 @@
 - ``export --checkpoint PATH --format onnx|torchscript [--out PATH]``: the base branch with a dynamic batch,
   checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON
 
-Exit codes: 0 done; 1 training stopped on a non-finite loss, an export failed its check, or (predict) some
-file had no face or could not be read — the other files are still processed; 2 bad input (the message says
+Exit codes: 0 done; 1 training stopped on a non-finite loss, an export failed its check, (predict) some
+file had no face or could not be read — the other files are still processed — or (data-report --verify) the
+copy differs from the manifest; 2 bad input (the message says
 what and where); 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
@@ -25,8 +30,9 @@ import json
 import sys
 from pathlib import Path
 
-from .data.sources import DATASET_CLASSES, DATASETS, DataError, load_split, verify_images
-from .data.report import data_report
+from .data.manifest import hash_items, item_ids, verify_manifest, write_manifest
+from .data.report import data_report, deviation_warning
+from .data.sources import DATASET_CLASSES, DATASETS, DataError, available_splits, load_split, verify_images
 from .data.synthfer import SynthFERSettings, generate
 from .models.weights import CheckpointError
 from .export import ExportError
@@ -70,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     report = commands.add_parser("data-report", help="check a dataset split and print its JSON report")
     report.add_argument("--dataset", required=True, choices=DATASETS)
     report.add_argument("--root", required=True)
-    report.add_argument("--split", default="train", choices=("train", "val", "test"))
+    report.add_argument("--split", action="append", choices=("train", "val", "test", "all"),
+                        help="repeatable; all: every split the dataset has (default: train; with --verify: the "
+                             "manifest's splits)")
+    files = report.add_mutually_exclusive_group()
+    files.add_argument("--manifest", metavar="FILE", help="also write every file's path, label and SHA-256 here")
+    files.add_argument("--verify", metavar="FILE", help="check the copy under --root against this manifest")
+    report.add_argument("--workers", type=int, default=None, help="hashing processes (default: all cores)")
     train = commands.add_parser("train", help="train a profile (torchrun-able)")
     train.add_argument("--profile", default="cpu", help="a built-in profile name or a .yaml path")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -105,8 +117,24 @@ def main(argv: list[str] | None = None) -> int:
             values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthFERSettings)}
             print(generate(args.out, SynthFERSettings(**values), workers=args.workers))
         elif args.command == "data-report":
-            split = verify_images(load_split(args.dataset, args.root, args.split))
-            print(json.dumps(data_report(split), indent=1))
+            names = [n for s in args.split or [] for n in (available_splits(args.dataset, args.root)
+                                                            if s == "all" else [s])]
+            names = list(dict.fromkeys(names)) or None
+            if args.verify:
+                result = verify_manifest(args.verify, args.dataset, args.root, names, workers=args.workers)
+                print(json.dumps(result, indent=1))
+                return 0 if result["identical"] else 1
+            splits = [load_split(args.dataset, args.root, name) for name in names or ["train"]]
+            digests = [hash_items(split, args.workers) for split in splits]
+            reports = {}
+            for split, items in zip(splits, digests):
+                hashes = dict(zip(item_ids(split), (digest for digest, _ in items)))
+                reports[split.split] = data_report(verify_images(split), hashes)
+                if warning := deviation_warning(reports[split.split]):
+                    print(f"python -m qcslib data-report: warning: {warning}", file=sys.stderr)
+            if args.manifest:
+                write_manifest(args.manifest, splits, digests)
+            print(json.dumps(reports[splits[0].split] if len(splits) == 1 else reports, indent=1))
         elif args.command == "train":
             from .train import fit, load_profile
             overrides = list(args.overrides)

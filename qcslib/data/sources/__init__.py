@@ -43,8 +43,8 @@ from .split import SPLITS, DataError, Split, hold_out, read_image, require_whole
 __all__ = [
     "CLASS_NAMES", "RAFDB_CLASSES", "FERPLUS_CLASSES", "AFFECTNET_CLASSES", "DATASETS", "DATASET_CLASSES", "SPLITS",
     "LAYOUTS", "FERPLUS_VOTES", "AFFECTNET_CODES", "IMAGE_EXTENSIONS", "DataError", "Split", "DataOptions",
-    "load_split", "hold_out", "verify_images", "require_whole", "read_image", "canonical_class_name",
-    "ferplus_majority",
+    "load_split", "available_splits", "hold_out", "verify_images", "require_whole", "read_image",
+    "canonical_class_name", "ferplus_majority",
 ]
 
 LAYOUTS = {
@@ -154,6 +154,21 @@ def _refuse_others(dataset: str, names, list_file) -> None:
         reading = f"{dataset} reading a list_file" if reads_list else dataset
         raise TypeError(f"data_options for {dataset}: option(s) {', '.join(others)} do not apply to {reading}; it "
                         f"takes {takes}")
+
+
+def available_splits(dataset: str, root: str | Path) -> tuple[str, ...]:
+    """The splits of `dataset` under `root`, in `SPLITS` order: RAF-DB and AffectNet train and test (they have no
+    val split); FERPlus all three; a list root train and test, and val if it has val.txt; a folder root the split
+    folders it has. Whether they load is for `load_split` to say."""
+    _source(dataset)
+    root = Path(root).expanduser()
+    if dataset == "ferplus":
+        return SPLITS
+    if dataset == "folder":
+        return tuple(s for s in SPLITS if (root / s).is_dir()) or ("train", "test")  # none: load_split says so
+    if dataset in ("list", "synthfer") and (root / "val.txt").is_file():
+        return SPLITS
+    return ("train", "test")
 
 
 def load_split(dataset: str, root: str | Path, split: str = "train", **options) -> Split:

@@ -59,7 +59,7 @@ def load(dataset: str, root: Path, split: str, layout: str | None = None) -> Spl
 def _load_csv(dataset: str, root: Path, split: str) -> Split:
     """fer2013.csv (emotion, pixels, Usage; pixels = 2304 space-separated 0-255 grey values, row-major 48x48) and
     fer2013new.csv (Usage, Image name, ten vote counts), both with a header row, rows aligned by position. The
-    images come back as `pixels`."""
+    images come back as `pixels`, each named by its line in fer2013.csv (``names``, "fer2013.csv:LINE")."""
     fer_file = require_file(root / "fer2013.csv", CSV_LAYOUT)
     new_file = require_file(root / "fer2013new.csv", CSV_LAYOUT)
     fer, fer_lines = read_table(fer_file, ("emotion", "pixels", "Usage"), CSV_LAYOUT)
@@ -82,7 +82,8 @@ def _load_csv(dataset: str, root: Path, split: str) -> Split:
     labels, keep, excluded = _labels(new["Image name"].to_numpy()[mine], votes[mine])
     rows = np.flatnonzero(mine)[keep]
     pixels = _parse_pixels(fer["pixels"].iloc[rows].tolist(), fer_file, fer_lines[rows])
-    return Split(dataset, split, root, list(FERPLUS_CLASSES), labels, None, pixels, None, excluded=excluded)
+    return Split(dataset, split, root, list(FERPLUS_CLASSES), labels, None, pixels, None, excluded=excluded,
+                 names=[f"fer2013.csv:{line}" for line in fer_lines[rows]])
 
 
 def _load_folders(dataset: str, root: Path, split: str) -> Split:

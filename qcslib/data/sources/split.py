@@ -28,12 +28,14 @@ class Split:
     paths: list[Path] | None        # absolute image paths; None when the images are `pixels`
     pixels: np.ndarray | None       # (N, 48, 48) uint8 (FERPlus read from fer2013.csv); else None
     boxes: np.ndarray | None        # (N, 4) int64 (x, y, w, h) face boxes to crop to; else None
-    skipped: list[dict] = field(default_factory=list)    # [{"path", "reason"}] unreadable images (verify_images)
+    skipped: list[dict] = field(default_factory=list)    # [{"path", "class", "reason"}] unreadable images
+                                                         # (verify_images)
     excluded: dict[str, int] = field(default_factory=dict)  # protocol exclusions, reason -> count
+    names: list[str] | None = None  # with `pixels`: a stable name per item (FERPlus "fer2013.csv:LINE"); else None
 
     def __post_init__(self):
         n = len(self.labels)
-        sizes = {"paths": self.paths, "pixels": self.pixels, "boxes": self.boxes}
+        sizes = {"paths": self.paths, "pixels": self.pixels, "boxes": self.boxes, "names": self.names}
         wrong = [f"{k} has {len(v)}" for k, v in sizes.items() if v is not None and len(v) != n]
         if wrong or (self.paths is None) == (self.pixels is None):
             raise ValueError(f"inconsistent Split for {self.dataset}/{self.split}: {n} labels, " + ", ".join(wrong)
@@ -47,7 +49,8 @@ class Split:
         idx = np.asarray(indices, dtype=np.int64)
         return replace(self, labels=self.labels[idx], paths=None if self.paths is None else [self.paths[i] for i in idx],
                        pixels=None if self.pixels is None else self.pixels[idx],
-                       boxes=None if self.boxes is None else self.boxes[idx])
+                       boxes=None if self.boxes is None else self.boxes[idx],
+                       names=None if self.names is None else [self.names[i] for i in idx])
 
     def counts(self) -> dict[str, int]:
         """Class name -> number of items, every class listed (0 where it has none)."""
@@ -81,13 +84,15 @@ def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
 
 
 def verify_images(split: Split) -> Split:
-    """Decode every image fully; return a new Split without the unreadable ones, which go to `skipped` with the
-    reason. One warning gives the count. Splits that hold pixels have nothing to decode and come back as a copy."""
+    """Decode every image fully; return a new Split without the unreadable ones, which go to `skipped` with their
+    class name and the reason. One warning gives the count. Splits that hold pixels have nothing to decode and come
+    back as a copy."""
     if split.paths is None:
         return replace(split, skipped=list(split.skipped), excluded=dict(split.excluded))
     reasons = [_decode_problem(p) for p in split.paths]
     keep = np.array([r is None for r in reasons], dtype=bool)
-    skipped = list(split.skipped) + [{"path": str(p), "reason": r} for p, r in zip(split.paths, reasons) if r]
+    skipped = list(split.skipped) + [{"path": str(p), "class": split.classes[k], "reason": r}
+                                     for p, k, r in zip(split.paths, split.labels, reasons) if r]
     n_bad = int((~keep).sum())
     if n_bad:
         warnings.warn(f"{split.dataset}/{split.split}: skipped {n_bad} of {len(split)} images that could not be "
