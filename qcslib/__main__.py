@@ -30,7 +30,7 @@ import json
 import sys
 from pathlib import Path
 
-from .data.manifest import hash_items, item_ids, verify_manifest, write_manifest
+from .data.manifest import hash_splits, item_ids, verify_manifest, write_manifest
 from .data.report import data_report, deviation_warning
 from .data.sources import DATASET_CLASSES, DATASETS, DataError, available_splits, load_split, verify_images
 from .data.synthfer import SynthFERSettings, generate
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(result, indent=1))
                 return 0 if result["identical"] else 1
             splits = [load_split(args.dataset, args.root, name) for name in names or ["train"]]
-            digests = [hash_items(split, args.workers) for split in splits]
+            digests = hash_splits(splits, args.workers)
             reports = {}
             for split, items in zip(splits, digests):
                 hashes = dict(zip(item_ids(split), (digest for digest, _ in items)))

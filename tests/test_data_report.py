@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from qcslib.__main__ import main
-from qcslib.data.manifest import (ManifestError, hash_items, item_ids, read_manifest, verify_manifest,
-                                  write_manifest)
+from qcslib.data.manifest import (ManifestError, hash_items, hash_splits, item_ids, read_manifest,
+                                  verify_manifest, write_manifest)
 from qcslib.data.published import PUBLISHED, Published, published_counts
 from qcslib.data.report import count_deviations, data_report, duplicate_groups, expected_counts
 from qcslib.data.sources import (AFFECTNET_CLASSES, DATASET_CLASSES, RAFDB_CLASSES, available_splits, hold_out,
@@ -174,6 +174,8 @@ def test_hash_items_in_a_pool_equals_hashlib_in_this_process(rafdb):
     one, two = hash_items(split, 1), hash_items(split, 2)
     assert one == two and one[-1] == (None, "file not found")
     assert one[0] == (hashlib.sha256(split.paths[0].read_bytes()).hexdigest(), None)
+    test = load_split("rafdb", rafdb, "test")
+    assert hash_splits([split, test], 2) == [one, hash_items(test, 1)]  # one pool for both
     with pytest.raises(ValueError, match="at least 1"):
         hash_items(split, -1)
 

@@ -57,20 +57,26 @@ def sha256_file(path: str) -> tuple[str | None, str | None]:
 
 
 def hash_items(split: Split, workers: int | None = None) -> list[tuple[str | None, str | None]]:
-    """``(sha256, None)`` or ``(None, reason)`` per item, in order: files hashed by ``workers`` processes (default:
-    all cores; 1 = in this process), chunks of about a quarter of each worker's share at a time; pixel items
-    hashed here (2,304 bytes each: a pool would cost more than it saves)."""
-    if split.paths is None:
-        return [(hashlib.sha256(image.tobytes()).hexdigest(), None) for image in split.pixels]
-    paths = [str(p) for p in split.paths]
+    """``(sha256, None)`` or ``(None, reason)`` per item of ``split``, in order (see `hash_splits`)."""
+    return hash_splits([split], workers)[0]
+
+
+def hash_splits(splits: list[Split], workers: int | None = None) -> list[list[tuple[str | None, str | None]]]:
+    """`hash_items` of each split: the files of all of them hashed by one pool of ``workers`` processes (default:
+    all cores; 1 = in this process), sent in chunks of about a quarter of each worker's share (at most 256);
+    pixel items hashed here (2,304 bytes each: a pool would cost more than it saves)."""
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    paths = [str(p) for s in splits if s.paths is not None for p in s.paths]
     if workers == 1 or len(paths) < 2:
-        return [sha256_file(p) for p in paths]
-    chunk = max(1, min(256, len(paths) // (4 * workers)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(sha256_file, paths, chunksize=chunk))
+        digests = iter([sha256_file(p) for p in paths])
+    else:
+        chunk = max(1, min(256, len(paths) // (4 * workers)))
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            digests = iter(list(pool.map(sha256_file, paths, chunksize=chunk)))
+    return [[(hashlib.sha256(image.tobytes()).hexdigest(), None) for image in s.pixels] if s.paths is None
+            else [next(digests) for _ in s.paths] for s in splits]
 
 
 def manifest_split(split: Split, digests: list[tuple[str | None, str | None]]) -> dict:
@@ -196,11 +202,11 @@ def verify_manifest(path: str | Path, dataset: str, root: str | Path, splits: li
     if absent := [s for s in names if s not in manifest["splits"]]:
         raise ManifestError(f"{path}: holds no split {', '.join(absent)}; it holds "
                             f"{', '.join(manifest['splits']) or 'none'}")
+    splits = [load_split(dataset, root, name) for name in names]
     results = {}
-    for name in names:
-        split = load_split(dataset, root, name)
+    for name, split, digests in zip(names, splits, hash_splits(splits, workers)):
         section = manifest["splits"][name]
-        results[name] = {"files": len(section["files"]), **compare_split(section, split, hash_items(split, workers))}
+        results[name] = {"files": len(section["files"]), **compare_split(section, split, digests)}
     identical = not any(r[k] for r in results.values() for k in ("missing", "changed", "extra"))
     return {"manifest": str(path), "dataset": dataset, "root": str(Path(root).expanduser().resolve()),
             "identical": identical, "splits": results}
