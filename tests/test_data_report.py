@@ -176,8 +176,8 @@ def test_hash_items_in_a_pool_equals_hashlib_in_this_process(rafdb):
     assert one[0] == (hashlib.sha256(split.paths[0].read_bytes()).hexdigest(), None)
     test = load_split("rafdb", rafdb, "test")
     assert hash_splits([split, test], 2) == [one, hash_items(test, 1)]  # one pool for both
-    with pytest.raises(ValueError, match="at least 1"):
-        hash_items(split, -1)
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        hash_items(split, 0)
 
 
 def test_ferplus_pixels_are_named_by_their_csv_line_and_hashed_as_bytes(ferplus_csv):

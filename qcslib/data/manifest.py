@@ -65,7 +65,7 @@ def hash_splits(splits: list[Split], workers: int | None = None) -> list[list[tu
     """`hash_items` of each split: the files of all of them hashed by one pool of ``workers`` processes (default:
     all cores; 1 = in this process), sent in chunks of about a quarter of each worker's share (at most 256);
     pixel items hashed here (2,304 bytes each: a pool would cost more than it saves)."""
-    workers = workers or os.cpu_count() or 1
+    workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     paths = [str(p) for s in splits if s.paths is not None for p in s.paths]
