@@ -9,8 +9,9 @@
   instead and prints what is missing, changed or extra (exit 1 if anything is)
 - ``train --profile NAME [--set key=value ...] [--run-dir DIR] [--resume PATH] [--overwrite]``: train
   (``torchrun --nproc-per-node N -m qcslib train ...`` for DDP); prints the run's summary JSON
-- ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test]``: metrics of a checkpoint (ours
-  or the authors' official release) on a split, as JSON
+- ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test] [--trained-on DATASET]``: metrics of a
+  checkpoint (ours or the authors' official release) on a split of its own dataset or another, as JSON; classes
+  are matched by name and only the shared ones are scored
 - ``predict PATH... --checkpoint CKPT [--classes DATASET] [--json] [--out DIR]``: detect, align and classify
   every face in images or folders; ``--json`` prints one list of records, a face's
   ``{file, face, box, landmarks, probabilities, label}`` or a failed file's ``{file, error}``
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--num-workers", type=int, default=0)
     ev.add_argument("--allow-unreadable", action="store_true",
                     help="score the readable images when some cannot be read (default: an error naming them)")
+    ev.add_argument("--trained-on", choices=tuple(DATASET_CLASSES),
+                    help="the dataset a checkpoint that stores no class names (the official ones) was trained on: "
+                         "its class order, matched by name to the split's (default: the split's own order)")
     pr = commands.add_parser("predict", help="the expression of every face in images or folders")
     pr.add_argument("paths", nargs="+", help="image files or folders")
     pr.add_argument("--checkpoint", required=True, help="a qcslib .pt or an official QCS/DCS .pth")
@@ -154,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.split,
                                                  batch_size=args.batch_size, device=args.device,
                                                  num_workers=args.num_workers,
-                                                 allow_unreadable=args.allow_unreadable), indent=1))
+                                                 allow_unreadable=args.allow_unreadable,
+                                                 trained_on=args.trained_on), indent=1))
     except (DataError, CheckpointError, OSError, ValueError) as e:  # OSError: a path that cannot be read or written
         print(f"python -m qcslib {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -27,8 +27,9 @@ import torch
 
 from .ablation import train_variants, variant_config
 from .analysis.metrics import au_oracle
-from .data.sources import DATASET_CLASSES, Split, load_split, verify_images
+from .data.sources import DATASET_CLASSES, DATASETS, SPLITS, Split, load_split, verify_images
 from .models.weights import LoadReport, load_checkpoint
+from .train.evaluation import Scores, score_checkpoint
 from .train.config import ConfigError, TrainConfig, load_profile, parse_overrides, read_profile
 from .data.transforms import recipe_for
 from .typed import checked
@@ -53,11 +54,16 @@ class NotebookParameters:
     quadruplets_shown: int = 4      # 01
     checkpoint: str = ""            # 03, 07: a checkpoint path; empty: 02's QCS run (seed seeds[0])
     mistakes_shown: int = 12        # 03
+    eval_dataset: str = ""          # 03: score on this dataset (one of DATASETS); empty: the run's
+    eval_root: str = ""             # 03: eval_dataset's root (needed with it); empty: the run's data_root
+    eval_split: str = ""            # 03: the split scored; empty: the run's test_split
     tsne_points: int = 1000         # 05: test images embedded
     cam_images: int = 8             # 06: test images shown with their Grad-CAMs
     localisation_images: int = 200  # 06: test images scored against SynthFER's masks
     folder: str = ""                # 07: photos (a file or a folder); empty: scikit-image's astronaut
-    classes: str = ""               # 07: the label order of an official checkpoint (rafdb, ferplus, ...)
+    classes: str = ""               # 03, 07: the dataset an official checkpoint (it stores no class names) was
+                                    # trained on, giving its label order (rafdb, ferplus, ...); empty: 03 takes the
+                                    # scored dataset's, 07 refuses
 
     def __post_init__(self):
         for name, hint in typing.get_type_hints(type(self)).items():
@@ -72,6 +78,12 @@ class NotebookParameters:
                 raise ConfigError(f"{name} must be a non-empty list of seeds ≥ 0, got {getattr(self, name)}")
         if self.classes and self.classes not in DATASET_CLASSES:
             raise ConfigError(f"classes must be empty or one of {', '.join(DATASET_CLASSES)}, got {self.classes!r}")
+        if self.eval_dataset and self.eval_dataset not in DATASETS:
+            raise ConfigError(f"eval_dataset must be empty or one of {', '.join(DATASETS)}, got {self.eval_dataset!r}")
+        if self.eval_split and self.eval_split not in SPLITS:
+            raise ConfigError(f"eval_split must be empty or one of {', '.join(SPLITS)}, got {self.eval_split!r}")
+        if self.eval_dataset and not self.eval_root:
+            raise ConfigError(f"eval_root: where {self.eval_dataset}'s data is must be given with eval_dataset")
 
     def override(self, changes: dict, where: str = "") -> NotebookParameters:
         """A copy with ``changes``; an unknown or ill-typed one is a ConfigError whose message is ``where``
@@ -158,6 +170,27 @@ def load_on_test(config: TrainConfig, checkpoints: dict[str, str | Path], verify
     return Loaded({name: model.to(device) for name, (model, _) in loaded.items()},
                   {name: report for name, (_, report) in loaded.items()},
                   verify_images(test) if verify else test, next(iter(recipes.values())), device)
+
+
+def evaluation_split(config: TrainConfig, params: NotebookParameters) -> Split:
+    """03's split, every image decoded (the unreadable ones left out and listed): ``eval_split`` (empty: the config's
+    test split) of ``eval_dataset`` at ``eval_root`` (empty: the run's dataset, with its data options, at the run's
+    data root). Another dataset is read with its default options."""
+    dataset = params.eval_dataset or config.dataset
+    options = config.data_options.to_dict() if dataset == config.dataset else {}
+    return verify_images(load_split(dataset, params.eval_root or config.data_root,
+                                    params.eval_split or config.test_split, **options))
+
+
+def evaluate(config: TrainConfig, params: NotebookParameters, checkpoint: str | Path) -> tuple[LoadReport, Scores]:
+    """03: ``checkpoint`` loaded onto the config's device and scored on ``evaluation_split`` → (what loading
+    found, its ``Scores``). Classes are matched by name (``train.evaluation.score_checkpoint``): an official
+    checkpoint, which stores none, takes those of ``params.classes`` (its ``trained_on``) or else the split's."""
+    device = select_device(config.device)
+    model, report = load_checkpoint(checkpoint)
+    scores = score_checkpoint(model.to(device), report, evaluation_split(config, params), params.classes or None,
+                              device=device)
+    return report, scores
 
 
 def load_pair(config: TrainConfig, seed: int) -> Loaded:

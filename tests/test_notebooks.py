@@ -13,10 +13,10 @@ import yaml
 
 from qcslib import ablation, notebook, pipeline
 from qcslib.analysis import findings, tables
-from qcslib.data.sources import Split
+from qcslib.data.sources import Split, class_mapping
 from qcslib.faces import PhotoPredictions
 from qcslib.notebook import NotebookParameters, notebook_parameters
-from qcslib.train import ConfigError, Run, load_profile
+from qcslib.train import ConfigError, Run, Scores, load_profile
 
 LOGIC = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
          ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.If, ast.IfExp)
@@ -89,6 +89,9 @@ def profile_with(tmp_path, notebooks) -> str:
     ({"cam_images": 0}, "notebooks.cam_images must be at least 1, got 0"),
     ({"seeds": []}, "notebooks.seeds must be a non-empty list of seeds"),
     ({"classes": "raf"}, "notebooks.classes must be empty or one of rafdb,"),
+    ({"eval_dataset": "raf", "eval_root": "d"}, "notebooks.eval_dataset must be empty or one of rafdb,"),
+    ({"eval_dataset": "rafdb"}, "notebooks.eval_root: where rafdb's data is must be given with eval_dataset"),
+    ({"eval_split": "valid"}, "notebooks.eval_split must be empty or one of train, val, test, got 'valid'"),
     ({"ablation_overrides": ["epochs=0"]}, "notebooks.ablation_overrides with epochs set: epochs must be at least 1, got 0"),
     ({"ablation_overrides": ["epoch=2"]}, "notebooks.ablation_overrides: overrides: unknown key 'epoch'"),
 ])
@@ -268,15 +271,30 @@ def test_training_findings_say_how_the_run_ended_and_what_moved():
     assert "optimised with Adam: the run ran all 8 epochs **without converging**" in text and "k = 1" not in text
 
 
+def scores_of(split, metrics, trained_on=None, mapping=None):
+    """A ``Scores`` of ``metrics`` on ``split`` (its probabilities are not read by the findings)."""
+    mapping = mapping or class_mapping(split.classes, split.classes)
+    return Scores(split, np.zeros((len(split), len(split.classes)), np.float32), mapping,
+                  {name: 3 for name in mapping.dropped}, metrics, trained_on)
+
+
 def test_evaluation_findings_name_the_hardest_class_and_the_commonest_confusion():
     test = toy_split("test", (2, 2))
-    text = findings.evaluation("runs/x/best.pt", test, METRICS)
+    text = findings.evaluation("runs/x/best.pt", scores_of(test, METRICS))
     assert "on synthfer/test (4 images): accuracy **75.00 %**, mean class accuracy 62.50 %, macro-F1 60.00 %." in text
     assert "Hardest class: sad (recall 50.0 %); most frequent confusion: sad → happy (1 images)." in text
+    assert "matched by name" not in text and "cross-dataset" not in text
     perfect = {**METRICS, "confusion": [[2, 0], [0, 2]]}
-    assert "no image was misclassified" in findings.evaluation("x.pt", test, perfect)
+    assert "no image was misclassified" in findings.evaluation("x.pt", scores_of(test, perfect))
     rafdb = Split("rafdb", "test", notebook.ROOT, ["happy", "sad"], np.array([0, 0, 1, 1]), ["a"] * 4, None, None)
-    assert "(the paper reports 92.50 % accuracy)" in findings.evaluation("x.pt", rafdb, METRICS)
+    assert "(the paper reports 92.50 % accuracy)" in findings.evaluation("x.pt", scores_of(rafdb, METRICS))
+    # a model of another dataset: no paper number, and the class matching is said
+    mapping = class_mapping(["sad", "contempt", "happy"], ["happy", "sad", "fear"])
+    text = findings.evaluation("x.pt", scores_of(rafdb, METRICS, "affectnet8", mapping))
+    assert "paper reports" not in text and "- A cross-dataset score: the model was trained on affectnet8." in text
+    assert ("- Classes matched by name: scored on the 2 the model shares with the split (happy, sad); dropped, as "
+            "the model lacks them: fear (3 images); the model's contempt never predicted, as the split lacks them."
+            in text)
 
 
 def test_embedding_and_localisation_findings_compare_qcs_with_the_baseline():

@@ -3,6 +3,7 @@ notebook (04's is ``ablation.findings``). Each number says what it was measured 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,9 @@ import pandas as pd
 from ..data.sources import Split
 from ..train.rundir import CONVERGED_RANGE, Run
 from .metrics import PAPER_ACCURACY
+
+if TYPE_CHECKING:
+    from ..train.evaluation import Scores
 
 
 def data(train: Split, splits, oracle: dict | None, report_file: str | Path) -> str:
@@ -57,14 +61,26 @@ def training(run: Run, metrics: pd.DataFrame, chance: float) -> str:
     return "\n".join(lines)
 
 
-def evaluation(checkpoint: str | Path, test: Split, metrics: dict) -> str:
-    """03: the checkpoint's scores on ``test`` (beside the paper's accuracy on its datasets), its hardest class
-    and its most frequent confusion (``classification_metrics``)."""
-    paper = PAPER_ACCURACY.get(test.dataset)
+def evaluation(checkpoint: str | Path, scores: Scores) -> str:
+    """03: the checkpoint's scores on the split (beside the paper's accuracy on its datasets, when the model was
+    trained there), how its classes were matched to the split's when they differ, its hardest class and its most
+    frequent confusion (``train.evaluation.Scores``)."""
+    test, metrics, mapping = scores.split, scores.metrics, scores.mapping
+    own = scores.trained_on in (None, test.dataset)
+    paper = PAPER_ACCURACY.get(test.dataset) if own else None
     lines = [f"- `{checkpoint}` on {test.dataset}/{test.split} ({metrics['n']} images): accuracy "
              f"**{100 * metrics['accuracy']:.2f} %**, mean class accuracy {100 * metrics['mean_class_accuracy']:.2f} "
              f"%, macro-F1 {100 * metrics['macro_f1']:.2f} %"
              + (f" (the paper reports {paper:.2f} % accuracy)." if paper is not None else ".")]
+    if not own:
+        lines.append(f"- A cross-dataset score: the model was trained on {scores.trained_on}.")
+    if not mapping.identity:
+        dropped = ", ".join(f"{name} ({n} images)" for name, n in scores.dropped.items())
+        lines.append(f"- Classes matched by name: scored on the {len(mapping.shared)} the model shares with the split "
+                     f"({', '.join(mapping.shared)})"
+                     + (f"; dropped, as the model lacks them: {dropped}" if dropped else "")
+                     + (f"; the model's {', '.join(mapping.model_only)} never predicted, as the split lacks them"
+                        if mapping.model_only else "") + ".")
     recall = pd.DataFrame(metrics["per_class"]).T["recall"]
     confusion = np.array(metrics["confusion"], dtype=float)
     np.fill_diagonal(confusion, 0)

@@ -2,9 +2,14 @@
 (scores in %), or None where there is nothing to tabulate; ``notebook.show`` then says why."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from .metrics import PAPER_ACCURACY
+
+if TYPE_CHECKING:
+    from ..train.evaluation import Scores
 
 EPOCH_COLUMNS = ("epoch", "lr", "loss", "k1", "k2", "k3", "train_accuracy", "val_accuracy", "test_accuracy",
                  "train_seconds")
@@ -54,14 +59,33 @@ def chosen_and_last(summary: dict) -> pd.DataFrame:
     return table.rename(index={"best": f"chosen on {summary['selection']}", "last": "last epoch"}).round(2)
 
 
-def headline(metrics: dict, dataset: str) -> pd.DataFrame:
+def headline(metrics: dict, dataset: str, trained_on: str | None = None) -> pd.DataFrame:
     """Accuracy, mean class accuracy and macro-F1 (%) of ``classification_metrics``, with the accuracy the paper
-    reports for QCS beside them on the datasets it used."""
+    reports for QCS beside them on the datasets it used, when the model was trained on ``dataset`` (``trained_on``
+    None: taken to be): a cross-dataset score is not the paper's."""
     table = pd.DataFrame({"ours": [100 * metrics[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")]},
                          index=["accuracy %", "mean class accuracy %", "macro-F1 %"])
-    if dataset in PAPER_ACCURACY:
+    if dataset in PAPER_ACCURACY and trained_on in (None, dataset):
         table["paper (QCS, reported)"] = [PAPER_ACCURACY[dataset], None, None]
     return table.round(2)
+
+
+def class_mapping(scores: Scores) -> pd.DataFrame | None:
+    """How the model's classes met the split's, by name: one row per class of either, with its model output and
+    split label, the split's images of it, and how it was scored; None when the model's outputs are the split's
+    classes in the same order (nothing was mapped)."""
+    mapping = scores.mapping
+    if mapping.identity:
+        return None
+    images = {**scores.split.counts(), **scores.dropped}
+    how = {**dict.fromkeys(mapping.shared, "scored"), **dict.fromkeys(mapping.dropped, "dropped: the model lacks it"),
+           **dict.fromkeys(mapping.model_only, "never predicted: the split lacks it")}
+    names = list(mapping.data_classes) + list(mapping.model_only)
+    model, data = list(mapping.model_classes), list(mapping.data_classes)
+    return pd.DataFrame({"model output": pd.array([model.index(c) if c in model else None for c in names], "Int64"),
+                         "split label": pd.array([data.index(c) if c in data else None for c in names], "Int64"),
+                         "images": pd.array([images.get(c) for c in names], "Int64"),
+                         "scoring": [how[c] for c in names]}, index=pd.Index(names, name="class"))
 
 
 def per_class(metrics: dict) -> pd.DataFrame:

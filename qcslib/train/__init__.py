@@ -1,7 +1,7 @@
 """Training: configuration and profiles, SAM, the quadruplet loss, the loop (``fit``), evaluation, the run
 directory, and the runtime (device, precision)."""
 from .config import ConfigError, TrainConfig, load_profile, parse_overrides
-from .evaluation import evaluate, evaluate_checkpoint, predict
+from .evaluation import Scores, evaluate, evaluate_checkpoint, predict, score, score_checkpoint
 from .loop import TrainingError, fit, load_data
 from .losses import head_names, quadruplet_loss
 from .rundir import Run
@@ -9,5 +9,5 @@ from .runtime import select_device
 from .sam import SAM
 
 __all__ = ["ConfigError", "TrainConfig", "load_profile", "parse_overrides", "Run", "TrainingError", "evaluate",
-           "evaluate_checkpoint", "fit", "load_data", "predict", "select_device", "head_names", "quadruplet_loss",
-           "SAM"]
+           "evaluate_checkpoint", "score", "score_checkpoint", "Scores", "fit", "load_data", "predict", "select_device",
+           "head_names", "quadruplet_loss", "SAM"]

@@ -1,8 +1,10 @@
-"""Scoring the base branch: ``predict`` (probabilities), ``evaluate`` (metrics) and ``evaluate_checkpoint``
-(a saved model, ours or the authors', on a dataset split). Always fp32 unless asked: these numbers pick
+"""Scoring the base branch: ``predict`` (probabilities), ``score`` / ``evaluate`` (metrics, on the classes the
+model shares with the split) and ``evaluate_checkpoint`` (a saved model, ours or the authors', on a split of the
+dataset it was trained on or of another, its classes matched by name). Always fp32 unless asked: these numbers pick
 checkpoints and fill tables, so they are computed as the official evaluation computes them."""
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +15,11 @@ from tqdm.auto import tqdm
 
 from ..analysis.metrics import classification_metrics
 from ..data.datasets import ImageDataset
-from ..data.sources import Split, load_split, require_whole, verify_images
+from ..data.sources import (DATASET_CLASSES, ClassMapping, DataError, Split, class_mapping, load_split,
+                            require_whole, verify_images)
 from ..data.transforms import build_transforms, recipe_for
 from ..models.qcs import QCSNet
-from ..models.weights import CheckpointError, load_checkpoint
+from ..models.weights import CheckpointError, LoadReport, load_checkpoint
 from .config import ConfigError
 from .runtime import autocast, autocast_dtype, select_device, to_device
 
@@ -24,9 +27,11 @@ from .runtime import autocast, autocast_dtype, select_device, to_device
 @torch.inference_mode()
 def predict(model: nn.Module, split: Split, image_size: int, recipe: str = "rafdb", batch_size: int = 64,
             device: torch.device | str = "cpu", precision: str = "fp32", channels_last: bool = False,
-            num_workers: int = 0, cache: np.ndarray | None = None, progress: bool = True) -> np.ndarray:
+            num_workers: int = 0, cache: np.ndarray | None = None, progress: bool = True,
+            columns: list[int] | None = None) -> np.ndarray:
     """Class probabilities (N, C) of the base branch on every image of ``split``, with the recipe's test
-    transform at ``image_size``; float32 numpy."""
+    transform at ``image_size``; float32 numpy. ``columns``: the softmax over those outputs only (in that order),
+    C = len(columns)."""
     device = torch.device(device)
     dtype = autocast_dtype(precision, device)
     base = model.base if isinstance(model, QCSNet) else model
@@ -38,49 +43,157 @@ def predict(model: nn.Module, split: Split, image_size: int, recipe: str = "rafd
     for images, _ in tqdm(loader, desc=f"eval {split.dataset}/{split.split}", leave=False, disable=not progress):
         with autocast(device, dtype):
             logits = base(to_device(images, device, channels_last))
+        if columns is not None:
+            logits = logits[:, columns]
         out.append(torch.softmax(logits.float(), dim=1).cpu())
     base.train(was_training)
     return torch.cat(out).numpy()
 
 
-def evaluate(model: nn.Module, split: Split, image_size: int | None = None, recipe: str = "rafdb",
-             **options) -> dict:
-    """Metrics of the base branch on ``split`` (``classification_metrics``); ``options`` go to ``predict``.
-    ``image_size`` defaults to the model's."""
-    if isinstance(model, QCSNet) and model.config.num_classes != len(split.classes):
-        raise ConfigError(f"the model has {model.config.num_classes} classes, {split.dataset}/{split.split} has "
-                          f"{len(split.classes)} ({', '.join(split.classes)})")
+@dataclass(frozen=True)
+class Scores:
+    """What ``score`` returns: a model's predictions on the images of a split that it can be scored on."""
+
+    split: Split                 # the scored images, labelled in ``mapping.shared`` order (its ``classes``)
+    probabilities: np.ndarray    # (N, len(mapping.shared)) float32: the softmax over the shared classes' logits
+    mapping: ClassMapping        # the model's classes matched to the split's
+    dropped: dict[str, int]      # each class of the split the model lacks -> its images (not scored)
+    metrics: dict                # ``classification_metrics`` over the shared classes
+    trained_on: str | None = None  # the dataset the model was trained on, where known (``score_checkpoint``)
+
+
+def on_shared_classes(split: Split, mapping: ClassMapping) -> Split:
+    """The images of ``split`` whose class the model has (``mapping.shared``), relabelled by their position there;
+    ``excluded`` counts the others by class. ``split`` itself when the mapping is the identity."""
+    if mapping.identity:
+        return split
+    relabel = np.zeros(len(split.classes), dtype=np.int64)
+    relabel[list(mapping.data_labels)] = np.arange(len(mapping.shared))
+    keep = _shared_images(split, mapping)
+    counts = split.counts()
+    left_out = {f"class {name}: not a class of the model": counts[name] for name in mapping.dropped if counts[name]}
+    return replace(split.subset(keep), classes=list(mapping.shared), labels=relabel[split.labels[keep]],
+                   excluded={**split.excluded, **left_out}, skipped=list(split.skipped))
+
+
+def _shared_images(split: Split, mapping: ClassMapping) -> np.ndarray:
+    """The indices of ``split``'s images whose class is one of ``mapping.shared``."""
+    return np.flatnonzero(np.isin(split.labels, mapping.data_labels))
+
+
+def score(model: nn.Module, split: Split, mapping: ClassMapping | None = None, image_size: int | None = None,
+          recipe: str = "rafdb", cache: np.ndarray | None = None, **options) -> Scores:
+    """The base branch's predictions and metrics on ``split``; ``options`` go to ``predict``, ``image_size``
+    defaults to the model's. ``mapping`` None: the model's outputs are the split's classes in its order.
+
+    With a ``mapping`` (``class_mapping(model classes, split.classes)``) this is the standard cross-dataset
+    protocol: only the images of a class the model also has are scored, and the prediction is the argmax of the
+    model's probabilities restricted to the shared classes (``probabilities`` is the softmax of their logits, the
+    model's probabilities renormalised over them); the metrics are over the shared classes, and ``dropped``
+    counts the images left out."""
+    if mapping is None:
+        if isinstance(model, QCSNet) and model.config.num_classes != len(split.classes):
+            raise ConfigError(f"the model has {model.config.num_classes} classes, {split.dataset}/{split.split} has "
+                              f"{len(split.classes)} ({', '.join(split.classes)})")
+        mapping = class_mapping(split.classes, split.classes)
+    elif isinstance(model, QCSNet) and model.config.num_classes != len(mapping.model_classes):
+        raise ConfigError(f"the model has {model.config.num_classes} classes, the mapping names "
+                          f"{len(mapping.model_classes)} ({', '.join(mapping.model_classes)})")
+    scored = on_shared_classes(split, mapping)
+    if not len(scored):
+        raise DataError(f"{split.dataset}/{split.split}: no image is of a class the model has "
+                        f"({', '.join(mapping.shared)})")
+    if cache is not None and scored is not split:
+        cache = cache[_shared_images(split, mapping)]
     size = image_size or model.config.image_size
-    probabilities = predict(model, split, size, recipe, **options)
-    return classification_metrics(split.labels, probabilities.argmax(1), split.classes)
+    columns = None if mapping.identity else list(mapping.model_columns)
+    probabilities = predict(model, scored, size, recipe, cache=cache, columns=columns, **options)
+    counts = split.counts()
+    return Scores(scored, probabilities, mapping, {name: counts[name] for name in mapping.dropped},
+                  classification_metrics(scored.labels, probabilities.argmax(1), scored.classes))
+
+
+def evaluate(model: nn.Module, split: Split, image_size: int | None = None, recipe: str = "rafdb",
+             mapping: ClassMapping | None = None, **options) -> dict:
+    """Metrics of the base branch on ``split`` (``classification_metrics``): ``score(...).metrics``; with a
+    ``mapping``, on the shared classes only."""
+    return score(model, split, mapping, image_size, recipe, **options).metrics
+
+
+def checkpoint_mapping(report: LoadReport, data: Split, trained_on: str | None = None) -> ClassMapping:
+    """How a loaded checkpoint's classes meet ``data``'s, by name (``class_mapping``). Ours store their class
+    names; an official one stores none and is taken to use the class order of ``trained_on`` (the dataset it was
+    trained on, a key of ``DATASET_CLASSES``), else ``data``'s own order. One-line ``CheckpointError`` when
+    ``trained_on`` contradicts the stored names or the class count, when an official checkpoint's count differs
+    from ``data``'s with no ``trained_on``, or when fewer than 2 classes are shared."""
+    if trained_on is not None and trained_on not in DATASET_CLASSES:
+        raise ValueError(f"trained_on must be one of {', '.join(DATASET_CLASSES)}, got {trained_on!r}")
+    path, n, stored = report.path, report.meta["num_classes"], report.meta.get("classes")
+    where = f"{data.dataset}/{data.split}"
+    if stored is not None:
+        if trained_on is not None and list(DATASET_CLASSES[trained_on]) != list(stored):
+            raise CheckpointError(f"{path}: stores its classes ({', '.join(stored)}), which are not {trained_on}'s "
+                                  f"({', '.join(DATASET_CLASSES[trained_on])}); drop trained_on")
+        names = list(stored)
+    elif trained_on is not None:
+        names = list(DATASET_CLASSES[trained_on])
+        if len(names) != n:
+            raise CheckpointError(f"{path}: has {n} classes, but trained_on {trained_on} names {len(names)}")
+    elif n != len(data.classes):
+        raise CheckpointError(f"{path}: has {n} classes and stores no class names, so it is taken to use {where}'s "
+                              f"{len(data.classes)} ({', '.join(data.classes)}); pass trained_on (--trained-on), "
+                              f"one of {', '.join(DATASET_CLASSES)}, to match its classes by name")
+    else:
+        names = list(data.classes)
+    try:
+        return class_mapping(names, data.classes)
+    except ValueError as e:
+        raise CheckpointError(f"{path} on {where}: {e}") from None
+
+
+def score_checkpoint(model: nn.Module, report: LoadReport, data: Split, trained_on: str | None = None,
+                     **options) -> Scores:
+    """A loaded checkpoint scored on ``data`` (``score``), its classes matched by name (``checkpoint_mapping``),
+    with the transform recipe it was trained with: ours store it, an official one takes ``trained_on``'s official
+    recipe, else ``data``'s (``recipe_for``). ``options`` go to ``predict``."""
+    mapping = checkpoint_mapping(report, data, trained_on)
+    scores = score(model, data, mapping, recipe=recipe_for(trained_on or data.dataset, report.meta), **options)
+    return replace(scores, trained_on=report.meta.get("dataset") or trained_on or data.dataset)
+
+
+def scored_text(scores: Scores, skipped: int = 0) -> str:
+    """What was scored, in words: ``"2,800 of 3,068 images; dropped the classes the model lacks: contempt (268
+    images)"``, with ``(k unreadable, not scored)`` after the counts when ``skipped`` images could not be read."""
+    total = len(scores.split) + sum(scores.dropped.values()) + skipped
+    text = f"{len(scores.split):,} of {total:,} images" + (f" ({skipped} unreadable, not scored)" if skipped else "")
+    if scores.dropped:
+        text += "; dropped the classes the model lacks: " + ", ".join(f"{name} ({n:,} images)"
+                                                                      for name, n in scores.dropped.items())
+    return text
 
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str, root: str | Path, split: str = "test",
                         batch_size: int = 64, device: str = "auto", precision: str = "fp32", num_workers: int = 0,
-                        allow_unreadable: bool = False, **data_options) -> dict:
-    """Load a checkpoint (ours, or the authors' official release) and evaluate it on a dataset split →
-    ``{checkpoint, dataset, split, scored, skipped, load, **classification_metrics}``.
+                        allow_unreadable: bool = False, trained_on: str | None = None, **data_options) -> dict:
+    """Load a checkpoint (ours, or the authors' official release) and evaluate it on a dataset split, of the
+    dataset it was trained on or another → ``{checkpoint, dataset, split, scored, skipped, load, trained_on,
+    classes, dropped, model_only, **classification_metrics}``.
 
-    Our checkpoints carry their class names, which must be the split's, and their transform recipe;
-    official ones are taken to use the dataset's own label order and official test transform. A split with
-    unreadable images is an error naming them, unless ``allow_unreadable`` (then ``scored`` says how many
-    of all were scored)."""
+    Classes are matched by name (``checkpoint_mapping``): ours carry their class names and their transform recipe;
+    official ones are taken to use ``trained_on``'s class order and official test transform (``trained_on`` None:
+    ``dataset``'s). Only the images of the shared classes (``classes``, in the split's order) are scored, on the
+    model's probabilities of those classes (``score``: the standard cross-dataset protocol); ``dropped`` gives the
+    split's other classes and their images, ``model_only`` the model's classes that the split lacks, and
+    ``scored`` says it in words. A split with unreadable images is an error naming them, unless
+    ``allow_unreadable`` (then ``scored`` says how many of all were scored)."""
     model, report = load_checkpoint(checkpoint)
     data = verify_images(load_split(dataset, root, split, **data_options))
     if not allow_unreadable:
         require_whole(data, "pass --allow-unreadable")
-    names = report.meta.get("classes")
-    if names is not None and list(names) != list(data.classes):
-        raise CheckpointError(f"{checkpoint}: was trained on classes {names}, but {dataset}/{split} has "
-                              f"{list(data.classes)}")
-    if model.config.num_classes != len(data.classes):
-        raise CheckpointError(f"{checkpoint}: has {model.config.num_classes} classes, {dataset}/{split} has "
-                              f"{len(data.classes)} ({', '.join(data.classes)})")
-    recipe = recipe_for(dataset, report.meta)
     device = select_device(device)
-    metrics = evaluate(model.to(device), data, recipe=recipe, batch_size=batch_size, device=device,
-                       precision=precision, num_workers=num_workers)
-    skipped = len(data.skipped)
-    scored = f"{len(data)} of {len(data) + skipped} images" + (f" ({skipped} unreadable, not scored)" if skipped else "")
-    return {"checkpoint": str(checkpoint), "dataset": dataset, "split": split, "scored": scored, "skipped": skipped,
-            "load": str(report), **metrics}
+    scores = score_checkpoint(model.to(device), report, data, trained_on, batch_size=batch_size, device=device,
+                              precision=precision, num_workers=num_workers)
+    return {"checkpoint": str(checkpoint), "dataset": dataset, "split": split,
+            "scored": scored_text(scores, len(data.skipped)), "skipped": len(data.skipped), "load": str(report),
+            "trained_on": scores.trained_on, "classes": list(scores.mapping.shared), "dropped": scores.dropped,
+            "model_only": list(scores.mapping.model_only), **scores.metrics}

@@ -1,6 +1,9 @@
 """Class names: the eight canonical emotion names, their other spellings, and the label order of every dataset whose
-order is fixed (a new dataset with a fixed order adds its line to `DATASET_CLASSES`)."""
+order is fixed (a new dataset with a fixed order adds its line to `DATASET_CLASSES`), and `class_mapping`, which
+matches a model's classes to a dataset's by name."""
 from __future__ import annotations
+
+from typing import NamedTuple
 
 CLASS_NAMES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
 RAFDB_CLASSES = ("surprise", "fear", "disgust", "happy", "sad", "anger", "neutral")  # RAF-DB labels 1..7 -> 0..6
@@ -29,3 +32,49 @@ def canonical_class_name(name: str) -> str:
     if low in CLASS_NAMES:
         return low
     return _ALIASES.get(low, name.strip())
+
+
+class ClassMapping(NamedTuple):
+    """How a model's classes meet a dataset's, matched by canonical name (`class_mapping`)."""
+
+    model_classes: tuple[str, ...]  # the model's classes, in its output order
+    data_classes: tuple[str, ...]   # the dataset's classes, in its label order
+    shared: tuple[str, ...]         # the classes both have, in the dataset's order
+    dropped: tuple[str, ...]        # the dataset's classes the model lacks: their images cannot be scored
+    model_only: tuple[str, ...]     # the model's classes the dataset lacks: never predicted when scoring on it
+
+    @property
+    def model_columns(self) -> tuple[int, ...]:
+        """The model's output index of each shared class."""
+        return tuple(self.model_classes.index(name) for name in self.shared)
+
+    @property
+    def data_labels(self) -> tuple[int, ...]:
+        """The dataset's label of each shared class."""
+        return tuple(self.data_classes.index(name) for name in self.shared)
+
+    @property
+    def identity(self) -> bool:
+        """Whether the model's outputs are the dataset's labels as they are: the same classes in the same order."""
+        return self.model_classes == self.data_classes
+
+
+def class_mapping(model_classes, data_classes) -> ClassMapping:
+    """Match a model's classes (in its output order) to a dataset's (in its label order) by name, as
+    `canonical_class_name` spells them ("happiness" is "happy"). A one-line ``ValueError`` when either side names a
+    class twice, or when fewer than 2 classes are shared (no classification is left to score)."""
+    model, data = _canonical(model_classes, "model's"), _canonical(data_classes, "data's")
+    shared = tuple(name for name in data if name in model)
+    if len(shared) < 2:
+        raise ValueError(f"the model's classes ({', '.join(model)}) and the data's ({', '.join(data)}) share "
+                         f"{len(shared)} ({', '.join(shared) or 'none'}); scoring needs at least 2 shared classes")
+    return ClassMapping(model, data, shared, dropped=tuple(name for name in data if name not in model),
+                        model_only=tuple(name for name in model if name not in data))
+
+
+def _canonical(classes, whose: str) -> tuple[str, ...]:
+    """``classes`` by their canonical names; a one-line ``ValueError`` if two of them name one class."""
+    names = tuple(canonical_class_name(str(c)) for c in classes)
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"the {whose} classes ({', '.join(map(str, classes))}) name {', '.join(twice)} twice")
+    return names
