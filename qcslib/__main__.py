@@ -14,7 +14,8 @@
   are matched by name and only the shared ones are scored
 - ``predict PATH... --checkpoint CKPT [--classes DATASET] [--json] [--out DIR]``: detect, align and classify
   every face in images or folders; ``--json`` prints one list of records, a face's
-  ``{file, face, box, landmarks, probabilities, label}`` or a failed file's ``{file, error}``
+  ``{file, face, box, landmarks, probabilities, label}`` or a failed file's ``{file, error}``; videos (by suffix)
+  and ``--camera N`` go through ``qcslib.video`` (``--every K --smooth TAU --start S --end S``, ``--out`` needed)
 - ``export --checkpoint PATH --format onnx|torchscript [--out PATH]``: the base branch with a dynamic batch,
   checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON
 
@@ -38,6 +39,7 @@ from .data.synthfer import SynthFERSettings, generate
 from .models.weights import CheckpointError
 from .export import ExportError
 from .train.loop import TrainingError
+from .video import VIDEO_SUFFIXES
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -51,20 +53,59 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
 
 def _predict(args) -> int:
     from .faces import image_files, load_predictor, predict_faces, write_predictions
+    from .video import VIDEO_SUFFIXES
 
+    videos = [p for p in args.paths if Path(p).suffix.lower() in VIDEO_SUFFIXES]
+    photos = [p for p in args.paths if p not in videos]
+    if (videos or args.camera is not None) and not args.out:
+        raise ValueError("videos and --camera write their predictions, annotated video and timeline to --out DIR: "
+                         "pass --out")
     p = load_predictor(args.checkpoint, args.classes)
-    files, errors = image_files(args.paths)
-    records, found = predict_faces(p.model, files, p.classes, p.template, recipe=p.recipe)
-    records = errors + records
-    if args.out:
-        write_predictions(records, found, args.out)
-    if args.json:
-        print(json.dumps(records))
-    else:
-        for r in records:
-            print(f"{r['file']}: {r['error']}" if "error" in r else
-                  f"{r['file']} face {r['face']}: {r['label']} ({r['probabilities'][r['label']]:.2f})")
-    return 1 if any("error" in r for r in records) else 0
+    failed = False
+    if photos:
+        files, errors = image_files(photos)
+        records, found = predict_faces(p.model, files, p.classes, p.template, recipe=p.recipe)
+        records = errors + records
+        if args.out:
+            write_predictions(records, found, args.out)
+        if args.json:
+            print(json.dumps(records))
+        else:
+            for r in records:
+                print(f"{r['file']}: {r['error']}" if "error" in r else
+                      f"{r['file']} face {r['face']}: {r['label']} ({r['probabilities'][r['label']]:.2f})")
+        failed = any("error" in r for r in records)
+    return int(_predict_videos(p, videos, args) or failed)
+
+
+def _predict_videos(predictor, videos: list[str], args) -> bool:
+    """Each video (and the camera) into its own folder under ``--out``; a summary line (or JSON object) each.
+    → whether any failed (could not be opened, or stopped early: its frames before that are still written)."""
+    from .faces import FaceDetector
+    from .video import Camera, VideoError, VideoFile, predict_video
+
+    failed = False
+    detector = FaceDetector() if videos or args.camera is not None else None
+    sources = [(f"{i:03d}_{Path(v).stem}", lambda v=v: VideoFile(v, args.start, args.end))
+               for i, v in enumerate(videos)]
+    if args.camera is not None:
+        sources.append((f"camera{args.camera}", lambda: Camera(args.camera, args.end)))
+    for folder, open_source in sources:
+        try:
+            source = open_source()
+        except VideoError as e:
+            print(f"python -m qcslib predict: error: {e}", file=sys.stderr)
+            failed = True
+            continue
+        summary = predict_video(predictor, source, Path(args.out) / folder, detector, every=args.every,
+                                smooth=args.smooth)
+        if summary["error"]:
+            print(f"python -m qcslib predict: error: {summary['error']}", file=sys.stderr)
+            failed = True
+        print(json.dumps(summary) if args.json else
+              f"{summary['video']}: {summary['frames']} frames, {len(summary['face_ids'])} face ids, "
+              f"{summary['frames_without_face']} frames without a face → {summary['out']}")
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,17 +146,27 @@ def main(argv: list[str] | None = None) -> int:
                     help="the dataset a checkpoint that stores no class names (the official ones) was trained on: "
                          "its class order, matched by name to the split's (default: the split's own order)")
     pr = commands.add_parser("predict", help="the expression of every face in images or folders")
-    pr.add_argument("paths", nargs="+", help="image files or folders")
+    pr.add_argument("paths", nargs="*", help=f"image files or folders, or videos ({', '.join(VIDEO_SUFFIXES)})")
     pr.add_argument("--checkpoint", required=True, help="a qcslib .pt or an official QCS/DCS .pth")
     pr.add_argument("--classes", choices=tuple(DATASET_CLASSES),
                     help="class order of a checkpoint that stores none (the official ones)")
     pr.add_argument("--json", action="store_true", help="print one JSON list of records")
-    pr.add_argument("--out", help="write annotated images, predictions.csv and predictions.json here")
+    pr.add_argument("--out", help="write annotated images, predictions.csv and predictions.json here (for a video: "
+                                  "a folder per video with predictions.csv/.jsonl, annotated.mp4 and timeline.png)")
+    pr.add_argument("--camera", type=int, metavar="N", help="also read camera N (/dev/videoN) until --end or Ctrl-C")
+    pr.add_argument("--every", type=int, default=1, metavar="K",
+                    help="video: detect faces every K frames, track them in between (default 1)")
+    pr.add_argument("--smooth", type=float, default=0.0, metavar="TAU",
+                    help="video: EMA of each face's probabilities with time constant TAU seconds (default 0: off)")
+    pr.add_argument("--start", type=float, default=0.0, help="video: first second to read (default 0)")
+    pr.add_argument("--end", type=float, help="video: stop at this second (default: the end)")
     ex = commands.add_parser("export", help="export the base branch to ONNX or TorchScript, checked")
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--format", required=True, choices=("onnx", "torchscript"))
     ex.add_argument("--out", help="output file (default: beside the checkpoint)")
     args = parser.parse_args(argv)
+    if args.command == "predict" and not args.paths and args.camera is None:
+        parser.error("predict: give image or video paths, or --camera N")
     try:
         if args.command == "synthfer":
             values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthFERSettings)}
