@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--checkpoint", required=True, help="a qcslib .pt or an official QCS/DCS .pth")
     pr.add_argument("--classes", choices=tuple(DATASET_CLASSES),
                     help="class order of a checkpoint that stores none (the official ones)")
-    pr.add_argument("--json", action="store_true", help="print one JSON list of records")
+    pr.add_argument("--json", action="store_true",
+                    help="print one JSON list of records (photos) and one JSON summary line per video")
     pr.add_argument("--out", help="write annotated images, predictions.csv and predictions.json here (for a video: "
                                   "a folder per video with predictions.csv/.jsonl, annotated.mp4 and timeline.png)")
     pr.add_argument("--camera", type=int, metavar="N", help="also read camera N (/dev/videoN) until --end or Ctrl-C")

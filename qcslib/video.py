@@ -314,7 +314,7 @@ class _VideoWriter:
 
 def plot_timeline(csv_path, classes: list[str], out_path, max_faces: int = 6) -> None:
     """One panel per face id (the ``max_faces`` seen in most frames): its smoothed probabilities over time
-    (lines) and the raw ones (faint)."""
+    (lines) and the raw ones (faint), broken where the face is not in the frame."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -325,8 +325,9 @@ def plot_timeline(csv_path, classes: list[str], out_path, max_faces: int = 6) ->
     ids = faces["face_id"].value_counts().index[:max_faces]
     fig, axes = plt.subplots(max(1, len(ids)), 1, figsize=(9, 2.2 * max(1, len(ids))), sharex=True, squeeze=False)
     colours = plt.get_cmap("tab10")
+    every_frame = table[["frame", "time_s"]].drop_duplicates("frame")
     for ax, face_id in zip(axes[:, 0], ids):
-        rows = faces[faces["face_id"] == face_id]
+        rows = every_frame.merge(faces[faces["face_id"] == face_id], on=["frame", "time_s"], how="left")  # gaps: NaN
         for k, c in enumerate(classes):
             ax.plot(rows["time_s"], rows[f"p_{c}"], color=colours(k % 10), alpha=0.25, linewidth=0.8)
             ax.plot(rows["time_s"], rows[f"smoothed_{c}"], color=colours(k % 10), label=c)
@@ -335,7 +336,7 @@ def plot_timeline(csv_path, classes: list[str], out_path, max_faces: int = 6) ->
     if len(ids) == 0:
         axes[0, 0].text(0.5, 0.5, "no face in any frame", ha="center", va="center", transform=axes[0, 0].transAxes)
     else:
-        axes[0, 0].legend(ncol=len(classes), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 1.35))
+        axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     title = "probabilities over time (smoothed; raw faint)"
     if faces["face_id"].nunique() > len(ids):
         title += f" · {len(ids)} of {faces['face_id'].nunique()} faces"
