@@ -7,7 +7,9 @@ records, an annotated video and a timeline plot written as the frames go by (con
   has ``name``, ``fps``, ``frames`` and ``error`` can stand in for them (a test's fake camera does). A file is
   decoded packet by packet: when a packet is damaged (a truncated or corrupt file) decoding stops, the frames the
   decoder still holds are flushed out, and ``error`` says where it stopped; the frames before the damage have
-  already gone to the output. Frames before ``start`` are decoded and dropped, so frame indices are exact.
+  already gone to the output (decoding is single-threaded: FFmpeg's frame threads lose the frames in flight at
+  the damage). A frame without a timestamp (as flushed ones can be) is placed one frame after the previous one.
+  Frames before ``start`` are decoded and dropped, so frame indices are exact.
 - **Tracking** (``Tracker``). Between detections a face's box and landmarks move on at the velocity of its box
   centre between its last two detections (constant-velocity extrapolation; a new face stands still). At a
   detection frame, detections are matched to the tracks' extrapolated positions by the Hungarian algorithm on the
@@ -113,13 +115,13 @@ class _PyAVSource:
         self.error = None
         with self._open() as container:
             stream = self._stream(container)
-            stream.thread_type = "AUTO"
-            t0, count, index, time = None, 0, -1, 0.0
+            t0, count, index, time = None, 0, -1, -1 / self.fps
             for index, frame in enumerate(self._decoded(container, stream)):
+                known = frame.time is not None and math.isfinite(frame.time)
                 if t0 is None:
                     t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else (
-                        frame.time or 0.0)
-                time = frame.time - t0 if frame.time is not None else index / self.fps
+                        frame.time if known else 0.0)
+                time = frame.time - t0 if known else time + 1 / self.fps  # no timestamp: one frame on
                 if self.end is not None and time >= self.end:
                     return
                 if time >= self.start:
