@@ -20,7 +20,8 @@
   checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON
 
 Exit codes: 0 done; 1 training stopped on a non-finite loss, an export failed its check, (predict) some
-file had no face or could not be read — the other files are still processed — or (data-report --verify) the
+file had no face or could not be read, or a video could not be opened or stopped early (its frames before that
+are written) — the other files are still processed — or (data-report --verify) the
 copy differs from the manifest; 2 bad input (the message says
 what and where); 130 interrupted (Ctrl-C).
 """
@@ -53,7 +54,6 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
 
 def _predict(args) -> int:
     from .faces import image_files, load_predictor, predict_faces, write_predictions
-    from .video import VIDEO_SUFFIXES
 
     videos = [p for p in args.paths if Path(p).suffix.lower() in VIDEO_SUFFIXES]
     photos = [p for p in args.paths if p not in videos]
@@ -84,12 +84,11 @@ def _predict_videos(predictor, videos: list[str], args) -> bool:
     from .faces import FaceDetector
     from .video import Camera, VideoError, VideoFile, predict_video
 
-    failed = False
-    detector = FaceDetector() if videos or args.camera is not None else None
     sources = [(f"{i:03d}_{Path(v).stem}", lambda v=v: VideoFile(v, args.start, args.end))
                for i, v in enumerate(videos)]
     if args.camera is not None:
         sources.append((f"camera{args.camera}", lambda: Camera(args.camera, args.end)))
+    failed, detector = False, FaceDetector() if sources else None
     for folder, open_source in sources:
         try:
             source = open_source()

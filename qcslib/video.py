@@ -1,6 +1,7 @@
 """Faces in videos and camera streams: frames decoded one at a time (PyAV, whose wheels bundle FFmpeg), faces
 detected every K frames and tracked in between, each face's probabilities smoothed over time, and per-frame
-records, an annotated video and a timeline plot written as the frames go by (constant memory).
+records and an annotated video written as the frames go by: memory does not grow with the video's length, except
+for the timeline plot, drawn at the end from the CSV read back (one row per face and frame).
 
 - **Frame sources.** ``VideoFile`` (a file, honouring ``start``/``end`` seconds) and ``Camera`` (``/dev/videoN``
   through FFmpeg's v4l2 input) both yield ``Frame(index, time, image)``; anything that iterates ``Frame``\\ s and

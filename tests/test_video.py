@@ -270,5 +270,7 @@ def test_the_predict_command_sends_videos_to_the_video_path(tmp_path, predictor,
                                                                "annotated.mp4", "timeline.png"}
     assert main(["predict", str(clip), "--checkpoint", checkpoint]) == 2
     assert "pass --out" in capsys.readouterr().err
+    assert main(["predict", str(clip), "--checkpoint", checkpoint, "--every", "0", "--out", str(out)]) == 2
+    assert "--every must be >= 1, got 0" in capsys.readouterr().err
     assert main(["predict", "--camera", "97", "--checkpoint", checkpoint, "--out", str(out)]) == 1
     assert "/dev/video97 does not exist" in capsys.readouterr().err
