@@ -75,6 +75,49 @@ def hsv_to_rgb(hue: float, saturation: float, value: float) -> tuple:
     return rgb((255 * red, 255 * green, 255 * blue))
 
 
+def pose_matrix(canvas_size: int, angle: float, scale: float, shift: np.ndarray) -> np.ndarray:
+    """The (2, 3) affine map from face units to canvas pixels: rotation ``angle`` (radians), ``scale`` pixels per
+    face unit, the face centre at ``(canvas_size / 2, 0.53 canvas_size) + shift`` pixels."""
+    cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
+    return np.array([[cos, -sin, canvas_size / 2 + shift[0]],
+                     [sin, cos, canvas_size * 0.53 + shift[1]]])
+
+
+def draw_face(canvas: Canvas, person: Identity, aus: dict, gaze: np.ndarray, smile_open: float,
+              mask_threshold: float) -> None:
+    """The posed face of ``person`` showing ``aus`` (``{au: (left, right)}``), with the AU areas at or above
+    ``mask_threshold`` on the canvas's mask; nothing random."""
+    jaw_drop = mean_of_sides(aus[26])
+    corners = mouth_corners(person, aus)  # (2, 2) face units
+    draw_head_back(canvas, person)
+    canvas.polygon(face_outline(person, jaw_drop), person.skin)
+    draw_cheeks(canvas, person, aus)
+    draw_folds(canvas, person, aus, corners)
+    draw_beard(canvas, person, jaw_drop)
+    draw_hair(canvas, person)
+    draw_eyes(canvas, person, aus, gaze)
+    brow_top = draw_brows(canvas, person, aus)
+    draw_forehead(canvas, person, aus, brow_top)
+    draw_nose(canvas, person, aus)
+    draw_mouth(canvas, person, aus, corners, smile_open)
+    draw_glasses(canvas, person)
+    for area in au_areas(person, aus, corners, mask_threshold):
+        canvas.area(area)
+
+
+def draw_occluder(image: Image.Image, mask: Image.Image, matrix: np.ndarray,
+                  shapes: list[tuple[np.ndarray, tuple]]) -> float:
+    """Draw the occluder ``shapes`` (face units) over the canvas ``image``; → the fraction of the mask's face-area
+    pixels it covers (0 when the mask is empty)."""
+    cover = Image.new("L", mask.size, 0)
+    covering = Canvas(image, cover, matrix, mask_scale=SUPERSAMPLE)
+    for points, colour in shapes:
+        covering.polygon(points, colour)
+        covering.area(points)
+    inside = np.asarray(mask) > 0  # (size, size) bool
+    return float((np.asarray(cover)[inside] > 0).mean()) if inside.any() else 0.0
+
+
 # ----------------------------------------------------------------------------------------------------
 # One image
 # ----------------------------------------------------------------------------------------------------
@@ -91,44 +134,20 @@ def render(settings: SynthFERSettings, record: Record, identity: Identity | None
     angle = math.radians(rng.uniform(-settings.max_rotation, settings.max_rotation))  # radians
     scale = 0.32 * canvas_size * rng.uniform(1 - settings.scale_jitter, 1 + settings.scale_jitter)  # pixels/unit
     shift = rng.uniform(-settings.max_shift, settings.max_shift, 2) * canvas_size  # (2,) pixels
-    cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
-    matrix = np.array([[cos, -sin, canvas_size / 2 + shift[0]],
-                       [sin, cos, canvas_size * 0.53 + shift[1]]])  # (2, 3): face units → pixels
+    matrix = pose_matrix(canvas_size, angle, scale, shift)
     gaze = rng.uniform(-1, 1, 2)  # (2,)
     smile_open = rng.random()
 
     image = Image.new("RGB", (canvas_size, canvas_size))
     mask = Image.new("L", (settings.size, settings.size), 0)  # drawn at 1×: it is thresholded anyway
     draw_background(image, record.attribute, settings.classes, settings.clutter, rng)
-    canvas = Canvas(image, mask, matrix, mask_scale=SUPERSAMPLE)
-    jaw_drop = mean_of_sides(aus[26])
-    corners = mouth_corners(person, aus)  # (2, 2) face units
-    draw_head_back(canvas, person)
-    canvas.polygon(face_outline(person, jaw_drop), person.skin)
-    draw_cheeks(canvas, person, aus)
-    draw_folds(canvas, person, aus, corners)
-    draw_beard(canvas, person, jaw_drop)
-    draw_hair(canvas, person)
-    draw_eyes(canvas, person, aus, gaze)
-    brow_top = draw_brows(canvas, person, aus)
-    draw_forehead(canvas, person, aus, brow_top)
-    draw_nose(canvas, person, aus)
-    draw_mouth(canvas, person, aus, corners, smile_open)
-    draw_glasses(canvas, person)
-    for area in au_areas(person, aus, corners, settings.mask_threshold):
-        canvas.area(area)
+    draw_face(Canvas(image, mask, matrix, mask_scale=SUPERSAMPLE), person, aus, gaze, smile_open,
+              settings.mask_threshold)
 
     occluder, occluded = "none", 0.0
     if rng.random() < settings.occlusion_prob:
         occluder, shapes = occluder_shapes(person, rng)
-        cover = Image.new("L", (settings.size, settings.size), 0)
-        covering = Canvas(image, cover, matrix, mask_scale=SUPERSAMPLE)
-        for points, colour in shapes:
-            covering.polygon(points, colour)
-            covering.area(points)
-        inside = np.asarray(mask) > 0  # (size, size) bool
-        if inside.any():
-            occluded = float((np.asarray(cover)[inside] > 0).mean())
+        occluded = draw_occluder(image, mask, matrix, shapes)
 
     image = finish(image.reduce(SUPERSAMPLE), rng, settings)
 
@@ -163,16 +182,27 @@ def finish(image: Image.Image, rng: np.random.Generator, settings: SynthFERSetti
     channels (luminance noise).
     """
     size = settings.size  # pixels
-    pixels = np.asarray(image, dtype=np.float32)  # (size, size, 3) float32, 0..255
     blur = rng.uniform(0, settings.blur) * size / 112  # pixels
+    angle = rng.uniform(0, 2 * math.pi)  # radians
+    gradient = rng.uniform(0, settings.lighting)
+    brightness = rng.uniform(0.85, 1.15)
+    sigma = rng.uniform(0, settings.noise) * 255  # 0..255 grey levels
+    return shade(image, blur, angle, gradient, brightness, sigma, rng)
+
+
+def shade(image: Image.Image, blur: float, angle: float, gradient: float, brightness: float, sigma: float,
+          rng: np.random.Generator) -> Image.Image:
+    """``blur_β(x) · b · (1 + g (d · p)) + σ z`` with the values given (see :func:`finish`): ``blur`` β pixels
+    (skipped below 0.25), ``angle`` of d in radians, ``gradient`` g, ``brightness`` b, ``sigma`` σ grey levels;
+    ``rng`` draws only the noise z."""
+    size = image.size[0]  # pixels
+    pixels = np.asarray(image, dtype=np.float32)  # (size, size, 3) float32, 0..255
     if blur >= 0.25:
         pixels = gaussian_blur(pixels, blur)
-    angle = rng.uniform(0, 2 * math.pi)  # radians
     p = np.linspace(-1, 1, size, dtype=np.float32)  # (size,)
     ramp = math.cos(angle) * p[None, :] + math.sin(angle) * p[:, None]  # (size, size): d · p
-    gain = (1 + rng.uniform(0, settings.lighting) * ramp) * rng.uniform(0.85, 1.15)  # (size, size)
+    gain = (1 + gradient * ramp) * brightness  # (size, size)
     pixels = pixels * gain[:, :, None]
-    sigma = rng.uniform(0, settings.noise) * 255  # 0..255 grey levels
     if sigma > 0:
         pixels += (sigma * rng.standard_normal((size, size), dtype=np.float32))[:, :, None]
     pixels += 0.5  # rounds to nearest in the uint8 cast below
