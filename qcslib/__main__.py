@@ -1,6 +1,8 @@
 """``python -m qcslib COMMAND``: one command line for the project.
 
 - ``synthfer --out DIR [--seed S] [--size N] ...``: generate SynthFER (cached: same settings, no work)
+- ``synthfer-video --out DIR [--clips N] [--seed S] [--fps F] [--seconds T] [--size PX]``: SynthFER clips
+  (``clipNNN.mp4``) of one identity moving through expressions, each frame's truth in ``clipNNN.csv``; prints JSON
 - ``data-report --dataset NAME --root DIR [--split train|val|test|all ...] [--manifest FILE | --verify FILE]
   [--workers N]``: open and hash every image of a split and print one JSON object with the class counts, what
   was excluded or skipped and why, the published counts and how the split deviates from them (a warning on
@@ -114,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     synth.add_argument("--out", required=True, help="output directory")
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     _settings_flags(synth)
+    clips = commands.add_parser("synthfer-video", help="render SynthFER clips with per-frame truth")
+    clips.add_argument("--out", required=True, help="output directory")
+    clips.add_argument("--clips", type=int, default=1, help="how many clips (default 1)")
+    clips.add_argument("--seed", type=int, default=0)
+    clips.add_argument("--fps", type=float, default=10.0, help="frames per second (default 10)")
+    clips.add_argument("--seconds", type=float, default=9.0, help="length of each clip (default 9)")
+    clips.add_argument("--size", type=int, default=112, help="frame side in pixels, even (default 112)")
     report = commands.add_parser("data-report", help="check a dataset split and print its JSON report")
     report.add_argument("--dataset", required=True, choices=DATASETS)
     report.add_argument("--root", required=True)
@@ -171,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "synthfer":
             values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthFERSettings)}
             print(generate(args.out, SynthFERSettings(**values), workers=args.workers))
+        elif args.command == "synthfer-video":
+            from .data.synthfer.video import ClipSettings, write_clips
+            settings = ClipSettings(seed=args.seed, fps=args.fps, seconds=args.seconds, size=args.size)
+            print(json.dumps(write_clips(args.out, settings, args.clips), indent=1))
         elif args.command == "data-report":
             names = [n for s in args.split or [] for n in (available_splits(args.dataset, args.root)
                                                             if s == "all" else [s])]

@@ -290,7 +290,7 @@ def _draw(image: np.ndarray, records: list[dict]) -> np.ndarray:
     return np.pad(out, ((0, out.shape[0] % 2), (0, out.shape[1] % 2), (0, 0)))
 
 
-class _VideoWriter:
+class VideoWriter:
     """An H.264 (libx264, else MPEG-4 part 2) mp4, opened at the first frame."""
 
     def __init__(self, path: Path, fps: float):
@@ -372,7 +372,7 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
     model, classes, size = predictor.model, predictor.classes, predictor.model.config.image_size
     transform = build_transforms(predictor.recipe, size, train=False)
     tracker, smoother = Tracker(max_gap=max(30, 3 * every)), Smoother(smooth)
-    video = _VideoWriter(out / "annotated.mp4", source.fps)
+    video = VideoWriter(out / "annotated.mp4", source.fps)
     frames = empty = 0
     ids: set[int] = set()
     error = None

@@ -1,0 +1,75 @@
+"""Temporal accuracy of video predictions against a SynthFER clip's per-frame truth.
+
+``predictions`` is a ``predictions.csv`` of :func:`qcslib.video.predict_video` (one row per face and frame, a
+no-face row ``face_id`` empty), ``truth`` a clip's CSV from :mod:`qcslib.data.synthfer.video` (``frame, time_s,
+label, phase, ...``); either a path or a DataFrame. The clip's face is the face id present in most frames; a
+frame where it is absent counts as wrong. The raw label of a frame is the argmax of its ``p_<class>`` columns
+(in column order), the smoothed one its ``label`` column (the argmax of the smoothed probabilities).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+
+def _table(source, needed: set[str], what: str) -> pd.DataFrame:
+    table = source if isinstance(source, pd.DataFrame) else pd.read_csv(source)
+    name = "the DataFrame" if isinstance(source, pd.DataFrame) else str(source)
+    if missing := sorted(needed - set(table.columns)):
+        raise ValueError(f"{name}: {what} lacks the columns {missing}")
+    return table
+
+
+def frame_labels(predictions, truth) -> pd.DataFrame:
+    """One row per truth frame: ``frame, time_s, label`` (truth), ``phase``, ``raw`` and ``smoothed`` (predicted
+    labels of the clip's face, None where it is absent). A truth frame with no row at all in ``predictions`` is an
+    error (predict_video writes a row for every frame, face or not)."""
+    pred = _table(predictions, {"frame", "face_id", "label"}, "a predictions table")
+    true = _table(truth, {"frame", "time_s", "label", "phase"}, "a truth table")
+    probabilities = [c for c in pred.columns if c.startswith("p_")]
+    if not probabilities:
+        raise ValueError("predictions: no p_<class> columns")
+    if missing := sorted(set(true["frame"]) - set(pred["frame"])):
+        raise ValueError(f"predictions: no row for truth frames {missing[:5]}{' …' if len(missing) > 5 else ''}")
+    faces = pred.dropna(subset=["face_id"])
+    main = faces[faces["face_id"] == faces["face_id"].value_counts().index[0]] if len(faces) else faces
+    main = main.drop_duplicates("frame").set_index("frame")
+    raw = pd.Series(np.asarray([c[2:] for c in probabilities])[np.argmax(main[probabilities].to_numpy(), axis=1)],
+                    index=main.index) if len(main) else pd.Series(dtype=object)
+    out = true[["frame", "time_s", "label", "phase"]].copy()
+    out["raw"] = out["frame"].map(raw).astype(object).where(out["frame"].isin(main.index), None)
+    out["smoothed"] = out["frame"].map(main["label"]).astype(object).where(out["frame"].isin(main.index), None)
+    return out
+
+
+def temporal_accuracy(predictions, truth) -> dict:
+    """Per-frame accuracy over all truth frames: ``{frames, frames_without_face, raw, smoothed}``, each accuracy
+    ``mean_t [ŷ_t = y_t]`` with a frame lacking the face counted as wrong."""
+    frames = frame_labels(predictions, truth)
+    return {"frames": len(frames), "frames_without_face": int(frames["raw"].isna().sum()),
+            "raw": float((frames["raw"] == frames["label"]).mean()),
+            "smoothed": float((frames["smoothed"] == frames["label"]).mean())}
+
+
+def onset_delays(predictions, truth, column: str = "smoothed") -> list[dict]:
+    """For each onset (the first frame of a run of ``phase == "onset"``): ``{onset_s, label, delay_s}``, the label
+    being the expression's class (the truth label in that episode that is not neutral) and ``delay_s`` the time from
+    the onset to the first frame, before the next onset, whose ``column`` (``raw`` or ``smoothed``) label is that
+    class; NaN if there is none."""
+    if column not in ("raw", "smoothed"):
+        raise ValueError(f"column must be 'raw' or 'smoothed', got {column!r}")
+    frames = frame_labels(predictions, truth).sort_values("frame").reset_index(drop=True)
+    onset = frames["phase"].eq("onset")
+    starts = list(frames.index[onset & ~onset.shift(fill_value=False)])
+    delays = []
+    for k, start in enumerate(starts):
+        episode = frames.iloc[start: starts[k + 1] if k + 1 < len(starts) else len(frames)]
+        classes = episode["label"][episode["label"] != "neutral"]
+        label = classes.iloc[0] if len(classes) else None
+        hits = episode[episode[column] == label] if label is not None else episode.iloc[:0]
+        onset_s = float(frames["time_s"][start])
+        delays.append({"onset_s": onset_s, "label": label,
+                       "delay_s": float(hits["time_s"].iloc[0]) - onset_s if len(hits) else math.nan})
+    return delays

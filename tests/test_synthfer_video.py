@@ -1,0 +1,156 @@
+"""SynthFER clips (seeded determinism, truth CSV columns and phases, the label rule, decoding) and the temporal
+accuracy helpers on small hand-made tables."""
+import hashlib
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qcslib.__main__ import main
+from qcslib.analysis.temporal import frame_labels, onset_delays, temporal_accuracy
+from qcslib.data.synthfer import AUS
+from qcslib.data.synthfer.video import ClipSettings, Episode, render_clip, truth_columns, write_clips
+from qcslib.video import VideoFile
+
+SHORT = ClipSettings(seed=5, fps=8, seconds=6, size=48)  # two episodes of 3 s, 48 frames
+
+
+def digest(settings, clip=0):
+    """SHA-256 of the rendered frames (before encoding) and the truth rows."""
+    h = hashlib.sha256()
+    for image, row in render_clip(settings, clip):
+        h.update(image.tobytes())
+        h.update(repr(sorted(row.items())).encode())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def short_clip():
+    return list(render_clip(SHORT, 0))
+
+
+def test_same_seed_same_clip_and_other_seeds_or_clips_differ():
+    assert digest(SHORT) == digest(SHORT)
+    assert digest(SHORT) != digest(ClipSettings(seed=6, fps=8, seconds=6, size=48))
+    assert digest(SHORT) != digest(SHORT, clip=1)
+
+
+def test_truth_rows_columns_times_and_phase_order(short_clip):
+    rows = [row for _, row in short_clip]
+    assert len(rows) == SHORT.frames == 48
+    assert all(list(row) == truth_columns() for row in rows)
+    assert truth_columns()[:4] == ["frame", "time_s", "label", "phase"]
+    assert [r["frame"] for r in rows] == list(range(48))
+    assert [r["time_s"] for r in rows] == pytest.approx([n / 8 for n in range(48)])
+    phases = [r["phase"] for r in rows]
+    runs = [p for k, p in enumerate(phases) if k == 0 or p != phases[k - 1]]
+    assert runs == ["neutral", "onset", "apex", "offset"] * 2 + ["neutral"]  # a tail and the next lead merge
+    assert all(max(r[f"au{au:02d}"] for au in AUS) == 0 for r in rows if r["phase"] == "neutral")
+    assert {image.shape for image, _ in short_clip} == {(48, 48, 3)}
+
+
+def test_label_rule_half_of_apex_intensity(short_clip):
+    """A frame has the episode's class iff its AU intensities are at least half those at the apex."""
+    rows = pd.DataFrame([row for _, row in short_clip])
+    au = [f"au{a:02d}" for a in AUS]
+    rows["episode"] = (rows["time_s"] // 3).astype(int)
+    checked = 0
+    for _, episode in rows.groupby("episode"):
+        apex = episode[episode["phase"] == "apex"]
+        classes = set(episode["label"]) - {"neutral"}
+        assert len(classes) == 1 and set(apex["label"]) == classes
+        ratio = episode[au].sum(axis=1) / apex[au].sum(axis=1).iloc[0]
+        clear = (ratio - 0.5).abs() > 0.01  # the AUs are rounded to 4 places
+        expected = np.where(ratio >= 0.5, classes.pop(), "neutral")
+        assert (episode["label"][clear] == expected[clear.to_numpy()]).all()
+        checked += int(clear.sum())
+    assert checked > 40
+
+
+def test_envelope_smoothstep_through_phases():
+    e = Episode(label=1, bounds=(0.0, 1.0, 2.0, 3.0, 4.0, 5.0), aus={})
+    assert e.phase(0.5) == ("neutral", 0.0)
+    assert e.phase(1.5) == ("onset", pytest.approx(0.5))
+    assert e.phase(1.25)[1] == pytest.approx(3 * 0.25 ** 2 - 2 * 0.25 ** 3)
+    assert e.phase(2.5) == ("apex", 1.0)
+    assert e.phase(3.75) == ("offset", pytest.approx(1 - (3 * 0.75 ** 2 - 2 * 0.75 ** 3)))
+    assert e.phase(4.5) == ("neutral", 0.0)
+
+
+def test_head_moves_and_occluder_crosses(short_clip):
+    rows = pd.DataFrame([row for _, row in short_clip])
+    assert rows["rotation"].max() - rows["rotation"].min() > 5
+    assert (rows["occluded"] > 0).any() and (rows["occluded"] == 0).any()
+
+
+def test_written_clip_decodes_with_the_frame_count(tmp_path):
+    written = write_clips(tmp_path, ClipSettings(seed=2, fps=10, seconds=1.5, size=64), clips=2)
+    assert [w["frames"] for w in written] == [15, 15]
+    for w in written:
+        frames = list(VideoFile(w["video"]))
+        assert len(frames) == 15 and frames[0].image.shape == (64, 64, 3)
+        assert len(pd.read_csv(w["truth"])) == 15
+
+
+def test_cli_writes_clips_and_rejects_bad_settings(tmp_path, capsys):
+    assert main(["synthfer-video", "--out", str(tmp_path), "--seconds", "0.5", "--size", "32"]) == 0
+    assert (tmp_path / "clip000.mp4").exists() and len(pd.read_csv(tmp_path / "clip000.csv")) == 5
+    assert main(["synthfer-video", "--out", str(tmp_path), "--size", "33"]) == 2
+    assert "size must be even" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="fps"):
+        ClipSettings(fps=0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Temporal accuracy on hand-made tables
+# ----------------------------------------------------------------------------------------------------
+
+TRUTH = pd.DataFrame({"frame": range(8), "time_s": [n * 0.5 for n in range(8)],
+                      "label": ["neutral", "neutral", "happy", "happy", "neutral", "sad", "sad", "neutral"],
+                      "phase": ["neutral", "onset", "onset", "apex", "onset", "onset", "apex", "offset"]})
+
+
+def predictions(raw, smoothed, absent=()):
+    """One face (id 0) per frame with probabilities peaked on ``raw``, smoothed label ``smoothed``; frames in
+    ``absent`` get a no-face row; a second face (id 7) appears in frame 0 only."""
+    classes = ["neutral", "happy", "sad"]
+    rows = []
+    for frame, (r, s) in enumerate(zip(raw, smoothed)):
+        if frame in absent:
+            rows.append({"frame": frame, "face_id": None, "label": None, **{f"p_{c}": None for c in classes}})
+            continue
+        rows.append({"frame": frame, "face_id": 0, "label": s,
+                     **{f"p_{c}": 0.8 if c == r else 0.1 for c in classes}})
+    rows.append({"frame": 0, "face_id": 7, "label": "sad", **{f"p_{c}": 1 / 3 for c in classes}})
+    return pd.DataFrame(rows)
+
+
+def test_accuracy_raw_and_smoothed_with_absent_face_wrong():
+    raw = ["neutral", "happy", "happy", "sad", "neutral", "sad", "sad", "sad"]
+    smooth = ["neutral", "neutral", "neutral", "happy", "happy", "happy", "sad", "neutral"]
+    result = temporal_accuracy(predictions(raw, smooth, absent={6}), TRUTH)
+    # raw right at frames 0, 2, 4, 5 (6: face absent) → 4/8; smoothed right at 0, 1, 3, 7 → 4/8
+    assert result == {"frames": 8, "frames_without_face": 1, "raw": 4 / 8, "smoothed": 4 / 8}
+    frames = frame_labels(predictions(raw, smooth, absent={6}), TRUTH)
+    assert frames["raw"].tolist()[5:7] == ["sad", None]  # face 7 (one frame) is not the clip's face
+
+
+def test_onset_delays_first_matching_frame_before_next_onset():
+    raw = ["neutral", "neutral", "neutral", "happy", "happy", "neutral", "neutral", "sad"]
+    smooth = ["neutral", "neutral", "neutral", "neutral", "neutral", "neutral", "neutral", "neutral"]
+    table = predictions(raw, smooth)
+    delays = onset_delays(table, TRUTH, column="raw")
+    # onsets at frames 1 (happy: first hit frame 3, 1.0 s later) and 4 (sad: first hit frame 7, 1.5 s later)
+    assert [(d["onset_s"], d["label"]) for d in delays] == [(0.5, "happy"), (2.0, "sad")]
+    assert [d["delay_s"] for d in delays] == pytest.approx([1.0, 1.5])
+    assert all(math.isnan(d["delay_s"]) for d in onset_delays(table, TRUTH))  # smoothed never gets there
+
+
+def test_helpers_reject_missing_columns_and_frames():
+    with pytest.raises(ValueError, match="lacks the columns \\['phase'\\]"):
+        temporal_accuracy(predictions(["neutral"] * 8, ["neutral"] * 8), TRUTH.drop(columns="phase"))
+    with pytest.raises(ValueError, match="no row for truth frames \\[7\\]"):
+        temporal_accuracy(predictions(["neutral"] * 7, ["neutral"] * 7), TRUTH)
+    with pytest.raises(ValueError, match="column must be"):
+        onset_delays(predictions(["neutral"] * 8, ["neutral"] * 8), TRUTH, column="label")
