@@ -154,3 +154,34 @@ def test_helpers_reject_missing_columns_and_frames():
         temporal_accuracy(predictions(["neutral"] * 7, ["neutral"] * 7), TRUTH)
     with pytest.raises(ValueError, match="column must be"):
         onset_delays(predictions(["neutral"] * 8, ["neutral"] * 8), TRUTH, column="label")
+
+
+def test_helpers_read_what_predict_video_writes(tmp_path):
+    """A SynthFER clip through predict_video (untrained tiny model, a fixed-box detector): the helpers read its
+    predictions.csv, and the raw accuracy matches the one recomputed from predictions.jsonl."""
+    import json
+
+    import torch
+
+    from qcslib import QCSConfig, QCSNet, save_checkpoint
+    from qcslib.faces import TEMPLATES, Face, load_predictor
+    from qcslib.video import predict_video
+
+    class FixedFace:
+        def detect(self, image):
+            box = np.array([8.0, 8.0, 56.0, 56.0])
+            return [Face(box, box[:2] + TEMPLATES["synthfer"] * 48, 0.99)]
+
+    torch.manual_seed(0)
+    classes = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
+    save_checkpoint(tmp_path / "tiny.pt", QCSNet(QCSConfig.sized("tiny")), classes=classes)
+    clip = write_clips(tmp_path, ClipSettings(seed=1, fps=10, seconds=1.5, size=64))[0]
+    predict_video(load_predictor(tmp_path / "tiny.pt"), VideoFile(clip["video"]), tmp_path / "out", FixedFace(),
+                  smooth=0.3, progress=False)
+    result = temporal_accuracy(tmp_path / "out" / "predictions.csv", clip["truth"])
+    records = [json.loads(line) for line in open(tmp_path / "out" / "predictions.jsonl")]
+    truth = pd.read_csv(clip["truth"])["label"].tolist()
+    raw = [max(r["probabilities"], key=r["probabilities"].get) for r in records]
+    assert result["frames"] == 15 and result["frames_without_face"] == 0
+    assert result["raw"] == pytest.approx(np.mean([p == t for p, t in zip(raw, truth)]))
+    assert len(onset_delays(tmp_path / "out" / "predictions.csv", clip["truth"])) == 1

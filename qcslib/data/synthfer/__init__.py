@@ -27,7 +27,8 @@ come from one plan RNG, identities from ``SeedSequence([seed, 1, identity])`` an
 
 The modules: ``settings`` (the knobs, classes, AU table, the plan and each image's AUs), ``face`` (a person
 and the face in face units), ``render`` (one posed, lit and noisy image and its mask) and ``io``
-(:func:`generate`: images, masks, list files, meta.csv, settings.json and the cache check).
+(:func:`generate`: images, masks, list files, meta.csv, settings.json and the cache check); ``video`` renders
+clips of one identity moving through expressions, with each frame's truth (``python -m qcslib synthfer-video``).
 """
 from .face import Identity, sample_identity
 from .io import generate
