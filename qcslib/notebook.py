@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from .ablation import train_variants, variant_config
-from .paper import domain_overrides
+from .paper import parse_domain_overrides
 from .analysis.metrics import au_oracle
 from .data.sources import DATASET_CLASSES, Split, load_split, verify_images
 from .data.synthfer import DOMAINS
@@ -82,7 +82,7 @@ class NotebookParameters:
         if not self.domains or len(set(self.domains)) < len(self.domains) or set(self.domains) - set(DOMAINS):
             raise ConfigError(f"domains must be distinct names of {', '.join(DOMAINS)}, got {self.domains}")
         official_checkpoints(self.official_checkpoints)
-        domain_overrides(self.domain_overrides)
+        parse_domain_overrides(self.domain_overrides)
 
     def override(self, changes: dict, where: str = "") -> NotebookParameters:
         """A copy with ``changes``; an unknown or ill-typed one is a ConfigError whose message is ``where``

@@ -208,7 +208,7 @@ def ablation_table(config: TrainConfig, runs: pd.DataFrame) -> pd.DataFrame:
 DATA_KEYS = ("dataset", "data_root", "synthfer", "data_options", "synthfer_domain")  # not for domain_overrides
 
 
-def domain_overrides(overrides: list[str]) -> dict:
+def parse_domain_overrides(overrides: list[str]) -> dict:
     """``key=value`` overrides of the domain runs, parsed; one that changes the data (``DATA_KEYS``) is a one-line
     ConfigError, since each domain's data is the one its preset names (``synthfer_domain``)."""
     try:
@@ -222,11 +222,13 @@ def domain_overrides(overrides: list[str]) -> dict:
 
 def domain_configs(config: TrainConfig, domains: list[str], seed: int, overrides: list[str] | None = None
                    ) -> dict[str, TrainConfig]:
-    """The QCS run of each SynthFER domain: ``config`` with the training ``overrides`` (``domain_overrides``), on
+    """The QCS run of each SynthFER domain: ``config`` with the training ``overrides`` (``parse_domain_overrides``), on
     the domain (``synthfer_domain``), with ``seed``, in ``<run_dir>/domains/<domain>/qcs-s<seed>``. Without
     overrides the studio run is notebook 02's (``variant_config(config, "qcs", seed)``), reused when it has
-    finished."""
-    changes = domain_overrides(overrides or [])
+    finished. A profile that trains on another dataset has no domain runs (``{}``)."""
+    changes = parse_domain_overrides(overrides or [])
+    if config.dataset != "synthfer":
+        return {}
     base = TrainConfig.from_dict(apply_overrides(config.to_dict(), changes), where="domain_overrides")
     out = {}
     for domain in domains:
@@ -248,9 +250,11 @@ def domain_runs(configs: dict[str, TrainConfig], force: bool = False, jobs: int 
     return {domain: Run.load(c.run_dir) for domain, c in configs.items()}
 
 
-def domain_table(runs: dict[str, Run]) -> pd.DataFrame:
+def domain_table(runs: dict[str, Run]) -> pd.DataFrame | None:
     """One row per domain run: what its preset changes (``DOMAINS``), where the run is, how it ended and the
-    val and test accuracy (%) of its checkpoint chosen on the selection split."""
+    val and test accuracy (%) of its checkpoint chosen on the selection split; None without domain runs."""
+    if not runs:
+        return None
     rows = {}
     for domain, run in runs.items():
         s = run.summary
@@ -363,7 +367,8 @@ def _ablation_line(runs: pd.DataFrame) -> str:
 def _domain_line(matrix: pd.DataFrame, domains: dict[str, Run]) -> str:
     shift = domain_shift(matrix)
     if shift is None:
-        return "- The cross-domain matrix needs at least two SynthFER domains."
+        return ("- No SynthFER domain matrix: it needs at least two domain runs, and a profile that trains on "
+                "SynthFER.")
     seeds = sorted({r.config.seed for r in domains.values()})
     train, test, points = shift["drop"]
     text = (f"- SynthFER domains ({len(shift['domains'])}, one QCS run each, seed {', '.join(map(str, seeds))}): "

@@ -130,11 +130,13 @@ def test_the_domain_runs_reuse_02s_run_for_studio_and_refuse_data_overrides():
     plain = paper.domain_configs(config, ["studio", "pose"], 1)
     assert plain["studio"] == variant_config(config, "qcs", 1)  # notebook 02's run
     assert str(plain["pose"].run_dir) == "runs/x/p/domains/pose/qcs-s1"
-    assert (plain["pose"].data_root, plain["pose"].synthfer.max_rotation) == ("data/synthfer-smoke-pose", 25.0)
+    assert (plain["pose"].data_root, plain["pose"].synthfer.max_rotation) == ("data/synthfer-smoke-pose", 15.0)
     short = paper.domain_configs(config, ["studio", "style"], 0, ["epochs=1"])
     assert str(short["studio"].run_dir) == "runs/x/p/domains/studio/qcs-s0" and short["studio"].epochs == 1
     assert short["studio"].data_root == config.data_root and short["studio"].synthfer == config.synthfer
     assert short["style"].synthfer.saturation == 0.0 and short["style"].epochs == 1
+    assert paper.domain_configs(load_profile("rafdb"), ["studio", "pose"], 0) == {}  # SynthFER domains only
+    assert paper.domain_table({}) is None
     for override in ("synthfer.size=64", "data_root=elsewhere", "synthfer_domain=pose"):
         with pytest.raises(ConfigError, match=f"domain_overrides: {override.split('=')[0]} changes the data"):
             paper.domain_configs(config, ["studio"], 0, [override])

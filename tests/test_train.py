@@ -131,13 +131,13 @@ def test_a_config_survives_its_yaml_and_names_the_override_in_errors():
 def test_a_synthfer_domain_is_a_profile_key_or_an_override_between_the_profile_and_the_rest(tmp_path):
     smoke = load_profile("smoke")
     pose = load_profile("smoke", ["synthfer_domain=pose"])
-    assert pose.data_root == "data/synthfer-smoke-pose" and pose.synthfer.max_rotation == 25.0
+    assert pose.data_root == "data/synthfer-smoke-pose" and pose.synthfer.max_rotation == 15.0
     assert pose.synthfer.noise == smoke.synthfer.noise == 0.0 and pose.replace(data_root=smoke.data_root,
                                                                                synthfer=smoke.synthfer) == smoke
     assert synthfer_domain(smoke, "pose") == pose and synthfer_domain(smoke, "studio") == smoke
     assert load_profile("smoke", ["synthfer_domain=studio"]) == smoke
     later = load_profile("smoke", ["synthfer_domain=pose", "synthfer.max_rotation=10", "data_root=elsewhere"])
-    assert (later.synthfer.max_rotation, later.synthfer.max_shift, later.data_root) == (10.0, 0.08, "elsewhere")
+    assert (later.synthfer.max_rotation, later.synthfer.max_shift, later.data_root) == (10.0, 0.05, "elsewhere")
     profile = tmp_path / "grey.yaml"
     profile.write_text(yaml.safe_dump({"base": "smoke", "synthfer_domain": "style"}))
     grey = load_profile(profile)

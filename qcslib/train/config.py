@@ -308,7 +308,7 @@ def domain_values(values: dict, domain, where: str = "config") -> dict:
 
 def synthfer_domain(config: TrainConfig, domain: str) -> TrainConfig:
     """``config`` on SynthFER domain ``domain`` (``domain_values``), e.g. ``data/synthfer-smoke`` with
-    ``max_rotation`` 5 → ``data/synthfer-smoke-pose`` with ``max_rotation`` 25."""
+    ``max_rotation`` 5 → ``data/synthfer-smoke-pose`` with ``max_rotation`` 15."""
     if domain != "studio" and config.dataset != "synthfer":
         raise ConfigError(f"synthfer_domain {domain!r} applies to dataset synthfer only, not {config.dataset}")
     return TrainConfig.from_dict(domain_values(config.to_dict(), domain))

@@ -110,7 +110,7 @@ DOMAINS = {
     "studio": {},                                        # the profile's own settings
     "identities": {"seed": 2411},                        # other people (and other draws of all else): no shift
     "lighting": {"lighting": 0.8},                       # strong light gradients, up to black or blown-out corners
-    "pose": {"max_rotation": 25.0, "scale_jitter": 0.15, "max_shift": 0.08},  # tilted, scaled, off-centre faces
+    "pose": {"max_rotation": 15.0, "scale_jitter": 0.12, "max_shift": 0.05},  # tilted, scaled, off-centre faces
     "occluded": {"occlusion_prob": 0.6},                 # a hand or a bar over most faces
     "style": {"saturation": 0.0},                        # greyscale, as FER2013/FERPlus images are
 }
