@@ -370,11 +370,14 @@ def _domain_line(matrix: pd.DataFrame, domains: dict[str, Run]) -> str:
         return ("- No SynthFER domain matrix: it needs at least two domain runs, and a profile that trains on "
                 "SynthFER.")
     seeds = sorted({r.config.seed for r in domains.values()})
+    chance = 100 / next(iter(domains.values())).config.model.num_classes
     train, test, points = shift["drop"]
+    drop = (f"the largest drop is trained on *{train}*, tested on *{test}*: {points:.2f} points" if points > 0 else
+            "no model scores lower on another domain's test split than on its own")
     text = (f"- SynthFER domains ({len(shift['domains'])}, one QCS run each, seed {', '.join(map(str, seeds))}): "
             f"in-domain accuracy {100 * shift['in_domain']:.2f} % on average, cross-domain "
-            f"{100 * shift['cross_domain']:.2f} %; the largest drop is trained on *{train}*, tested on *{test}*: "
-            f"{points:.2f} points. One seed per domain: an illustration of the protocol, with no interval.")
+            f"{100 * shift['cross_domain']:.2f} % (chance {chance:.2f} %); {drop}. One seed per domain: an "
+            f"illustration of the protocol, with no interval.")
     unconverged = [d for d, r in domains.items() if not r.summary["converged"]]
     if unconverged:
         text += (f" **Not converged** ({len(unconverged)} of {len(domains)} domain runs: {', '.join(unconverged)}): "

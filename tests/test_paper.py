@@ -216,9 +216,12 @@ def test_the_findings_give_seeds_the_selection_split_and_no_claim_from_unconverg
     assert "seeds per variant: baseline 2, qcs 2." in text
     assert "*Does QCS beat the baseline?* qcs is ahead of baseline by 10.00 points" in text
     assert "**Not converged** (1 of 4 runs: baseline-s0)" in text
-    assert "in-domain accuracy 75.00 % on average, cross-domain 55.00 %; the largest drop is trained on *studio*, " \
-           "tested on *pose*: 30.00 points" in text
+    assert "in-domain accuracy 75.00 % on average, cross-domain 55.00 % (chance 14.29 %); the largest drop is " \
+           "trained on *studio*, tested on *pose*: 30.00 points" in text
     assert "**Not converged** (1 of 2 domain runs: pose): these numbers are not results." in text
+    even = pd.DataFrame([[0.5, 0.6], [0.7, 0.7]], index=names, columns=names)
+    assert "no model scores lower on another domain's test split than on its own" in \
+        paper.findings(numbers, ablation, even, domains)
     smoke_runs(config, [0.3], converged=False, selection="test")
     text = paper.findings(paper.main_numbers(config), ablation, matrix, domains)
     assert "**Paper's protocol** in some runs" in text
