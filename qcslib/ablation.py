@@ -95,10 +95,12 @@ def plan(seeds: list[int], ablation_seeds: list[int]) -> dict[str, list[int]]:
 
 
 def finished(config: TrainConfig) -> bool:
-    """A run of exactly this config that has stopped (its ``summary.json`` is written when training ends)."""
+    """A run of exactly this config that has stopped (its ``summary.json`` is written when training ends). Its
+    config.yaml is read as ``Run.load`` reads it, so a field added since it was written counts at its default."""
     run_dir = config.run_dir
     try:
-        same = yaml.safe_load((run_dir / "config.yaml").read_text()) == config.to_dict()
+        stored = TrainConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+        same = stored.to_dict() == config.to_dict()
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return False
@@ -135,7 +137,20 @@ def train_variants(config: TrainConfig, plan: dict[str, list[int]], force: bool 
     2-core CPU, two one-thread runs do about 1.25× the work of one two-thread run), longest runs first.
     While it trains, ``progress`` reports which run of how many, and what is left after it."""
     planned = [(v, s, variant_config(config, v, s)) for v, seeds in plan.items() for s in seeds]
-    todo = sorted((c for _, _, c in planned if force or not finished(c)), key=work_units, reverse=True)
+    todo = fit_all([c for _, _, c in planned], force, jobs, progress_bars)
+    rows = []
+    for variant, seed, c in planned:
+        summary = json.loads((c.run_dir / "summary.json").read_text())
+        rows.append({"variant": variant, "seed": seed, **read_run(summary), "reused": c not in todo,
+                     "run_dir": str(c.run_dir)})
+    return pd.DataFrame(rows)
+
+
+def fit_all(configs: list[TrainConfig], force: bool = False, jobs: int = 1, progress_bars: bool = True
+            ) -> list[TrainConfig]:
+    """Train every config that has no finished run (``finished``; all of them with ``force``) → those trained.
+    ``jobs > 1`` trains that many at once, as ``train_variants`` describes, longest first."""
+    todo = sorted((c for c in configs if force or not finished(c)), key=work_units, reverse=True)
     if jobs > 1 and len(todo) > 1:
         threads = max(1, torch.get_num_threads() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
@@ -147,12 +162,7 @@ def train_variants(config: TrainConfig, plan: dict[str, list[int]], force: bool 
         for i, c in enumerate(todo):
             _fit(c, _context(todo, i, 1), progress_bars)
     progress.context(run_index=None, runs=None, later_units=None)
-    rows = []
-    for variant, seed, c in planned:
-        summary = json.loads((c.run_dir / "summary.json").read_text())
-        rows.append({"variant": variant, "seed": seed, **read_run(summary), "reused": c not in todo,
-                     "run_dir": str(c.run_dir)})
-    return pd.DataFrame(rows)
+    return todo
 
 
 def _context(todo: list[TrainConfig], i: int, jobs: int) -> dict:

@@ -12,6 +12,7 @@ checked parameters::
 
 Notebooks 04-06 study the ablation runs: they pass ``ablation_overrides``, and get the config with those
 applied; with any, the runs go to ``run_dir/ablation``, so that shortened runs never replace 02's run.
+Notebook 08 sets up twice: with ``ablation_overrides`` for 04's runs, and without for the profile's own.
 """
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ import pandas as pd
 import torch
 
 from .ablation import train_variants, variant_config
+from .paper import parse_domain_overrides
 from .analysis.metrics import au_oracle
 from .data.sources import DATASET_CLASSES, DATASETS, SPLITS, Split, load_split, verify_images
+from .data.synthfer import DOMAINS
 from .models.weights import LoadReport, load_checkpoint
 from .train.evaluation import Scores, score_checkpoint
 from .train.config import ConfigError, TrainConfig, load_profile, parse_overrides, read_profile
@@ -64,6 +67,10 @@ class NotebookParameters:
     classes: str = ""               # 03, 07: the dataset an official checkpoint (it stores no class names) was
                                     # trained on, giving its label order (rafdb, ferplus, ...); empty: 03 takes the
                                     # scored dataset's, 07 refuses
+    official_checkpoints: list[str] = field(default_factory=list)  # 08: "dataset=path" checkpoints (e.g. the
+                                    # authors'), scored on that dataset's test split and across datasets
+    domains: list[str] = field(default_factory=lambda: list(DOMAINS))  # 08: the SynthFER domains of the matrix
+    domain_overrides: list[str] = field(default_factory=list)  # 08: key=value overrides of the domain runs
 
     def __post_init__(self):
         for name, hint in typing.get_type_hints(type(self)).items():
@@ -84,6 +91,10 @@ class NotebookParameters:
             raise ConfigError(f"eval_split must be empty or one of {', '.join(SPLITS)}, got {self.eval_split!r}")
         if self.eval_dataset and not self.eval_root:
             raise ConfigError(f"eval_root: where {self.eval_dataset}'s data is must be given with eval_dataset")
+        if not self.domains or len(set(self.domains)) < len(self.domains) or set(self.domains) - set(DOMAINS):
+            raise ConfigError(f"domains must be distinct names of {', '.join(DOMAINS)}, got {self.domains}")
+        official_checkpoints(self.official_checkpoints)
+        parse_domain_overrides(self.domain_overrides)
 
     def override(self, changes: dict, where: str = "") -> NotebookParameters:
         """A copy with ``changes``; an unknown or ill-typed one is a ConfigError whose message is ``where``
@@ -97,6 +108,24 @@ class NotebookParameters:
             raise ConfigError(f"{where}{e}") from None
 
 
+def official_checkpoints(entries: list[str]) -> dict[str, Path]:
+    """``["rafdb=ckpt/raf.pth", ...]`` → ``{"rafdb": Path("ckpt/raf.pth"), ...}``: one checkpoint a dataset of
+    ``DATASET_CLASSES``, each an existing file (a relative path starts at the project root, as the notebooks'
+    paths do); anything else is a one-line ConfigError."""
+    out = {}
+    for entry in entries:
+        dataset, sep, path = entry.partition("=")
+        if not sep or dataset not in DATASET_CLASSES or not path:
+            raise ConfigError(f"official_checkpoints: {entry!r} is not DATASET=PATH with DATASET one of "
+                              f"{', '.join(DATASET_CLASSES)}")
+        if dataset in out:
+            raise ConfigError(f"official_checkpoints: two checkpoints for {dataset}")
+        if not (ROOT / path).is_file():
+            raise ConfigError(f"official_checkpoints: {entry!r}: no file at {path}")
+        out[dataset] = Path(path)
+    return out
+
+
 def notebook_parameters(profile: str | Path = "cpu") -> NotebookParameters:
     """The profile's ``notebooks:`` mapping (``base`` profiles merged) over the defaults, checked: an unknown or
     ill-typed key, or an ablation override that makes no valid config, is a one-line ConfigError naming the
@@ -106,11 +135,12 @@ def notebook_parameters(profile: str | Path = "cpu") -> NotebookParameters:
     if not isinstance(given, dict):
         raise ConfigError(f"{path}: notebooks must be a mapping of notebook parameters")
     params = NotebookParameters().override(given, f"{path}: notebooks.")
-    try:
-        load_profile(profile, params.ablation_overrides)
-    except ConfigError as e:
-        rest = str(e).removeprefix(str(path))  # "<path> with KEY set: ..." when the config refused a value
-        raise ConfigError(f"{path}: notebooks.ablation_overrides{rest if rest != str(e) else ': ' + rest}") from None
+    for name in ("ablation_overrides", "domain_overrides"):
+        try:
+            load_profile(profile, getattr(params, name))
+        except ConfigError as e:
+            rest = str(e).removeprefix(str(path))  # "<path> with KEY set: ..." when the config refused a value
+            raise ConfigError(f"{path}: notebooks.{name}{rest if rest != str(e) else ': ' + rest}") from None
     return params
 
 

@@ -1,5 +1,6 @@
 """Ablation bookkeeping: variant configs and the matched budget, run reuse, parallel runs, mean ± std, paired
 intervals and their verdicts, bias-conflicting accuracy, and the findings text."""
+import dataclasses
 import json
 
 import numpy as np
@@ -96,6 +97,16 @@ def test_a_run_is_reused_only_when_its_config_matches_and_it_stopped(tmp_path):
     write_run(c, {"stopped_epoch": 2})
     assert ablation.finished(c)
     assert not ablation.finished(c.replace(lr=0.5))                      # another config
+
+
+def test_a_run_written_before_a_setting_existed_is_reused_at_its_default(tmp_path):
+    c = ablation.variant_config(load_profile("smoke", [f"runs_dir={tmp_path}"]), "qcs", 0)
+    write_run(c, {"stopped_epoch": 2})
+    old = c.to_dict()
+    del old["synthfer"]["saturation"]  # config.yaml from before SynthFER had the setting
+    (c.run_dir / "config.yaml").write_text(yaml.safe_dump(old))
+    assert ablation.finished(c)
+    assert not ablation.finished(c.replace(synthfer=dataclasses.replace(c.synthfer, saturation=0.0)))
 
 
 def test_the_plan_gives_the_main_variants_their_seeds_and_the_rest_theirs():

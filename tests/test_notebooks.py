@@ -94,12 +94,28 @@ def profile_with(tmp_path, notebooks) -> str:
     ({"eval_split": "valid"}, "notebooks.eval_split must be empty or one of train, val, test, got 'valid'"),
     ({"ablation_overrides": ["epochs=0"]}, "notebooks.ablation_overrides with epochs set: epochs must be at least 1, got 0"),
     ({"ablation_overrides": ["epoch=2"]}, "notebooks.ablation_overrides: overrides: unknown key 'epoch'"),
+    ({"domains": ["studio", "night"]}, "notebooks.domains must be distinct names of studio, identities, lighting,"),
+    ({"domains": ["pose", "pose"]}, "notebooks.domains must be distinct names of"),
+    ({"domain_overrides": ["epoch=2"]}, "notebooks.domain_overrides: overrides: unknown key 'epoch'"),
+    ({"domain_overrides": ["synthfer.size=64"]}, "notebooks.domain_overrides: synthfer.size changes the data"),
+    ({"official_checkpoints": ["raf.pth"]}, "notebooks.official_checkpoints: 'raf.pth' is not DATASET=PATH with"),
+    ({"official_checkpoints": ["synthfer=x.pt"]}, "is not DATASET=PATH with DATASET one of rafdb, ferplus,"),
+    ({"official_checkpoints": ["rafdb=no/such.pth"]}, "notebooks.official_checkpoints: 'rafdb=no/such.pth': no file at"),
 ])
 def test_a_bad_notebook_parameter_is_one_line_naming_the_file_and_key(tmp_path, notebooks, message):
     profile = profile_with(tmp_path, notebooks)
     with pytest.raises(ConfigError) as e:
         notebook_parameters(profile)
     assert str(e.value).startswith(f"{profile}: ") and message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_official_checkpoints_are_one_existing_file_a_dataset(tmp_path):
+    raf, fer = tmp_path / "raf.pth", tmp_path / "fer.pth"
+    raf.write_bytes(b"x")
+    fer.write_bytes(b"x")
+    assert notebook.official_checkpoints([f"rafdb={raf}", f"ferplus={fer}"]) == {"rafdb": raf, "ferplus": fer}
+    with pytest.raises(ConfigError, match="official_checkpoints: two checkpoints for rafdb"):
+        NotebookParameters(official_checkpoints=[f"rafdb={raf}", f"rafdb={fer}"])
 
 
 def test_the_pipeline_checks_the_parameters_before_any_notebook_runs(tmp_path, capsys):

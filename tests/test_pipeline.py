@@ -13,10 +13,10 @@ from qcslib import pipeline, progress
 REQUIRED = {"profile", "dataset", "data_root", "run_dir", "seeds", "device"}
 
 
-def test_there_are_seven_numbered_notebooks():
+def test_there_are_eight_numbered_notebooks():
     assert [nb.name for nb in pipeline.notebooks()] == [
         "01_data_prep.ipynb", "02_train_qcs.ipynb", "03_evaluate.ipynb", "04_ablations.ipynb", "05_tsne.ipynb",
-        "06_gradcam.ipynb", "07_predict.ipynb"]
+        "06_gradcam.ipynb", "07_predict.ipynb", "08_paper_tables.ipynb"]
 
 
 @pytest.mark.parametrize("path", pipeline.notebooks(), ids=lambda p: p.stem)
@@ -54,14 +54,19 @@ def test_the_smoke_pipeline_renders_every_report(tmp_path):
     variants = {p.name for p in (runs / "ablation").iterdir() if p.is_dir()}
     assert variants == {f"{v}-s{s}" for v in ("baseline", "baseline_matched", "dcs", "qcs") for s in (0, 1)} | \
         {f"{v}-s0" for v in ("qcs_s", "qcs_sdpa", "qcs_no_residual", "qcs_per_sample")}
+    domains = {p.parent.name for p in (runs / "domains").glob("*/qcs-s0")}  # 08's cross-domain runs
+    assert domains == {"studio", "identities", "pose", "style"} and (data.parent / "synthfer-smoke-pose").is_dir()
     summaries = [json.loads(p.read_text()) for p in runs.rglob("summary.json")]
-    assert len(summaries) == 13 and {s["selection"] for s in summaries} == {"val"}
+    assert len(summaries) == 13 + 4 and {s["selection"] for s in summaries} == {"val"}
     assert all("val_accuracy" in pd.read_csv(p.with_name("metrics.csv")) for p in runs.rglob("summary.json"))
     assert json.loads((out / "timings.json").read_text())["failed"] is None
     ablation = (out / "04_ablations.html").read_text()
     for words in ("±", "95 %", "equal compute", "AU-oracle ceiling", "chosen on the <strong>val</strong> split"):
         assert words in ablation, words
     assert "AU-oracle ceiling" in (out / "01_data_prep.html").read_text()
+    tables = (out / "08_paper_tables.html").read_text()
+    for words in ("92.50", "not available: put RAF-DB at data/rafdb", "SynthFER · pose", "Not converged"):
+        assert words in tables, words
 
 
 def write_notebook(path, sources):

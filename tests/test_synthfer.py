@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qcslib.data.synthfer import (AUS, CLASSES, PROTOTYPES, VERSION, Record, SynthFERSettings, generate, plan,
-                                  render, sample_aus)
+from qcslib.data.synthfer import (AUS, CLASSES, DOMAINS, PROTOTYPES, VERSION, Record, SynthFERSettings, domain_settings,
+                                  generate, plan, render, sample_aus, sample_identity)
 from qcslib.data.synthfer.io import PARTIAL_MARK, write_png
 from qcslib.data.synthfer.render import gaussian_blur
 from qcslib.data.synthfer.settings import seeded_rng
@@ -305,3 +305,87 @@ def test_seven_classes_have_no_contempt(small):
 def test_class_names_are_the_projects():
     from qcslib.data.sources import CLASS_NAMES
     assert CLASSES == CLASS_NAMES
+
+
+# ---------------------------------------------------------------------------------------------- colour and domains
+
+def grey_levels(image: Image.Image) -> np.ndarray:
+    """BT.601 luma of an RGB image, as floats."""
+    return np.asarray(image, float) @ np.array([0.299, 0.587, 0.114])
+
+
+def test_saturation_changes_the_colours_and_nothing_else():
+    """Greyscale (saturation 0) and halved colour keep every draw: the same masks, metadata and luma."""
+    colour, half, grey = (SynthFERSettings(**{**SMALL.to_dict(), "saturation": s}) for s in (1.0, 0.5, 0.0))
+    for record in plan(SMALL)[:6]:
+        (a, mask_a, meta_a), (h, _, _), (g, mask_g, meta_g) = (render(s, record) for s in (colour, half, grey))
+        a, h, g = (np.asarray(x, float) for x in (a, h, g))
+        assert np.ptp(g, axis=-1).max() <= 1  # R = G = B, up to rounding
+        unclipped = ((a > 0) & (a < 255)).all(-1)  # where the colour image lost nothing to clipping
+        assert np.abs(g.mean(-1) - grey_levels(Image.fromarray(a.astype(np.uint8))))[unclipped].max() <= 1
+        spread_a, spread_h = np.ptp(a, axis=-1)[unclipped].mean(), np.ptp(h, axis=-1)[unclipped].mean()
+        assert spread_a > 5 and abs(spread_h - spread_a / 2) <= 1  # the channels' spread halves
+        assert meta_a == meta_g and np.array_equal(np.asarray(mask_a), np.asarray(mask_g))
+    with pytest.raises(ValueError, match="SynthFERSettings.saturation must be non-negative"):
+        SynthFERSettings(saturation=-0.1)
+
+
+def test_a_dataset_made_before_the_saturation_setting_still_matches(small, tmp_path):
+    """settings.json written before ``saturation`` existed (without the key) is that dataset at saturation 1."""
+    old = tmp_path / "old"
+    old.mkdir()
+    for path in small.iterdir():
+        (old / path.name).symlink_to(path)
+    (old / "settings.json").unlink()
+    stored = json.loads((small / "settings.json").read_text())
+    del stored["saturation"]
+    (old / "settings.json").write_text(json.dumps(stored))
+    assert generate(old, SMALL) == old  # reused, not an error
+    with pytest.raises(ValueError, match="saturation: 1.0 there, 0.0 asked"):
+        generate(old, replace(SMALL, saturation=0.0))
+
+
+def test_each_domain_changes_only_its_own_settings_and_keeps_the_classes():
+    assert DOMAINS["studio"] == {} and domain_settings(SMALL, "studio") == SMALL
+    for name, changes in DOMAINS.items():
+        shifted = domain_settings(SMALL, name)
+        differs = {k for k, v in shifted.to_dict().items() if v != SMALL.to_dict()[k]}
+        assert differs == set(changes), name
+        assert (shifted.classes, shifted.size, shifted.class_names) == (SMALL.classes, SMALL.size, SMALL.class_names)
+    with pytest.raises(ValueError, match="unknown SynthFER domain 'night'; expected one of studio, identities"):
+        domain_settings(SMALL, "night")
+
+
+def light_gradient(image: Image.Image) -> float:
+    """How much brighter one side of an image is than the other: |left − right| + |top − bottom| of the luma of
+    8-pixel bands."""
+    luma = grey_levels(image)
+    return abs(luma[:, :8].mean() - luma[:, -8:].mean()) + abs(luma[:8].mean() - luma[-8:].mean())
+
+
+def test_the_domains_shift_what_they_say():
+    records = plan(SMALL)[:24]
+    studio = [render(SMALL, r) for r in records]
+    shifted = {name: [render(domain_settings(SMALL, name), r) for r in records]
+               for name in ("lighting", "pose", "occluded", "style")}
+    for name in ("lighting", "style"):  # the same faces, poses and masks, lit or coloured otherwise
+        assert [meta for _, _, meta in shifted[name]] == [meta for _, _, meta in studio]
+        assert all(not np.array_equal(np.asarray(a), np.asarray(b))
+                   for (a, _, _), (b, _, _) in zip(shifted[name], studio))
+    assert np.mean([light_gradient(i) for i, _, _ in shifted["lighting"]]) > \
+        1.5 * np.mean([light_gradient(i) for i, _, _ in studio])
+    assert all(np.ptp(np.asarray(i, float), axis=-1).max() <= 1 for i, _, _ in shifted["style"])
+    rotation = {name: max(abs(m["rotation"]) for _, _, m in images)
+                for name, images in {"studio": studio, "pose": shifted["pose"]}.items()}
+    assert rotation["studio"] <= 5 < 10 < rotation["pose"]
+    covered = {name: sum(m["occluder"] != "none" for _, _, m in images)
+               for name, images in {"studio": studio, "occluded": shifted["occluded"]}.items()}
+    assert covered["occluded"] >= 8 and covered["occluded"] > 2 * covered["studio"]
+
+
+def test_the_identities_domain_draws_other_people_with_the_same_classes():
+    other = domain_settings(SMALL, "identities")
+    assert sample_identity(other, 0) != sample_identity(SMALL, 0)
+    for split in ("train", "test"):
+        counts = [Counter(r.true_label for r in plan(s) if r.split == split) for s in (SMALL, other)]
+        assert counts[0] == counts[1]  # balanced per identity: the same number of each class

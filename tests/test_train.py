@@ -20,7 +20,7 @@ from qcslib.models.weights import load_checkpoint
 from qcslib.train import SAM, ConfigError, Run, TrainingError, fit, head_names, load_profile, quadruplet_loss
 from qcslib.data.sources import DataError, load_split
 from qcslib.train import evaluation, load_data, loop
-from qcslib.train.config import PROFILE_DIR, TrainConfig, parse_overrides
+from qcslib.train.config import PROFILE_DIR, TrainConfig, parse_overrides, synthfer_domain
 from qcslib.train.evaluation import evaluate_checkpoint
 from qcslib.train.loop import lr_factor, should_stop
 from tests.official_reference import official_forward, random_official_state_dict, write_official_checkpoint
@@ -126,6 +126,30 @@ def test_a_config_survives_its_yaml_and_names_the_override_in_errors():
         load_profile("smoke", ["lr=fast"])
     with pytest.raises(ConfigError, match="model must be QCSConfig"):
         TrainConfig(model={"size": "tiny"})  # sections are typed: build them with from_dict
+
+
+def test_a_synthfer_domain_is_a_profile_key_or_an_override_between_the_profile_and_the_rest(tmp_path):
+    smoke = load_profile("smoke")
+    pose = load_profile("smoke", ["synthfer_domain=pose"])
+    assert pose.data_root == "data/synthfer-smoke-pose" and pose.synthfer.max_rotation == 15.0
+    assert pose.synthfer.noise == smoke.synthfer.noise == 0.0 and pose.replace(data_root=smoke.data_root,
+                                                                               synthfer=smoke.synthfer) == smoke
+    assert synthfer_domain(smoke, "pose") == pose and synthfer_domain(smoke, "studio") == smoke
+    assert load_profile("smoke", ["synthfer_domain=studio"]) == smoke
+    later = load_profile("smoke", ["synthfer_domain=pose", "synthfer.max_rotation=10", "data_root=elsewhere"])
+    assert (later.synthfer.max_rotation, later.synthfer.max_shift, later.data_root) == (10.0, 0.05, "elsewhere")
+    profile = tmp_path / "grey.yaml"
+    profile.write_text(yaml.safe_dump({"base": "smoke", "synthfer_domain": "style"}))
+    grey = load_profile(profile)
+    assert (grey.synthfer.saturation, grey.data_root) == (0.0, "data/synthfer-smoke-style")
+    assert load_profile(profile, ["synthfer_domain=studio"]) == smoke  # the override's domain wins
+    for profile_name in ("smoke", "cpu", "study"):  # what the profiles generate is unchanged: studio, colour
+        assert load_profile(profile_name).synthfer.saturation == 1.0
+    with pytest.raises(ConfigError, match=r"smoke\.yaml with synthfer_domain set: synthfer_domain must be one of "
+                                          r"studio, identities, lighting, pose, occluded, style, got 'night'"):
+        load_profile("smoke", ["synthfer_domain=night"])
+    with pytest.raises(ConfigError, match="synthfer_domain 'pose' applies to dataset synthfer only, not rafdb"):
+        load_profile("rafdb", ["synthfer_domain=pose"])
 
 
 def test_a_malformed_profile_is_one_line_with_its_line_and_column(tmp_path):

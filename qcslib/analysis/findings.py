@@ -1,5 +1,5 @@
 """The notebooks' "What we found": markdown bullet lists computed from their results, one function per
-notebook (04's is ``ablation.findings``). Each number says what it was measured on."""
+notebook (04's is ``ablation.findings``, 08's ``paper.findings``). Each number says what it was measured on."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -12,7 +12,10 @@ import numpy as np
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
                              precision_recall_fscore_support)
 
-# Test accuracy (%) the paper reports for QCS, as in the official README's results table (birdwcp/QCS).
+# Test accuracy (%) the authors report for QCS: the official README's "Checkpoints" table (github.com/birdwcp/QCS,
+# README.md at commit 293f28f), its "QCS" rows: RAF-DB 92.50, FERPlus 91.41, AffectNet-7 67.94, AffectNet-8 64.30.
+# The paper's own tables (arXiv 2411.01988) could not be read here; paperswithcode lists 93.02 (RAF-DB) and 91.85
+# (FERPlus), the README's QCS‡ rows (qcslib.paper.PAPER_PRETRAINED), 67.94 and 64.4 (AffectNet-7, -8) for it.
 PAPER_ACCURACY = {"rafdb": 92.50, "ferplus": 91.41, "affectnet7": 67.94, "affectnet8": 64.30}
 
 

@@ -9,6 +9,12 @@ YAML (``lr=1e-4``, ``sam=false``, ``model.units=[1,1,1]``). Every key and value 
 fields' type hints (``typing.get_type_hints``) when the config is built, before any work starts: an unknown
 or ill-typed key is a one-line ``ConfigError`` that names it.
 
+SynthFER domains: a profile key (or override) ``synthfer_domain: NAME`` picks one of
+``qcslib.data.synthfer.DOMAINS`` (studio, identities, lighting, pose, occluded, style). Its settings overrides go
+on top of the profile's ``synthfer`` mapping, and ``data_root`` gets the suffix ``-NAME`` (the generator caches by
+settings, one dataset a directory); ``--set`` overrides still come last. ``synthfer_domain(config, NAME)`` does
+the same to a built config. The run's config.yaml holds the resulting settings, not the name.
+
 Model selection: each epoch scores the *selection split* — ``val`` by default (the dataset's own val
 split, or a seeded, stratified ``val_fraction`` of train held out for datasets that have none, such as
 RAF-DB) — which picks ``best.pt`` and drives early stopping (``patience``, ``min_delta``); the test split
@@ -29,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from ..data.sources import DATASETS, SPLITS, DataOptions
-from ..data.synthfer import SynthFERSettings
+from ..data.synthfer import DOMAINS, SynthFERSettings
 from ..data.transforms import RECIPES
 from ..data.quadruplets import NEGATIVES
 from ..models.qcs import SIZES, QCSConfig
@@ -272,11 +278,37 @@ def read_profile(profile: str | Path, seen: tuple = ()) -> tuple[Path, dict]:
 
 
 def load_profile(profile: str | Path = "cpu", overrides: dict | list[str] | None = None) -> TrainConfig:
-    """Read a profile and apply overrides (a dict, or ``key=value`` strings) → a validated TrainConfig."""
+    """Read a profile and apply overrides (a dict, or ``key=value`` strings) → a validated TrainConfig. A
+    ``synthfer_domain`` (the profile's, or an override's) applies between the two (see the module docstring)."""
     path, values = read_profile(profile)
     values.pop("notebooks", None)  # the notebooks' parameters: see notebook_parameters
-    values = apply_overrides({}, values, where=str(path))
     if isinstance(overrides, (list, tuple)):
         overrides = parse_overrides(overrides)
-    values = apply_overrides(values, overrides or {})
-    return TrainConfig.from_dict(values, where=f"{path}" + (f" with {', '.join(overrides)} set" if overrides else ""))
+    overrides = dict(overrides or {})
+    where = f"{path}" + (f" with {', '.join(overrides)} set" if overrides else "")
+    domain = overrides.pop("synthfer_domain", values.pop("synthfer_domain", "studio"))
+    values = domain_values(apply_overrides({}, values, where=str(path)), domain, where)
+    values = apply_overrides(values, overrides)
+    config = TrainConfig.from_dict(values, where=where)
+    if domain != "studio" and config.dataset != "synthfer":
+        raise ConfigError(f"{where}: synthfer_domain {domain!r} applies to dataset synthfer only, not {config.dataset}")
+    return config
+
+
+def domain_values(values: dict, domain, where: str = "config") -> dict:
+    """A mapping of TrainConfig fields on SynthFER domain ``domain``: ``DOMAINS[domain]`` over its ``synthfer``
+    mapping and ``-<domain>`` after its ``data_root`` (studio: unchanged); an unknown domain is a ConfigError."""
+    if domain not in DOMAINS:
+        raise ConfigError(f"{where}: synthfer_domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
+    if domain == "studio":
+        return values
+    return {**values, "synthfer": {**(values.get("synthfer") or {}), **DOMAINS[domain]},
+            "data_root": f"{values.get('data_root', TrainConfig.data_root)}-{domain}"}
+
+
+def synthfer_domain(config: TrainConfig, domain: str) -> TrainConfig:
+    """``config`` on SynthFER domain ``domain`` (``domain_values``), e.g. ``data/synthfer-smoke`` with
+    ``max_rotation`` 5 → ``data/synthfer-smoke-pose`` with ``max_rotation`` 15."""
+    if domain != "studio" and config.dataset != "synthfer":
+        raise ConfigError(f"synthfer_domain {domain!r} applies to dataset synthfer only, not {config.dataset}")
+    return TrainConfig.from_dict(domain_values(config.to_dict(), domain))

@@ -5,7 +5,14 @@ Each image is a cartoon face drawn from FACS action units (AUs). A class is a pr
 dropped prototype AUs and low intensities make classes overlap (fear/surprise, anger/disgust,
 sad/neutral). Identities (face shape, skin, eyes, nose, hair, beard, glasses) are disjoint between
 the train, val and test splits. Nuisances: pose (rotation, scale, shift), lighting gradient, blur,
-noise, occluders (a hand or a bar) and background clutter. Train and val labels carry label noise.
+noise, occluders (a hand or a bar) and background clutter; the colour saturation (1: as drawn, 0: grey).
+Train and val labels carry label noise.
+
+*Domains* (``DOMAINS``, ``domain_settings``) each shift one factor of the whole dataset (train, val and test
+alike): other identities, strong lighting, large poses, frequent occluders, or greyscale images (which also
+hide the background hue), all with the same classes.
+A model trained on one domain and scored on another's test split measures a cross-domain drop, as training on
+RAF-DB and testing on FERPlus does.
 
 The *bias attribute* is the background hue, one hue per class. In train it is the true class's hue
 with probability ``bias_strength`` and a uniformly random hue otherwise, so
@@ -33,7 +40,8 @@ clips of one identity moving through expressions, with each frame's truth (``pyt
 from .face import Identity, sample_identity
 from .io import generate
 from .render import render
-from .settings import AUS, CLASSES, PROTOTYPES, VERSION, Record, SynthFERSettings, plan, sample_aus
+from .settings import (AUS, CLASSES, DOMAINS, PROTOTYPES, VERSION, Record, SynthFERSettings, domain_settings, plan,
+                       sample_aus)
 
-__all__ = ["AUS", "CLASSES", "PROTOTYPES", "VERSION", "SynthFERSettings", "Identity", "Record", "generate", "plan",
-           "sample_identity", "sample_aus", "render"]
+__all__ = ["AUS", "CLASSES", "DOMAINS", "PROTOTYPES", "VERSION", "SynthFERSettings", "Identity", "Record",
+           "domain_settings", "generate", "plan", "sample_identity", "sample_aus", "render"]

@@ -26,7 +26,7 @@ from PIL import Image
 
 from .face import Identity, sample_identity
 from .render import render
-from .settings import AUS, SPLIT_ORDER, VERSION, Record, SynthFERSettings, plan
+from .settings import ADDED_SETTINGS, AUS, SPLIT_ORDER, VERSION, Record, SynthFERSettings, plan
 
 
 def write_png(path: str, image: Image.Image) -> None:
@@ -95,6 +95,7 @@ def _check_existing(out: Path, settings: SynthFERSettings) -> bool:
         stored = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"{marker} is not readable JSON ({error}); delete {out} to regenerate") from error
+    stored = {**ADDED_SETTINGS, **stored}  # a dataset made before a setting existed was drawn at its default
     wanted = _stored_settings(settings)
     diff = [f"{key}: {stored.get(key, '<missing>')!r} there, {wanted.get(key, '<missing>')!r} asked"
             for key in sorted(set(stored) | set(wanted)) if stored.get(key) != wanted.get(key)]

@@ -173,13 +173,15 @@ def gaussian_blur(pixels: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def finish(image: Image.Image, rng: np.random.Generator, settings: SynthFERSettings) -> Image.Image:
-    """Blur, lighting and sensor noise: ``blur_β(x) · b · (1 + g (d · p)) + σ z``.
+    """Blur, lighting, sensor noise and colour: ``y = blur_β(x) · b · (1 + g (d · p)) + σ z``, then
+    ``y ← ℓ + s (y − ℓ)`` with ``ℓ = 0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601 luma) and ``s = saturation``.
 
     ``blur_β`` is a Gaussian blur of standard deviation ``β ~ U(0, blur) · size / 112`` pixels (skipped
     below a quarter pixel, where it changes nothing visible), ``p`` runs over [-1, 1]² across the image,
     ``d`` is a random unit direction, the gradient ``g ~ U(0, lighting)``, the brightness
     ``b ~ U(0.85, 1.15)``, ``σ ~ U(0, noise) · 255`` and ``z`` is standard normal per pixel, the same in all
-    channels (luminance noise).
+    channels (luminance noise). ``s = 1`` (the default) leaves the colours as drawn and draws nothing; ``s = 0``
+    gives grey images (still three channels).
     """
     size = settings.size  # pixels
     blur = rng.uniform(0, settings.blur) * size / 112  # pixels
@@ -205,5 +207,8 @@ def shade(image: Image.Image, blur: float, angle: float, gradient: float, bright
     pixels = pixels * gain[:, :, None]
     if sigma > 0:
         pixels += (sigma * rng.standard_normal((size, size), dtype=np.float32))[:, :, None]
+    if settings.saturation != 1:
+        luma = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # (size, size)
+        pixels = luma[:, :, None] + settings.saturation * (pixels - luma[:, :, None])
     pixels += 0.5  # rounds to nearest in the uint8 cast below
     return Image.fromarray(np.clip(pixels, 0, 255, out=pixels).astype(np.uint8))  # (size, size, 3) uint8

@@ -16,6 +16,9 @@ from ..sources import CLASS_NAMES
 
 
 VERSION = 3  # bump whenever the same settings would draw different images; it invalidates caches
+# Settings added since without a VERSION bump, with the default that draws what a dataset made before them holds
+# (so that its settings.json, which lacks them, still matches).
+ADDED_SETTINGS = {"saturation": 1.0}
 
 CLASSES = CLASS_NAMES  # label order: the canonical vocabulary; 7 classes use the first 7
 AUS = (1, 2, 4, 5, 6, 7, 9, 12, 14, 15, 16, 20, 23, 26)
@@ -61,6 +64,7 @@ class SynthFERSettings:
     lighting: float = 0.4            # linear lighting gradient amplitude ~ U(0, lighting)
     blur: float = 0.5                # Gaussian blur σ ~ U(0, blur) pixels at 112 px
     noise: float = 0.02              # pixel noise std ~ U(0, noise) (fraction of 255)
+    saturation: float = 1.0          # colour: pixel ← luma + saturation · (pixel − luma); 1 as drawn, 0 greyscale
     occlusion_prob: float = 0.1      # P(a hand or a bar covers part of the face)
     clutter: float = 2.0             # mean number of background clutter shapes
     mask_threshold: float = 0.2      # AUs at or above this intensity enter the mask
@@ -85,7 +89,7 @@ class SynthFERSettings:
         need(0 < self.expressiveness_min <= self.expressiveness_max, "expressiveness_min",
              f"in (0, expressiveness_max={self.expressiveness_max}]")
         for name in ("leak_max", "max_rotation", "scale_jitter", "max_shift", "lighting", "blur", "noise",
-                     "clutter", "mask_threshold"):
+                     "saturation", "clutter", "mask_threshold"):
             need(getattr(self, name) >= 0, name, "non-negative")
         need(self.scale_jitter < 1, "scale_jitter", "below 1")
         need(0 < self.mask_threshold <= 1, "mask_threshold", "in (0, 1]")
@@ -96,6 +100,27 @@ class SynthFERSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# Domain presets: settings overrides that shift SynthFER's domain, applied on top of a profile's settings (the
+# profile key ``synthfer_domain: NAME``, or ``--set synthfer_domain=NAME``; see ``qcslib.train.config``). None
+# touches ``classes``, ``size`` or the protocol, so every domain's test split has the same classes, and a model
+# trained on one domain is scored on another's test split as it is.
+DOMAINS = {
+    "studio": {},                                        # the profile's own settings
+    "identities": {"seed": 2411},                        # other people (and other draws of all else): no shift
+    "lighting": {"lighting": 0.8},                       # strong light gradients, up to black or blown-out corners
+    "pose": {"max_rotation": 15.0, "scale_jitter": 0.12, "max_shift": 0.05},  # tilted, scaled, off-centre faces
+    "occluded": {"occlusion_prob": 0.6},                 # a hand or a bar over most faces
+    "style": {"saturation": 0.0},                        # greyscale, as FER2013/FERPlus images are
+}
+
+
+def domain_settings(settings: SynthFERSettings, domain: str) -> SynthFERSettings:
+    """``settings`` with the ``DOMAINS[domain]`` overrides; an unknown domain is a one-line ValueError."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown SynthFER domain {domain!r}; expected one of {', '.join(DOMAINS)}")
+    return SynthFERSettings(**{**settings.to_dict(), **DOMAINS[domain]})
 
 
 def seeded_rng(*key: int) -> np.random.Generator:
