@@ -189,14 +189,14 @@ def finish(image: Image.Image, rng: np.random.Generator, settings: SynthFERSetti
     gradient = rng.uniform(0, settings.lighting)
     brightness = rng.uniform(0.85, 1.15)
     sigma = rng.uniform(0, settings.noise) * 255  # 0..255 grey levels
-    return shade(image, blur, angle, gradient, brightness, sigma, rng)
+    return shade(image, blur, angle, gradient, brightness, sigma, rng, settings.saturation)
 
 
 def shade(image: Image.Image, blur: float, angle: float, gradient: float, brightness: float, sigma: float,
-          rng: np.random.Generator) -> Image.Image:
-    """``blur_β(x) · b · (1 + g (d · p)) + σ z`` with the values given (see :func:`finish`): ``blur`` β pixels
-    (skipped below 0.25), ``angle`` of d in radians, ``gradient`` g, ``brightness`` b, ``sigma`` σ grey levels;
-    ``rng`` draws only the noise z."""
+          rng: np.random.Generator, saturation: float = 1.0) -> Image.Image:
+    """``blur_β(x) · b · (1 + g (d · p)) + σ z``, then the colour ``ℓ + s (y − ℓ)``, with the values given (see
+    :func:`finish`): ``blur`` β pixels (skipped below 0.25), ``angle`` of d in radians, ``gradient`` g,
+    ``brightness`` b, ``sigma`` σ grey levels, ``saturation`` s; ``rng`` draws only the noise z."""
     size = image.size[0]  # pixels
     pixels = np.asarray(image, dtype=np.float32)  # (size, size, 3) float32, 0..255
     if blur >= 0.25:
@@ -207,8 +207,8 @@ def shade(image: Image.Image, blur: float, angle: float, gradient: float, bright
     pixels = pixels * gain[:, :, None]
     if sigma > 0:
         pixels += (sigma * rng.standard_normal((size, size), dtype=np.float32))[:, :, None]
-    if settings.saturation != 1:
+    if saturation != 1:
         luma = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # (size, size)
-        pixels = luma[:, :, None] + settings.saturation * (pixels - luma[:, :, None])
+        pixels = luma[:, :, None] + saturation * (pixels - luma[:, :, None])
     pixels += 0.5  # rounds to nearest in the uint8 cast below
     return Image.fromarray(np.clip(pixels, 0, 255, out=pixels).astype(np.uint8))  # (size, size, 3) uint8
