@@ -251,15 +251,16 @@ def domain_runs(configs: dict[str, TrainConfig], force: bool = False, jobs: int 
 
 
 def domain_table(runs: dict[str, Run]) -> pd.DataFrame | None:
-    """One row per domain run: what its preset changes (``DOMAINS``), where the run is, how it ended and the
-    val and test accuracy (%) of its checkpoint chosen on the selection split; None without domain runs."""
+    """One row per domain run: what its preset changes (``DOMAINS``), where the run is (the last three parts of its
+    path), how it ended and the val and test accuracy (%) of its checkpoint chosen on the selection split; None
+    without domain runs."""
     if not runs:
         return None
     rows = {}
     for domain, run in runs.items():
         s = run.summary
         changes = ", ".join(f"{k} {v}" for k, v in DOMAINS[domain].items()) or "nothing (the profile's)"
-        rows[domain] = {"changes": changes, "run": str(run.dir), "epochs": f"{s['stopped_epoch']}/{s['max_epochs']}",
+        rows[domain] = {"changes": changes, "run": "/".join(run.dir.parts[-3:]), "epochs": f"{s['stopped_epoch']}/{s['max_epochs']}",
                         "converged": "yes" if s["converged"] else "NO", "chosen on": s["selection"],
                         "val acc %": round(100 * s["best"].get("val_accuracy", np.nan), 2),
                         "test acc %": round(100 * s["best"]["test_accuracy"], 2)}
