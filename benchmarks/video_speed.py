@@ -99,7 +99,7 @@ def speed(clip, sizes, everies, folder):
 class FixedFace:
     """A fake detector: one face, the same box and SynthFER-template landmarks, in every frame."""
 
-    def detect(self, image):
+    def detect(self, image, frame=None):
         from qcslib.faces import TEMPLATES, Face
 
         box = np.array([8.0, 8.0, 56.0, 56.0])

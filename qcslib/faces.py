@@ -43,14 +43,15 @@ class Face:
 
 
 class FaceDetector:
-    """MTCNN (facenet-pytorch) on CPU by default; ``detect(image) -> list[Face]``, best first."""
+    """MTCNN (facenet-pytorch) on CPU by default; ``detect(image) -> list[Face]``, best first. (``frame``, a
+    video frame's index, which ``predict_video`` passes every detector, is not needed here.)"""
 
     def __init__(self, device: str = "cpu", min_probability: float = 0.9):
         from facenet_pytorch import MTCNN  # installed with --no-deps: its metadata pins an old torch and numpy
         self.mtcnn = MTCNN(keep_all=True, device=device)
         self.min_probability = min_probability
 
-    def detect(self, image: Image.Image) -> list[Face]:
+    def detect(self, image: Image.Image, frame: int | None = None) -> list[Face]:
         boxes, probs, points = self.mtcnn.detect(image.convert("RGB"), landmarks=True)
         if boxes is None:
             return []

@@ -67,6 +67,12 @@ class NotebookParameters:
     classes: str = ""               # 03, 07: the dataset an official checkpoint (it stores no class names) was
                                     # trained on, giving its label order (rafdb, ferplus, ...); empty: 03 takes the
                                     # scored dataset's, 07 refuses
+    clips: int = 3                  # 09: SynthFER clips rendered and read
+    clip_seconds: float = 9.0       # 09: each clip's length (one expression per 3 s)
+    clip_fps: float = 10.0          # 09: their frame rate
+    every: int = 1                  # 09: detect faces every K frames, track them in between
+    smooth: float = 0.5             # 09: the EMA's time constant in seconds (0: no smoothing)
+    video: str = ""                 # 09: a video file to read; empty: a clip made of real photos
     official_checkpoints: list[str] = field(default_factory=list)  # 08: "dataset=path" checkpoints (e.g. the
                                     # authors'), scored on that dataset's test split and across datasets
     domains: list[str] = field(default_factory=lambda: list(DOMAINS))  # 08: the SynthFER domains of the matrix
@@ -80,6 +86,8 @@ class NotebookParameters:
                 raise ConfigError(str(e)) from None
             if hint is int and value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
+            if hint is float and value < 0:
+                raise ConfigError(f"{name} must be at least 0, got {value}")
         for name in ("seeds", "ablation_seeds"):
             if not getattr(self, name) or min(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be a non-empty list of seeds ≥ 0, got {getattr(self, name)}")
@@ -272,3 +280,44 @@ def photo_folder(folder: str, run_dir: str | Path) -> Path:
     photos.mkdir(parents=True, exist_ok=True)
     Image.fromarray(data.astronaut()).save(photos / "astronaut.png")
     return photos
+
+
+def synthfer_clips(config: TrainConfig, params: NotebookParameters) -> list[dict]:
+    """09's SynthFER clips, rendered into ``run_dir/video/synthfer``: ``params.clips`` clips of
+    ``params.clip_seconds`` at ``params.clip_fps``, drawn like the profile's SynthFER (its size, classes and
+    look; the size made even), seed ``config.seed`` → ``write_clips``' records."""
+    from .data.synthfer.video import ClipSettings, write_clips
+
+    look = config.synthfer
+    settings = ClipSettings(seed=config.seed, fps=params.clip_fps, seconds=params.clip_seconds,
+                            size=look.size + look.size % 2, classes=look.classes, look=look)
+    return write_clips(Path(config.run_dir) / "video" / "synthfer", settings, params.clips)
+
+
+def predict_clips(predictor, clips: list[dict], params: NotebookParameters) -> list[dict]:
+    """Each SynthFER clip through ``predict_video`` with its truth as the face detector (``ClipFaces``), every
+    ``params.every`` frames, smoothed with τ = ``params.smooth`` → the summaries, each with its ``truth``."""
+    from .data.synthfer.video import ClipFaces
+    from .video import VideoFile, predict_video
+
+    results = []
+    for clip in clips:
+        out = Path(clip["video"]).with_suffix("")  # clip000.mp4 → clip000/
+        summary = predict_video(predictor, VideoFile(clip["video"]), out, ClipFaces(clip["truth"]),
+                                every=params.every, smooth=params.smooth, progress=False)
+        results.append({**summary, "truth": clip["truth"]})
+    return results
+
+
+def predict_real_video(predictor, config: TrainConfig, params: NotebookParameters) -> dict:
+    """``params.video``, or (empty) a clip made of real photos (``data.photo_clip``) written to
+    ``run_dir/video/photos.mp4``, through ``predict_video`` with MTCNN → its summary (``photos``: which frames
+    show which photo, for the clip made here)."""
+    from .data.photo_clip import write_photo_clip
+    from .video import VideoFile, predict_video
+
+    folder = Path(config.run_dir) / "video"
+    clip = {"video": params.video} if params.video else write_photo_clip(folder / "photos.mp4")
+    summary = predict_video(predictor, VideoFile(clip["video"]), folder / Path(clip["video"]).stem,
+                            every=params.every, smooth=params.smooth, progress=False)
+    return {**summary, "photos": clip.get("photos")}

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -316,18 +317,18 @@ class VideoWriter:
 
 
 def plot_timeline(csv_path, classes: list[str], out_path, max_faces: int = 6) -> None:
-    """One panel per face id (the ``max_faces`` seen in most frames): its smoothed probabilities over time
-    (lines) and the raw ones (faint), broken where the face is not in the frame."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """One panel per face id (the ``max_faces`` seen in most frames, in id order): its smoothed probabilities over
+    time (lines) and the raw ones (faint), broken where the face is not in the frame."""
     import pandas as pd
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure  # not pyplot: a notebook's figures stay as they are
 
     table = pd.read_csv(csv_path)
     faces = table.dropna(subset=["face_id"])
-    ids = faces["face_id"].value_counts().index[:max_faces]
-    fig, axes = plt.subplots(max(1, len(ids)), 1, figsize=(9, 2.2 * max(1, len(ids))), sharex=True, squeeze=False)
-    colours = plt.get_cmap("tab10")
+    ids = sorted(faces["face_id"].value_counts().index[:max_faces])
+    fig = Figure(figsize=(9, 2.2 * max(1, len(ids))))
+    axes = fig.subplots(max(1, len(ids)), 1, sharex=True, squeeze=False)
+    colours = colormaps["tab10"]
     every_frame = table[["frame", "time_s"]].drop_duplicates("frame")
     for ax, face_id in zip(axes[:, 0], ids):
         rows = every_frame.merge(faces[faces["face_id"] == face_id], on=["frame", "time_s"], how="left")  # gaps: NaN
@@ -347,18 +348,51 @@ def plot_timeline(csv_path, classes: list[str], out_path, max_faces: int = 6) ->
     axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
-    plt.close(fig)
+
+
+STAGES = ("decode", "detect", "track", "align", "classify", "write")
+
+
+class StageClock:
+    """Seconds spent in each of ``STAGES``: ``with clock("detect"): ...`` adds the block's wall time."""
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self.stage = None
+
+    def __call__(self, stage: str):
+        self.stage = stage
+        return self
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds[self.stage] += time.perf_counter() - self.start
+
+
+def _timed(frames: Iterator[Frame], clock: StageClock) -> Iterator[Frame]:
+    """``frames`` with the time spent producing each one counted as ``decode``."""
+    frames = iter(frames)
+    while True:
+        with clock("decode"):
+            frame = next(frames, None)
+        if frame is None:
+            return
+        yield frame
 
 
 def predict_video(predictor: Predictor, source: FrameSource, out, detector=None, every: int = 1,
                   smooth: float = 0.0, progress: bool = True) -> dict:
     """Classify every face of every frame of ``source``, detecting faces every ``every`` frames and tracking them
-    in between, smoothing with time constant ``smooth`` seconds. Writes to ``out``: ``predictions.csv`` and
-    ``predictions.jsonl`` (one record per face per frame, ``{frame, time_s, face_id, detected, box, landmarks,
-    probabilities, smoothed, label}``, and ``{frame, time_s, face_id: null}`` for a frame with no face),
-    ``annotated.mp4`` and ``timeline.png``. Ctrl-C stops early and keeps what was done. → a summary
-    ``{video, frames, frames_without_face, face_ids, error, out}``; ``error`` is the source's (frames before the
-    damage are in the output) or ``"interrupted"``."""
+    in between, smoothing with time constant ``smooth`` seconds. ``detector``: anything with ``detect(image,
+    frame) -> list[Face]`` (``frame`` the frame's index; default MTCNN's ``FaceDetector``). Writes to ``out``:
+    ``predictions.csv`` and ``predictions.jsonl`` (one record per face per frame, ``{frame, time_s, face_id,
+    detected, box, landmarks, probabilities, smoothed, label}``, and ``{frame, time_s, face_id: null}`` for a
+    frame with no face), ``annotated.mp4`` and ``timeline.png``. Ctrl-C stops early and keeps what was done. → a
+    summary ``{video, frames, frames_without_face, face_ids, error, out, seconds}``; ``error`` is the source's
+    (frames before the damage are in the output) or ``"interrupted"``; ``seconds`` the wall time of each of
+    ``STAGES`` (``write``: smoothing, the records and the annotated video; the timeline plot is not counted)."""
     import torch
     from tqdm import tqdm
 
@@ -371,7 +405,7 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
     out.mkdir(parents=True, exist_ok=True)
     model, classes, size = predictor.model, predictor.classes, predictor.model.config.image_size
     transform = build_transforms(predictor.recipe, size, train=False)
-    tracker, smoother = Tracker(max_gap=max(30, 3 * every)), Smoother(smooth)
+    tracker, smoother, clock = Tracker(max_gap=max(30, 3 * every)), Smoother(smooth), StageClock()
     video = VideoWriter(out / "annotated.mp4", source.fps)
     frames = empty = 0
     ids: set[int] = set()
@@ -381,18 +415,24 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
         table = csv.writer(csv_file)
         table.writerow(_columns(classes))
         try:
-            for n, frame in enumerate(tqdm(source, total=source.frames, unit="frame", desc=source.name,
-                                           disable=not progress)):
+            for n, frame in enumerate(tqdm(_timed(source, clock), total=source.frames, unit="frame",
+                                           desc=source.name, disable=not progress)):
                 photo = Image.fromarray(frame.image)
                 detected = n % every == 0
-                faces = tracker.update(frame.index, detector.detect(photo)) if detected else tracker.carry(frame.index)
+                if detected:
+                    with clock("detect"):
+                        found = detector.detect(photo, frame.index)
+                with clock("track"):
+                    faces = tracker.update(frame.index, found) if detected else tracker.carry(frame.index)
                 records = []
                 if faces:
-                    crops = torch.stack([transform(align(photo, f.landmarks, predictor.template, size))
-                                         for _, f in faces])
-                    with torch.inference_mode():
+                    with clock("align"):
+                        crops = torch.stack([transform(align(photo, f.landmarks, predictor.template, size))
+                                             for _, f in faces])
+                    with clock("classify"), torch.inference_mode():
                         probabilities = torch.softmax(model(crops), dim=1).numpy()
-                    for (face_id, face), p in zip(faces, probabilities):
+                with clock("write"):
+                    for (face_id, face), p in zip(faces, probabilities if faces else []):
                         s = smoother(face_id, frame.time, p)
                         records.append({"frame": frame.index, "time_s": round(frame.time, 4), "face_id": face_id,
                                         "detected": detected, "box": [round(float(v), 1) for v in face.box],
@@ -401,13 +441,13 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
                                         "smoothed": {c: round(float(q), 4) for c, q in zip(classes, s)},
                                         "label": classes[int(s.argmax())]})
                         ids.add(face_id)
-                else:
-                    records.append({"frame": frame.index, "time_s": round(frame.time, 4), "face_id": None})
-                    empty += 1
-                for r in records:
-                    table.writerow(_csv_row(r, classes))
-                    jsonl.write(json.dumps(r) + "\n")
-                video.write(_draw(frame.image, records))
+                    if not faces:
+                        records.append({"frame": frame.index, "time_s": round(frame.time, 4), "face_id": None})
+                        empty += 1
+                    for r in records:
+                        table.writerow(_csv_row(r, classes))
+                        jsonl.write(json.dumps(r) + "\n")
+                    video.write(_draw(frame.image, records))
                 frames += 1
         except KeyboardInterrupt:
             error = f"{source.name}: interrupted after {frames} frames; they are kept"
@@ -415,4 +455,5 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
             video.close()
     plot_timeline(out / "predictions.csv", classes, out / "timeline.png")
     return {"video": source.name, "frames": frames, "frames_without_face": empty, "face_ids": sorted(ids),
-            "error": error or source.error, "out": str(out)}
+            "error": error or source.error, "out": str(out), "seconds": {k: round(v, 4) for k, v in
+                                                                          clock.seconds.items()}}

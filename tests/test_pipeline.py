@@ -13,10 +13,10 @@ from qcslib import pipeline, progress
 REQUIRED = {"profile", "dataset", "data_root", "run_dir", "seeds", "device"}
 
 
-def test_there_are_eight_numbered_notebooks():
+def test_there_are_nine_numbered_notebooks():
     assert [nb.name for nb in pipeline.notebooks()] == [
         "01_data_prep.ipynb", "02_train_qcs.ipynb", "03_evaluate.ipynb", "04_ablations.ipynb", "05_tsne.ipynb",
-        "06_gradcam.ipynb", "07_predict.ipynb", "08_paper_tables.ipynb"]
+        "06_gradcam.ipynb", "07_predict.ipynb", "08_paper_tables.ipynb", "09_video.ipynb"]
 
 
 @pytest.mark.parametrize("path", pipeline.notebooks(), ids=lambda p: p.stem)
@@ -67,6 +67,10 @@ def test_the_smoke_pipeline_renders_every_report(tmp_path):
     tables = (out / "08_paper_tables.html").read_text()
     for words in ("92.50", "not available: put RAF-DB at data/rafdb", "SynthFER · pose", "Not converged"):
         assert words in tables, words
+    video = (out / "09_video.html").read_text()
+    for words in ("smoothed − raw", "2 clips", "real photos (MTCNN): frames/s", "frame(s) had no face"):
+        assert words in video, words
+    assert (runs / "video" / "synthfer" / "clip001" / "predictions.csv").is_file()
 
 
 def write_notebook(path, sources):

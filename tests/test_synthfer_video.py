@@ -9,8 +9,9 @@ import pytest
 
 from qcslib.__main__ import main
 from qcslib.analysis.temporal import frame_labels, onset_delays, temporal_accuracy
-from qcslib.data.synthfer import AUS
-from qcslib.data.synthfer.video import ClipSettings, Episode, render_clip, truth_columns, write_clips
+from qcslib.data.synthfer import AUS, SynthFERSettings, sample_identity
+from qcslib.data.synthfer.video import (IDENTITY_BASE, ClipFaces, ClipSettings, Episode, render_clip, truth_columns,
+                                        write_clips)
 from qcslib.video import VideoFile
 
 SHORT = ClipSettings(seed=5, fps=8, seconds=6, size=48)  # two episodes of 3 s, 48 frames
@@ -82,6 +83,28 @@ def test_head_moves_and_occluder_crosses(short_clip):
     rows = pd.DataFrame([row for _, row in short_clip])
     assert rows["rotation"].max() - rows["rotation"].min() > 5
     assert (rows["occluded"] > 0).any() and (rows["occluded"] == 0).any()
+
+
+def test_truth_places_the_face_with_the_identitys_eyes_and_the_rows_rotation(short_clip):
+    person = sample_identity(SHORT.synthfer, IDENTITY_BASE)
+    for _, row in short_clip:
+        points = np.array([[row[f"landmark{k}_x"], row[f"landmark{k}_y"]] for k in range(5)])  # (5, 2) pixels
+        eyes = points[1] - points[0]
+        assert np.hypot(*eyes) == pytest.approx(2 * person.eye_dx * 0.32 * SHORT.size, abs=0.2)  # 0.32 size a unit
+        assert math.degrees(math.atan2(eyes[1], eyes[0])) == pytest.approx(row["rotation"], abs=0.6)
+        assert row["box_x0"] < points[:, 0].min() and points[:, 0].max() < row["box_x1"]
+        assert row["box_y0"] < points[:, 1].min() and points[:, 1].max() < row["box_y1"]
+    centres = np.array([[row["box_x0"] + row["box_x1"], row["box_y0"] + row["box_y1"]] for _, row in short_clip]) / 2
+    assert np.ptp(centres, axis=0).min() > 1  # the head moves, and the box with it
+
+
+def test_clips_take_the_look_of_the_given_synthfer_settings():
+    grey = ClipSettings(seed=5, fps=2, seconds=1, size=48, look=SynthFERSettings(saturation=0.0, seed=9, size=200))
+    assert grey.synthfer.seed == 5 and grey.synthfer.size == 48  # the clip's own seed and size win
+    image, _ = next(render_clip(grey, 0))
+    colour, _ = next(render_clip(ClipSettings(seed=5, fps=2, seconds=1, size=48), 0))
+    spread = lambda im: np.ptp(im.astype(int), axis=2).max()  # largest channel difference of any pixel
+    assert spread(image) <= 2 < spread(colour)
 
 
 def test_written_clip_decodes_with_the_frame_count(tmp_path):
@@ -164,20 +187,15 @@ def test_helpers_read_what_predict_video_writes(tmp_path):
     import torch
 
     from qcslib import QCSConfig, QCSNet, save_checkpoint
-    from qcslib.faces import TEMPLATES, Face, load_predictor
+    from qcslib.faces import load_predictor
     from qcslib.video import predict_video
-
-    class FixedFace:
-        def detect(self, image):
-            box = np.array([8.0, 8.0, 56.0, 56.0])
-            return [Face(box, box[:2] + TEMPLATES["synthfer"] * 48, 0.99)]
 
     torch.manual_seed(0)
     classes = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
     save_checkpoint(tmp_path / "tiny.pt", QCSNet(QCSConfig.sized("tiny")), classes=classes)
     clip = write_clips(tmp_path, ClipSettings(seed=1, fps=10, seconds=1.5, size=64))[0]
-    predict_video(load_predictor(tmp_path / "tiny.pt"), VideoFile(clip["video"]), tmp_path / "out", FixedFace(),
-                  smooth=0.3, progress=False)
+    predict_video(load_predictor(tmp_path / "tiny.pt"), VideoFile(clip["video"]), tmp_path / "out",
+                  ClipFaces(clip["truth"]), every=3, smooth=0.3, progress=False)
     result = temporal_accuracy(tmp_path / "out" / "predictions.csv", clip["truth"])
     records = [json.loads(line) for line in open(tmp_path / "out" / "predictions.jsonl")]
     truth = pd.read_csv(clip["truth"])["label"].tolist()
@@ -185,3 +203,21 @@ def test_helpers_read_what_predict_video_writes(tmp_path):
     assert result["frames"] == 15 and result["frames_without_face"] == 0
     assert result["raw"] == pytest.approx(np.mean([p == t for p, t in zip(raw, truth)]))
     assert len(onset_delays(tmp_path / "out" / "predictions.csv", clip["truth"])) == 1
+    table, known = pd.read_csv(tmp_path / "out" / "predictions.csv"), pd.read_csv(clip["truth"])
+    detected = table["detected"] == 1
+    assert list(table["frame"][detected]) == [0, 3, 6, 9, 12]  # the others tracked, on the one face id
+    assert set(table["face_id"]) == {0}
+    boxes = ["box_x0", "box_y0", "box_x1", "box_y1"]
+    assert np.allclose(table[boxes][detected], known[boxes][detected], atol=0.05)
+
+
+def test_the_truth_detector_refuses_a_clip_without_positions_and_unknown_frames(tmp_path):
+    old = tmp_path / "old.csv"
+    pd.DataFrame({"frame": [0], "time_s": [0.0], "label": ["neutral"]}).to_csv(old, index=False)
+    with pytest.raises(ValueError, match=r"old.csv: a clip truth CSV without the face position columns"):
+        ClipFaces(old)
+    clip = write_clips(tmp_path, ClipSettings(seed=1, fps=4, seconds=1, size=48))[0]
+    faces = ClipFaces(clip["truth"])
+    assert len(faces.detect(None, 3)) == 1
+    with pytest.raises(ValueError, match="frame 4 is not in the clip's truth"):
+        faces.detect(None, 4)

@@ -44,7 +44,7 @@ def write_video(path, images, fps=10, options=None):
 class SquareDetector:
     """Finds the bright squares (no MTCNN): each one a face, its landmarks on SynthFER's template in its box."""
 
-    def detect(self, image):
+    def detect(self, image, frame=None):
         mask = np.asarray(image).mean(axis=2) > 200
         labels, n = ndimage.label(mask)
         faces = []
@@ -193,8 +193,11 @@ def test_predict_video_writes_a_record_per_face_per_frame_and_a_row_per_frame_wi
     tau = 0.5
     summary = predict_video(predictor, VideoFile(clip), out, SquareDetector(), every=2, smooth=tau)
     assert "frame/s" in capsys.readouterr().err  # the progress bar's rate
+    seconds = summary.pop("seconds")
     assert summary == {"video": str(clip), "frames": 20, "frames_without_face": 4, "face_ids": [0], "error": None,
                        "out": str(out)}
+    assert list(seconds) == ["decode", "detect", "track", "align", "classify", "write"]
+    assert all(s > 0 for s in seconds.values())  # every stage ran and was timed
     table = pd.read_csv(out / "predictions.csv")
     assert list(table["frame"]) == list(range(20))
     empty = table[table["face_id"].isna()]

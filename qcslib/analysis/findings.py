@@ -2,6 +2,7 @@
 notebook (04's is ``ablation.findings``, 08's ``paper.findings``). Each number says what it was measured on."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,4 +128,40 @@ def predictions(checkpoint: str | Path, template: str, photos) -> str:
     if template == "synthfer":
         lines.append("- This model was trained on SynthFER only: these labels are not expected to be right on real "
                      "faces.")
+    return "\n".join(lines)
+
+
+def _frame_rate(summaries: list[dict]) -> float:
+    """Frames per second of ``predict_video`` over its summaries: frames / the seconds of all stages."""
+    return sum(r["frames"] for r in summaries) / sum(sum(r["seconds"].values()) for r in summaries)
+
+
+def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: dict, results: list[dict],
+          real: dict, every: int, smooth: float) -> str:
+    """09: what the checkpoint is (its run's selection split and whether it converged, when it is one of ours),
+    the clips' raw and smoothed accuracy and their paired comparison, the pipeline's speed, and what the clip of
+    real photos gave (faces found, frames without one, the labels' caveat for a SynthFER model: ``template``)."""
+    from .stats import verdict
+
+    summary_file = Path(checkpoint).with_name("summary.json")
+    run = ""
+    if summary_file.is_file():
+        s = json.loads(summary_file.read_text())
+        ended = "converged" if s.get("stopped_early") or s.get("converged") else "**not converged: the accuracies " \
+                                                                                   "below are not a result**"
+        run = f" (one run, seed {s['seed']}; chosen on the {s['selection']} split; {ended})"
+    raw, smoothed = scores["raw accuracy"], scores["smoothed accuracy"]
+    lines = [f"- `{checkpoint}`{run} read {len(scores)} SynthFER clip(s), {int(scores['frames'].sum())} frames, "
+             f"faces placed by the clips' truth, detected every {every} frame(s), smoothed with τ = {smooth} s.",
+             f"- Per-frame accuracy: raw {100 * raw.mean():.1f} %, smoothed {100 * smoothed.mean():.1f} % (mean over "
+             f"the clips). {verdict(effect, over='clips')}; the clip is the unit, as its frames are not "
+             f"independent.",
+             f"- The pipeline ran at {_frame_rate(results):.1f} frames/s on the SynthFER clips (no detector) and "
+             f"{_frame_rate([real]):.1f} frames/s on the real clip (MTCNN every {every} frame(s)), on this machine.",
+             f"- The real video ({Path(real['video']).name}): {real['frames']} frames, MTCNN found "
+             f"{len(real['face_ids'])} face id(s), {real['frames_without_face']} frame(s) had no face and have a row "
+             f"saying so{'; decoding stopped early: ' + real['error'] if real['error'] else ''}."]
+    if template == "synthfer":
+        lines.append("- This model was trained on SynthFER only: its labels on the real faces are not expected to be "
+                     "right; the real clip shows the pipeline (detection, tracking, no-face rows, speed) working.")
     return "\n".join(lines)

@@ -205,3 +205,50 @@ def face_predictions(crops: list, records: list[dict]) -> plt.Figure:
         ax_bar.set_xlabel("probability")
     fig.tight_layout()
     return fig
+
+
+def clip_timeline(result: dict, classes: list[str]) -> plt.Figure:
+    """A SynthFER clip over time (``result``: a ``predict_video`` summary with its ``truth`` CSV): above, the
+    smoothed probabilities of the clip's face (raw ones faint); below, one strip each for the true, raw and
+    smoothed label of every frame, coloured by class (white: no face)."""
+    from .temporal import frame_labels
+
+    predictions = pd.read_csv(f"{result['out']}/predictions.csv")
+    labels = frame_labels(predictions, result["truth"])
+    main = predictions.dropna(subset=["face_id"])
+    main = main[main["face_id"] == main["face_id"].value_counts().index[0]] if len(main) else main
+    fig, (ax, strips) = plt.subplots(2, 1, figsize=(9, 3.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    colours = plt.get_cmap("tab10")
+    for k, c in enumerate(classes):
+        ax.plot(main["time_s"], main[f"p_{c}"], color=colours(k), alpha=0.25, linewidth=0.8)
+        ax.plot(main["time_s"], main[f"smoothed_{c}"], color=colours(k), label=c)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("probability")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title(f"{result['truth'].split('/')[-1].removesuffix('.csv')}: smoothed (raw faint)", fontsize=9)
+    index = {c: k for k, c in enumerate(classes)}
+    rows = np.array([[index.get(v, np.nan) if isinstance(v, str) else np.nan for v in labels[column]]
+                     for column in ("label", "raw", "smoothed")], dtype=float)  # (3, frames) class indices
+    step = float(np.median(np.diff(labels["time_s"]))) if len(labels) > 1 else 1.0
+    strips.imshow(rows, aspect="auto", cmap=colours, vmin=0, vmax=9, interpolation="nearest",
+                  extent=(labels["time_s"].iloc[0] - step / 2, labels["time_s"].iloc[-1] + step / 2, 2.5, -0.5))
+    strips.set_yticks([0, 1, 2], ["truth", "raw", "smoothed"], fontsize=8)
+    strips.set_xlabel("time (s)")
+    fig.tight_layout()
+    return fig
+
+
+def video_frames(video: str, n: int = 4) -> plt.Figure:
+    """``n`` frames spread evenly over ``video`` (e.g. an ``annotated.mp4``), each titled with its time."""
+    from ..video import VideoFile
+
+    source = VideoFile(video)
+    wanted = set(np.linspace(0, max(0, (source.frames or 1) - 1), n).round().astype(int).tolist())
+    frames = [f for f in source if f.index in wanted]
+    fig, axes = plt.subplots(1, len(frames), figsize=(2.6 * len(frames), 2.8), squeeze=False)
+    for ax, frame in zip(axes[0], frames):
+        ax.imshow(frame.image)
+        ax.set_title(f"{frame.time:.1f} s", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

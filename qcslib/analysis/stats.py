@@ -38,13 +38,13 @@ def compare(runs: pd.DataFrame, variant: str, reference: str, metric: str = "bes
             "ahead": int((diff > 0).sum()), "p_value": float(p)}
 
 
-def verdict(c: dict, scale: float = 100.0, unit: str = "points") -> str:
-    """``compare``'s result in one sentence that follows its interval."""
+def verdict(c: dict, scale: float = 100.0, unit: str = "points", over: str = "seeds") -> str:
+    """``compare``'s result in one sentence that follows its interval; ``over`` names what was paired."""
     name = f"{c['variant']} − {c['reference']}"
     if c["seeds"] < 2:
-        return (f"{name}: {scale * c['mean_diff']:+.2f} {unit} on {c['seeds']} seed(s), too few for an "
+        return (f"{name}: {scale * c['mean_diff']:+.2f} {unit} on {c['seeds']} {over.removesuffix('s')}(s), too few for an "
                 f"interval, so no conclusion")
-    interval = f"95 % interval [{scale * c['ci_low']:+.2f}, {scale * c['ci_high']:+.2f}] {unit}, {c['seeds']} seeds"
+    interval = f"95 % interval [{scale * c['ci_low']:+.2f}, {scale * c['ci_high']:+.2f}] {unit}, {c['seeds']} {over}"
     if c["ci_low"] <= 0 <= c["ci_high"]:
         return f"{name}: no detectable difference ({scale * c['mean_diff']:+.2f} {unit}; {interval})"
     direction = "ahead of" if c["mean_diff"] > 0 else "behind"

@@ -98,3 +98,36 @@ def per_class(metrics: dict) -> pd.DataFrame:
 def failures(records: list[dict]) -> pd.DataFrame | None:
     """The files that gave no prediction, with why (``{file, error}`` records); None when there are none."""
     return pd.DataFrame(records, columns=["file", "error"]) if records else None
+
+
+def clip_accuracy(scores: pd.DataFrame) -> pd.DataFrame:
+    """``temporal.clip_scores`` to read: accuracies in %, delays to 0.01 s, and a last row of mean ± std over the
+    clips."""
+    table = scores.copy()
+    accuracies, delays = ["raw accuracy", "smoothed accuracy"], ["raw delay (s)", "smoothed delay (s)"]
+    summary = {"clip": f"mean ± std ({len(table)} clips)", "frames": int(table["frames"].sum()),
+               "frames without face": int(table["frames without face"].sum()), "onsets detected (smoothed)": ""}
+    for column in accuracies:
+        summary[column] = f"{100 * table[column].mean():.1f} ± {100 * table[column].std(ddof=1):.1f}" \
+            if len(table) > 1 else f"{100 * table[column].mean():.1f}"
+    for column in delays:
+        summary[column] = f"{table[column].mean():.2f}" if table[column].notna().any() else "none"
+    table[accuracies] = (100 * table[accuracies]).round(1)
+    table[delays] = table[delays].round(2)
+    return pd.concat([table.astype(object), pd.DataFrame([summary])], ignore_index=True).fillna("none")
+
+
+def video_stages(groups: dict[str, list[dict]]) -> pd.DataFrame:
+    """Where ``predict_video``'s time went: per stage (``video.STAGES``) and per group of runs (``{name:
+    summaries}``, each group's together), its share of the time and the frames per second the pipeline would run
+    at if that stage were all it did (frames / seconds); a last row for the whole pipeline."""
+    from ..video import STAGES
+
+    table = pd.DataFrame({"stage": list(STAGES) + ["all"]})
+    for name, summaries in groups.items():
+        frames = sum(s["frames"] for s in summaries)
+        seconds = [sum(s["seconds"][stage] for s in summaries) for stage in STAGES]
+        seconds.append(sum(seconds))
+        table[f"{name}: share"] = [f"{100 * t / seconds[-1]:.0f} %" for t in seconds]
+        table[f"{name}: frames/s"] = [round(frames / t, 1) if t > 0 else float("inf") for t in seconds]
+    return table

@@ -9,6 +9,7 @@ frame where it is absent counts as wrong. The raw label of a frame is the argmax
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -73,3 +74,36 @@ def onset_delays(predictions, truth, column: str = "smoothed") -> list[dict]:
         delays.append({"onset_s": onset_s, "label": label,
                        "delay_s": float(hits["time_s"].iloc[0]) - onset_s if len(hits) else math.nan})
     return delays
+
+
+def _detected(delays: list[dict]) -> list[float]:
+    return [d["delay_s"] for d in delays if not math.isnan(d["delay_s"])]
+
+
+def clip_scores(results: list[dict]) -> pd.DataFrame:
+    """One row per clip (``results``: ``predict_video`` summaries, each with its clip's ``truth`` CSV added):
+    ``clip, frames, frames without face, raw accuracy, smoothed accuracy``, the median onset-to-detection delay in
+    seconds of each over the onsets it detected (NaN: none), and how many of the onsets the smoothed one detected."""
+    rows = []
+    for r in results:
+        predictions = Path(r["out"]) / "predictions.csv"
+        accuracy = temporal_accuracy(predictions, r["truth"])
+        raw, smoothed = (_detected(onset_delays(predictions, r["truth"], c)) for c in ("raw", "smoothed"))
+        onsets = len(onset_delays(predictions, r["truth"]))
+        rows.append({"clip": Path(r["truth"]).stem, "frames": accuracy["frames"],
+                     "frames without face": accuracy["frames_without_face"], "raw accuracy": accuracy["raw"],
+                     "smoothed accuracy": accuracy["smoothed"],
+                     "raw delay (s)": float(np.median(raw)) if raw else math.nan,
+                     "smoothed delay (s)": float(np.median(smoothed)) if smoothed else math.nan,
+                     "onsets detected (smoothed)": f"{len(smoothed)} of {onsets}"})
+    return pd.DataFrame(rows)
+
+
+def smoothing_effect(scores: pd.DataFrame) -> dict:
+    """Smoothed − raw per-frame accuracy over the clips of ``clip_scores`` (the clip as the unit: frames of one
+    clip are not independent), a paired 95 % t-interval (``stats.compare``, the clip in the seed's place)."""
+    from .stats import compare
+
+    long = pd.concat([pd.DataFrame({"seed": range(len(scores)), "variant": name, "accuracy": scores[f"{name} accuracy"]})
+                      for name in ("smoothed", "raw")])
+    return compare(long, "smoothed", "raw", metric="accuracy")

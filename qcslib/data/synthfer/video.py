@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -46,13 +46,16 @@ MAX_ROTATION, MAX_SHIFT = 8.0, 0.04  # degrees, fraction of the size
 @dataclass(frozen=True)
 class ClipSettings:
     """One set of clips: ``seed``, frames per second, length in seconds, square frame side in pixels (even, at
-    least 32), classes (7 or 8, as SynthFER)."""
+    least 32), classes (7 or 8, as SynthFER); ``look``: the SynthFER settings whose AU draws, blur, noise, lighting,
+    saturation and clutter the clips take (e.g. a training profile's, so that clips look like its images); its
+    seed, size and classes are replaced by the clip's."""
 
     seed: int = 0
     fps: float = 10.0
     seconds: float = 9.0
     size: int = 112
     classes: int = 7
+    look: SynthFERSettings = field(default_factory=SynthFERSettings)
 
     def __post_init__(self):
         if not (isinstance(self.fps, (int, float)) and 1 <= self.fps <= 120):
@@ -67,7 +70,7 @@ class ClipSettings:
     @property
     def synthfer(self) -> SynthFERSettings:
         """The SynthFER settings whose identities, AU draws, blur and noise the clips use."""
-        return SynthFERSettings(seed=self.seed, size=self.size, classes=self.classes)
+        return replace(self.look, seed=self.seed, size=self.size, classes=self.classes)
 
     @property
     def frames(self) -> int:
@@ -157,16 +160,60 @@ def render_clip(settings: ClipSettings, clip: int) -> Iterator[tuple[np.ndarray,
         progress = t / settings.seconds
         image = shade(image.reduce(SUPERSAMPLE), blur, light_start + 2 * math.pi * progress, gradient,
                       float(brightness[0] + (brightness[1] - brightness[0]) * progress), sigma,
-                      seeded_rng(settings.seed, 4, clip, frame))
+                      seeded_rng(settings.seed, 4, clip, frame), synth.saturation)
         row = {"frame": frame, "time_s": round(t, 4),
                "label": CLASSES[episode.label] if envelope >= 0.5 else "neutral", "phase": phase}
         row.update({f"au{au:02d}": round(max(aus[au]), 4) for au in AUS})
         row.update(rotation=round(rotation, 2), occluded=round(occluded, 4))
+        row.update(face_position(person, matrix))
         yield np.asarray(image), row
 
 
+def face_position(person: Identity, matrix: np.ndarray) -> dict:
+    """Where the face is in the output frame (pixels, rounded to 0.1): its box, the posed corners
+    ``(±face_w, ±face_h)`` face units bounded, and its 5 landmarks in the order of ``faces.TEMPLATES``: the eye
+    centres ``(±eye_dx, eye_y)``, the nose ``(0, nose_y)`` and the resting mouth corners ``(±mouth_w, mouth_y)``.
+    ``matrix`` maps face units to canvas pixels, ``SUPERSAMPLE`` times the output's."""
+    corners = np.array([[sx * person.face_w, sy * person.face_h] for sx in (-1, 1) for sy in (-1, 1)])  # (4, 2)
+    points = np.array([[-person.eye_dx, person.eye_y], [person.eye_dx, person.eye_y], [0.0, person.nose_y],
+                       [-person.mouth_w, person.mouth_y], [person.mouth_w, person.mouth_y]])  # (5, 2) face units
+    posed = (np.vstack([corners, points]) @ matrix[:, :2].T + matrix[:, 2]) / SUPERSAMPLE  # (9, 2) output pixels
+    box = np.concatenate([posed[:4].min(0), posed[:4].max(0)])  # (4,)
+    out = {name: round(float(v), 1) for name, v in zip(BOX_COLUMNS, box)}
+    out.update({name: round(float(v), 1) for name, v in zip(LANDMARK_COLUMNS, posed[4:].ravel())})
+    return out
+
+
+BOX_COLUMNS = ["box_x0", "box_y0", "box_x1", "box_y1"]  # as in predict_video's predictions.csv
+LANDMARK_COLUMNS = [f"landmark{k}_{a}" for k in range(5) for a in "xy"]
+
+
 def truth_columns() -> list[str]:
-    return ["frame", "time_s", "label", "phase"] + [f"au{au:02d}" for au in AUS] + ["rotation", "occluded"]
+    return (["frame", "time_s", "label", "phase"] + [f"au{au:02d}" for au in AUS] + ["rotation", "occluded"]
+            + BOX_COLUMNS + LANDMARK_COLUMNS)
+
+
+class ClipFaces:
+    """A face detector that knows the answer: ``detect(image, frame)`` → the clip's one face at ``frame``, box and
+    landmarks from its truth CSV (``face_position``), probability 1. For measuring the temporal model on clips
+    without a detector's misses (MTCNN, trained on photos, finds few of SynthFER's drawn faces)."""
+
+    def __init__(self, truth):
+        import pandas as pd
+
+        table = pd.read_csv(truth)
+        if missing := [c for c in BOX_COLUMNS + LANDMARK_COLUMNS + ["frame"] if c not in table.columns]:
+            raise ValueError(f"{truth}: a clip truth CSV without the face position columns {missing[:3]}…; "
+                             f"render the clip again with this version")
+        self.boxes = dict(zip(table["frame"], table[BOX_COLUMNS].to_numpy(np.float64)))
+        self.landmarks = dict(zip(table["frame"], table[LANDMARK_COLUMNS].to_numpy(np.float64).reshape(-1, 5, 2)))
+
+    def detect(self, image, frame: int | None = None):
+        from ...faces import Face
+
+        if frame not in self.boxes:
+            raise ValueError(f"ClipFaces: frame {frame} is not in the clip's truth")
+        return [Face(self.boxes[frame], self.landmarks[frame], 1.0)]
 
 
 def write_clips(out, settings: ClipSettings, clips: int = 1) -> list[dict]:
