@@ -72,6 +72,7 @@ class NotebookParameters:
     clip_fps: float = 10.0          # 09: their frame rate
     every: int = 1                  # 09: detect faces every K frames, track them in between
     smooth: float = 0.5             # 09: the EMA's time constant in seconds (0: no smoothing)
+    smooth_sweep: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0, 2.0])  # 09: τs compared
     video: str = ""                 # 09: a video file to read; empty: a clip made of real photos
     official_checkpoints: list[str] = field(default_factory=list)  # 08: "dataset=path" checkpoints (e.g. the
                                     # authors'), scored on that dataset's test split and across datasets
@@ -88,6 +89,8 @@ class NotebookParameters:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
             if hint is float and value < 0:
                 raise ConfigError(f"{name} must be at least 0, got {value}")
+        if not self.smooth_sweep or min(self.smooth_sweep) < 0:
+            raise ConfigError(f"smooth_sweep must be a non-empty list of seconds ≥ 0, got {self.smooth_sweep}")
         for name in ("seeds", "ablation_seeds"):
             if not getattr(self, name) or min(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be a non-empty list of seeds ≥ 0, got {getattr(self, name)}")

@@ -221,3 +221,12 @@ def test_the_truth_detector_refuses_a_clip_without_positions_and_unknown_frames(
     assert len(faces.detect(None, 3)) == 1
     with pytest.raises(ValueError, match="frame 4 is not in the clip's truth"):
         faces.detect(None, 4)
+
+
+def test_clips_are_lossless_so_every_render_decodes_to_the_same_pixels(tmp_path):
+    settings = ClipSettings(seed=2, fps=10, seconds=1.5, size=64)
+    decoded = [np.stack([f.image for f in VideoFile(write_clips(tmp_path / str(k), settings)[0]["video"])])
+               for k in range(3)]
+    assert all(np.array_equal(decoded[0], d) for d in decoded[1:])
+    rendered = np.stack([image for image, _ in render_clip(settings, 0)])
+    assert np.abs(decoded[0].astype(int) - rendered).mean() < 3  # only yuv420p's halved colour resolution is lost

@@ -136,10 +136,11 @@ def _frame_rate(summaries: list[dict]) -> float:
     return sum(r["frames"] for r in summaries) / sum(sum(r["seconds"].values()) for r in summaries)
 
 
-def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: dict, results: list[dict],
-          real: dict, every: int, smooth: float) -> str:
+def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: dict, sweep: pd.DataFrame,
+          results: list[dict], real: dict, every: int, smooth: float) -> str:
     """09: what the checkpoint is (its run's selection split and whether it converged, when it is one of ours),
-    the clips' raw and smoothed accuracy and their paired comparison, the pipeline's speed, and what the clip of
+    the clips' raw and smoothed accuracy and their paired comparison, what the ``sweep`` of τ
+    (``temporal.smoothing_sweep``) found, the pipeline's speed, and what the clip of
     real photos gave (faces found, frames without one, the labels' caveat for a SynthFER model: ``template``)."""
     from .stats import verdict
 
@@ -156,6 +157,11 @@ def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: d
              f"- Per-frame accuracy: raw {100 * raw.mean():.1f} %, smoothed {100 * smoothed.mean():.1f} % (mean over "
              f"the clips). {verdict(effect, over='clips')}; the clip is the unit, as its frames are not "
              f"independent.",
+             f"- Over τ = {', '.join(f'{t:g}' for t in sweep['τ (s)'])} s: "
+             + "; ".join(f"{reading} at τ = {', '.join(f'{t:g}' for t in group['τ (s)'])} s"
+                         for reading, group in sweep.groupby("reading", sort=False))
+             + f"; the median delay from onset to detection grew from {sweep['median delay (s)'].iloc[0]} s to "
+               f"{sweep['median delay (s)'].iloc[-1]} s.",
              f"- The pipeline ran at {_frame_rate(results):.1f} frames/s on the SynthFER clips (no detector) and "
              f"{_frame_rate([real]):.1f} frames/s on the real clip (MTCNN every {every} frame(s)), on this machine.",
              f"- The real video ({Path(real['video']).name}): {real['frames']} frames, MTCNN found "

@@ -217,7 +217,7 @@ class ClipFaces:
 
 
 def write_clips(out, settings: ClipSettings, clips: int = 1) -> list[dict]:
-    """Write ``clipNNN.mp4`` (H.264 via PyAV, else MPEG-4) and ``clipNNN.csv`` (:func:`render_clip`'s rows) for
+    """Write ``clipNNN.mp4`` (lossless H.264 via PyAV, so that every run decodes the same pixels; else MPEG-4) and ``clipNNN.csv`` (:func:`render_clip`'s rows) for
     each of ``clips`` clips under ``out``; → ``[{video, truth, frames}]``. Frames stream to the encoder one at a
     time."""
     from ...video import VideoWriter
@@ -229,7 +229,7 @@ def write_clips(out, settings: ClipSettings, clips: int = 1) -> list[dict]:
     written = []
     for clip in range(clips):
         video, truth = out / f"clip{clip:03d}.mp4", out / f"clip{clip:03d}.csv"
-        writer = VideoWriter(video, settings.fps)
+        writer = VideoWriter(video, settings.fps, lossless=True)
         with open(truth, "w", newline="") as f:
             table = csv.DictWriter(f, fieldnames=truth_columns())
             table.writeheader()
