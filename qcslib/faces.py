@@ -106,24 +106,14 @@ class Predictor:
 
 def load_predictor(checkpoint, classes: str | None = None) -> Predictor:
     """Load ``checkpoint`` (ours, or an official one, which stores no class names: then ``classes`` names the
-    dataset whose label order it uses) → a Predictor. SynthFER models read SynthFER-framed crops; every other
-    model RAF-DB-framed ones."""
-    from .data.sources import DATASET_CLASSES
+    dataset whose label order it uses; ``checkpoint_classes``) → a Predictor. SynthFER models read SynthFER-framed
+    crops; every other model RAF-DB-framed ones."""
+    from .data.sources import checkpoint_classes
     from .data.transforms import recipe_for
-    from .models.weights import CheckpointError, load_checkpoint
+    from .models.weights import load_checkpoint
 
     model, report = load_checkpoint(checkpoint)
-    stored = report.meta.get("classes")
-    if stored and classes and list(DATASET_CLASSES[classes]) != list(stored):
-        raise CheckpointError(f"{checkpoint}: stores its classes ({', '.join(stored)}), which are not --classes "
-                              f"{classes}'s ({', '.join(DATASET_CLASSES[classes])}); drop --classes")
-    names = stored or (list(DATASET_CLASSES[classes]) if classes else None)
-    if names is None:
-        raise CheckpointError(f"{checkpoint}: stores no class names (an official checkpoint); pass --classes "
-                              f"{'|'.join(DATASET_CLASSES)}")
-    if len(names) != model.config.num_classes:
-        raise CheckpointError(f"{checkpoint}: has {model.config.num_classes} classes, --classes {classes} "
-                              f"names {len(names)}")
+    names = checkpoint_classes(report, classes or None)
     template = "synthfer" if report.meta.get("dataset") == "synthfer" else "rafdb"
     return Predictor(model, names, template, recipe_for(classes, report.meta))
 

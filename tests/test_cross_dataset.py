@@ -13,7 +13,8 @@ from PIL import Image
 from qcslib import QCSConfig, QCSNet, save_checkpoint
 from qcslib.analysis import tables
 from qcslib.analysis.metrics import classification_metrics
-from qcslib.data.sources import AFFECTNET_CLASSES, FERPLUS_CLASSES, RAFDB_CLASSES, class_mapping, load_split, read_image
+from qcslib.data.sources import (AFFECTNET_CLASSES, FERPLUS_CLASSES, RAFDB_CLASSES, checkpoint_classes, class_mapping,
+                                 load_split, read_image)
 from qcslib.data.transforms import build_transforms
 from qcslib.models.weights import CheckpointError, LoadReport
 from qcslib.notebook import NotebookParameters, evaluate as notebook_evaluate
@@ -162,24 +163,56 @@ def official_report(n):
     return LoadReport("QCS_official.pth", [], meta={"variant": "qcs", "num_classes": n})
 
 
+def test_checkpoint_classes_takes_the_stored_names_else_the_datasets_else_the_fallback():
+    ours = LoadReport("ours.pt", [], meta={"num_classes": 7, "classes": list(RAFDB_CLASSES)})
+    assert checkpoint_classes(ours, None) == list(RAFDB_CLASSES)  # stored names win
+    assert checkpoint_classes(ours, "rafdb", list(AFFECTNET7)) == list(RAFDB_CLASSES)  # an agreeing dataset: fine
+    with pytest.raises(CheckpointError) as e:  # a contradicting one: refused
+        checkpoint_classes(ours, "affectnet7")
+    assert one_line(e) == ("ours.pt: stores its classes (surprise, fear, disgust, happy, sad, anger, neutral), which "
+                           "are not affectnet7's (neutral, happy, sad, surprise, fear, disgust, anger); "
+                           "drop --classes/trained_on")
+    with pytest.raises(CheckpointError, match=r"^odd.pt: has 3 classes, but stores 2 class names \(happy, sad\)$"):
+        checkpoint_classes(LoadReport("odd.pt", [], meta={"num_classes": 3, "classes": ["happy", "sad"]}), None)
+    assert checkpoint_classes(official_report(8), "ferplus", list(AFFECTNET7)) == list(FERPLUS_CLASSES)
+    with pytest.raises(CheckpointError) as e:  # the dataset's count is not the checkpoint's
+        checkpoint_classes(official_report(8), "affectnet7")
+    assert one_line(e) == ("QCS_official.pth: has 8 classes, but --classes/trained_on affectnet7 names 7 "
+                           "(neutral, happy, sad, surprise, fear, disgust, anger)")
+    assert checkpoint_classes(official_report(7), None, ["happy", "sad"] * 3 + ["pain"])[-1] == "pain"  # fallback
+    with pytest.raises(CheckpointError) as e:
+        checkpoint_classes(official_report(8), None, list(AFFECTNET7))
+    assert one_line(e).startswith("QCS_official.pth: has 8 classes and stores no class names, so it is taken to use "
+                                  "the scored split's 7 (neutral, happy, sad, surprise, fear, disgust, anger); pass")
+    with pytest.raises(CheckpointError) as e:  # nothing to go on: says what to pass
+        checkpoint_classes(official_report(7), None)
+    assert one_line(e) == ("QCS_official.pth: stores no class names (an official checkpoint); pass the dataset it "
+                           "was trained on as --classes/trained_on rafdb|ferplus|affectnet7|affectnet8")
+    for report in (ours, official_report(7)):  # an unknown dataset name: one line, stored names or not
+        with pytest.raises(ValueError) as e:
+            checkpoint_classes(report, "raf")
+        assert one_line(e) == "--classes/trained_on must be one of rafdb, ferplus, affectnet7, affectnet8, got 'raf'"
+
+
 def test_an_official_checkpoint_takes_trained_on_or_the_splits_order_and_a_count_mismatch_is_one_line(affectnet):
     seven = load_split("affectnet7", affectnet, "test")
     with pytest.raises(CheckpointError) as e:  # 8 classes, no names, a 7-class split: refused, saying what to pass
         checkpoint_mapping(official_report(8), seven)
     message = one_line(e)
     assert message.startswith("QCS_official.pth: has 8 classes and stores no class names")
-    assert "affectnet7/test's 7 (neutral, happy" in message and "pass trained_on (--trained-on)" in message
+    assert "the scored split's 7 (neutral, happy" in message and "pass the dataset it was trained on as " \
+                                                                   "--classes/trained_on rafdb|" in message
     m = checkpoint_mapping(official_report(8), seven, trained_on="affectnet8")
     assert m.shared == AFFECTNET7 and m.model_only == ("contempt",)
     assert checkpoint_mapping(official_report(7), seven).identity  # same count: the split's own order
-    with pytest.raises(CheckpointError, match=r"has 8 classes, but trained_on rafdb names 7"):
+    with pytest.raises(CheckpointError, match=r"has 8 classes, but --classes/trained_on rafdb names 7"):
         checkpoint_mapping(official_report(8), seven, trained_on="rafdb")
-    with pytest.raises(ValueError, match="trained_on must be one of rafdb, ferplus, affectnet7, affectnet8"):
+    with pytest.raises(ValueError, match="must be one of rafdb, ferplus, affectnet7, affectnet8, got 'raf'"):
         checkpoint_mapping(official_report(8), seven, trained_on="raf")
     ours = LoadReport("ours.pt", [], meta={"num_classes": 7, "classes": list(RAFDB_CLASSES)})
     assert checkpoint_mapping(ours, seven).shared == AFFECTNET7  # stored names: mapped by name, no trained_on
     with pytest.raises(CheckpointError, match=r"ours.pt: stores its classes \(surprise, .*\), which are not "
-                                              r"affectnet7's \(neutral, .*\); drop trained_on"):
+                                              r"affectnet7's \(neutral, .*\); drop --classes/trained_on"):
         checkpoint_mapping(ours, seven, trained_on="affectnet7")
     with pytest.raises(CheckpointError) as e:
         checkpoint_mapping(LoadReport("odd.pt", [], meta={"num_classes": 2, "classes": ["happy", "pain"]}), seven)
@@ -294,7 +327,7 @@ def test_the_evaluate_command_maps_classes_and_reports_what_it_dropped(tmp_path,
     assert result["scored"] == "14 of 16 images; dropped the classes the model lacks: contempt (2 images)"
     bad = subprocess.run(cmd + ["--trained-on", "rafdb"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
-    assert "stores its classes (neutral, happy" in bad.stderr and "drop trained_on" in bad.stderr
+    assert "stores its classes (neutral, happy" in bad.stderr and "drop --classes/trained_on" in bad.stderr
 
 
 # --------------------------------------------------------------------------------------------------- notebook 03

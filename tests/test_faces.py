@@ -90,7 +90,7 @@ def test_an_official_checkpoint_needs_its_class_order(tmp_path, astronaut):
     astronaut.save(tmp_path / "a.png")
     bad = subprocess.run([sys.executable, "-m", "qcslib", "predict", str(tmp_path / "a.png"), "--checkpoint",
                           str(path)], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "pass --classes rafdb|ferplus|affectnet7|affectnet8" in bad.stderr
+    assert bad.returncode == 2 and "--classes/trained_on rafdb|ferplus|affectnet7|affectnet8" in bad.stderr
     ok = subprocess.run([sys.executable, "-m", "qcslib", "predict", str(tmp_path / "a.png"), "--checkpoint",
                          str(path), "--classes", "rafdb", "--json"], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr
@@ -101,7 +101,7 @@ def test_an_official_checkpoint_needs_its_class_order(tmp_path, astronaut):
 def test_classes_that_contradict_the_checkpoints_own_are_refused(tmp_path, checkpoint):
     from qcslib.faces import load_predictor
     from qcslib.models.weights import CheckpointError
-    with pytest.raises(CheckpointError, match=r"stores its classes \(neutral, happy, .*not --classes rafdb's "
+    with pytest.raises(CheckpointError, match=r"stores its classes \(neutral, happy, .*not rafdb's "
                                               r"\(surprise, fear"):
         load_predictor(checkpoint, "rafdb")
     assert load_predictor(checkpoint).classes == CLASSES

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..analysis.metrics import classification_metrics
 from ..data.datasets import ImageDataset
-from ..data.sources import (DATASET_CLASSES, ClassMapping, DataError, Split, class_mapping, load_split,
+from ..data.sources import (ClassMapping, DataError, Split, checkpoint_classes, class_mapping, load_split,
                             require_whole, verify_images)
 from ..data.transforms import build_transforms, recipe_for
 from ..models.qcs import QCSNet
@@ -121,34 +121,16 @@ def evaluate(model: nn.Module, split: Split, image_size: int | None = None, reci
 
 
 def checkpoint_mapping(report: LoadReport, data: Split, trained_on: str | None = None) -> ClassMapping:
-    """How a loaded checkpoint's classes meet ``data``'s, by name (``class_mapping``). Ours store their class
-    names; an official one stores none and is taken to use the class order of ``trained_on`` (the dataset it was
-    trained on, a key of ``DATASET_CLASSES``), else ``data``'s own order. One-line ``CheckpointError`` when
-    ``trained_on`` contradicts the stored names or the class count, when an official checkpoint's count differs
-    from ``data``'s with no ``trained_on``, or when fewer than 2 classes are shared."""
-    if trained_on is not None and trained_on not in DATASET_CLASSES:
-        raise ValueError(f"trained_on must be one of {', '.join(DATASET_CLASSES)}, got {trained_on!r}")
-    path, n, stored = report.path, report.meta["num_classes"], report.meta.get("classes")
-    where = f"{data.dataset}/{data.split}"
-    if stored is not None:
-        if trained_on is not None and list(DATASET_CLASSES[trained_on]) != list(stored):
-            raise CheckpointError(f"{path}: stores its classes ({', '.join(stored)}), which are not {trained_on}'s "
-                                  f"({', '.join(DATASET_CLASSES[trained_on])}); drop trained_on")
-        names = list(stored)
-    elif trained_on is not None:
-        names = list(DATASET_CLASSES[trained_on])
-        if len(names) != n:
-            raise CheckpointError(f"{path}: has {n} classes, but trained_on {trained_on} names {len(names)}")
-    elif n != len(data.classes):
-        raise CheckpointError(f"{path}: has {n} classes and stores no class names, so it is taken to use {where}'s "
-                              f"{len(data.classes)} ({', '.join(data.classes)}); pass trained_on (--trained-on), "
-                              f"one of {', '.join(DATASET_CLASSES)}, to match its classes by name")
-    else:
-        names = list(data.classes)
+    """How a loaded checkpoint's classes meet ``data``'s, by name (``class_mapping``). Its classes are
+    ``checkpoint_classes(report, trained_on, data.classes)``: the names it stores (ours), else those of
+    ``trained_on`` (the dataset an official one was trained on, a key of ``DATASET_CLASSES``), else ``data``'s own
+    order. One-line ``CheckpointError`` when those classes cannot be settled (``checkpoint_classes``) or when fewer
+    than 2 classes are shared."""
+    names = checkpoint_classes(report, trained_on, list(data.classes))
     try:
         return class_mapping(names, data.classes)
     except ValueError as e:
-        raise CheckpointError(f"{path} on {where}: {e}") from None
+        raise CheckpointError(f"{report.path} on {data.dataset}/{data.split}: {e}") from None
 
 
 def score_checkpoint(model: nn.Module, report: LoadReport, data: Split, trained_on: str | None = None,

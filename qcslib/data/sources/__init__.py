@@ -17,8 +17,9 @@ Supported layouts (`LAYOUTS` holds the one-line form used in error messages), on
 * the official QCS list files (``ImageName label``, `lists`): pass ``list_file=`` (and ``image_root=``) to ``list``
   or to a named dataset, which then fixes the class order.
 
-`split` holds the `Split` and what is done to one, `files` the readers the loaders share, `classes` the class names
-and `class_mapping` (a model's classes matched to a dataset's by name, for scoring across datasets).
+`split` holds the `Split` and what is done to one, `files` the readers the loaders share, `classes` the class names,
+`class_mapping` (a model's classes matched to a dataset's by name, for scoring across datasets) and
+`checkpoint_classes` (a loaded checkpoint's class names: stored, or those of the dataset it was trained on).
 A new dataset is a module with a ``load(dataset, root, split, **options)`` function and one line in `_SOURCES`.
 
 Nothing is dropped silently: protocol exclusions are counted in `Split.excluded`, unreadable images are listed in
@@ -36,7 +37,7 @@ from ...typed import checked
 from . import affectnet, ferplus, folder, lists, rafdb
 from .affectnet import AFFECTNET_CODES
 from .classes import (AFFECTNET_CLASSES, CLASS_NAMES, DATASET_CLASSES, FERPLUS_CLASSES, RAFDB_CLASSES, ClassMapping,
-                      canonical_class_name, class_mapping)
+                      canonical_class_name, checkpoint_classes, class_mapping)
 from .ferplus import FERPLUS_VOTES, ferplus_majority
 from .folder import IMAGE_EXTENSIONS
 from .split import SPLITS, DataError, Split, hold_out, read_image, require_whole, verify_images
@@ -45,7 +46,7 @@ __all__ = [
     "CLASS_NAMES", "RAFDB_CLASSES", "FERPLUS_CLASSES", "AFFECTNET_CLASSES", "DATASETS", "DATASET_CLASSES", "SPLITS",
     "LAYOUTS", "FERPLUS_VOTES", "AFFECTNET_CODES", "IMAGE_EXTENSIONS", "DataError", "Split", "DataOptions",
     "load_split", "available_splits", "hold_out", "verify_images", "require_whole", "read_image",
-    "canonical_class_name", "ClassMapping", "class_mapping", "ferplus_majority",
+    "canonical_class_name", "ClassMapping", "class_mapping", "checkpoint_classes", "ferplus_majority",
 ]
 
 LAYOUTS = {

@@ -1,9 +1,12 @@
 """Class names: the eight canonical emotion names, their other spellings, and the label order of every dataset whose
-order is fixed (a new dataset with a fixed order adds its line to `DATASET_CLASSES`), and `class_mapping`, which
-matches a model's classes to a dataset's by name."""
+order is fixed (a new dataset with a fixed order adds its line to `DATASET_CLASSES`), `class_mapping`, which
+matches a model's classes to a dataset's by name, and `checkpoint_classes`, which says what a loaded checkpoint's
+classes are."""
 from __future__ import annotations
 
 from typing import NamedTuple
+
+from ...models.weights import CheckpointError, LoadReport
 
 CLASS_NAMES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
 RAFDB_CLASSES = ("surprise", "fear", "disgust", "happy", "sad", "anger", "neutral")  # RAF-DB labels 1..7 -> 0..6
@@ -70,6 +73,41 @@ def class_mapping(model_classes, data_classes) -> ClassMapping:
                          f"{len(shared)} ({', '.join(shared) or 'none'}); scoring needs at least 2 shared classes")
     return ClassMapping(model, data, shared, dropped=tuple(name for name in data if name not in model),
                         model_only=tuple(name for name in model if name not in data))
+
+
+def checkpoint_classes(report: LoadReport, dataset: str | None, fallback: list[str] | None = None) -> list[str]:
+    """A loaded checkpoint's class names, in its output order. The rule, first match wins:
+
+    1. the names it stores (ours do); a ``dataset`` whose ``DATASET_CLASSES`` differ from them is an error
+       ("drop --classes/trained_on");
+    2. none stored (the official checkpoints): ``DATASET_CLASSES[dataset]``, the order of the dataset it was trained on;
+    3. neither: ``fallback`` (evaluation passes the scored split's classes);
+    4. none of the three: an error telling the user to pass the dataset name.
+
+    Whichever names are chosen must number ``report.meta["num_classes"]``. Errors are one line: a ``CheckpointError``
+    naming ``report.path``, or a ``ValueError`` when ``dataset`` is not a key of ``DATASET_CLASSES``."""
+    if dataset is not None and dataset not in DATASET_CLASSES:
+        raise ValueError(f"--classes/trained_on must be one of {', '.join(DATASET_CLASSES)}, got {dataset!r}")
+    path, n, stored = report.path, report.meta["num_classes"], report.meta.get("classes")
+    ask = f"pass the dataset it was trained on as --classes/trained_on {'|'.join(DATASET_CLASSES)}"
+    if stored is not None:
+        names = list(stored)
+        if dataset is not None and list(DATASET_CLASSES[dataset]) != names:
+            raise CheckpointError(f"{path}: stores its classes ({', '.join(names)}), which are not {dataset}'s "
+                                  f"({', '.join(DATASET_CLASSES[dataset])}); drop --classes/trained_on")
+        mismatch = f", but stores {len(names)} class names ({', '.join(names)})"
+    elif dataset is not None:
+        names = list(DATASET_CLASSES[dataset])
+        mismatch = f", but --classes/trained_on {dataset} names {len(names)} ({', '.join(names)})"
+    elif fallback is not None:
+        names = list(fallback)
+        mismatch = (f" and stores no class names, so it is taken to use the scored split's {len(names)} "
+                    f"({', '.join(names)}); {ask}, to match its classes by name")
+    else:
+        raise CheckpointError(f"{path}: stores no class names (an official checkpoint); {ask}")
+    if len(names) != n:
+        raise CheckpointError(f"{path}: has {n} classes{mismatch}")
+    return names
 
 
 def _canonical(classes, whose: str) -> tuple[str, ...]:
