@@ -74,6 +74,22 @@ def test_clip_scores_compare_smoothed_with_raw_over_clips(tmp_path):
     assert shown["smoothed delay (s)"].iloc[2] == "none"
 
 
+def test_resmoothing_recomputes_the_labels_from_the_raw_probabilities_and_the_sweep_compares_each_tau(tmp_path):
+    truth = ["neutral"] * 2 + ["happy"] * 4
+    flicker = ["neutral", "sad", "neutral", "happy", "sad", "happy"]  # raw labels; the smoothed ones are ignored
+    results = [summary(tmp_path, name, flicker, ["anger"] * 6, truth) for name in "abc"]
+    table = temporal.resmoothed(f"{results[0]['out']}/predictions.csv", 0.0)
+    assert list(table["label"]) == flicker  # τ = 0: the raw labels
+    slow = temporal.resmoothed(f"{results[0]['out']}/predictions.csv", 100.0)
+    assert list(slow["label"]) == ["neutral"] * 6  # τ ≫ the clip: stays with the first frame's probabilities
+    sweep = temporal.smoothing_sweep(results, [0.0, 100.0])
+    assert list(sweep["raw accuracy (%)"]) == [50.0, 50.0]  # frames 0, 3 and 5 of 6
+    assert list(sweep["smoothed accuracy (%)"]) == [50.0, round(100 * 2 / 6, 1)]
+    assert list(sweep["smoothed − raw (points)"]) == ["+0.0 [+0.0, +0.0]", "-16.7 [-16.7, -16.7]"]
+    assert list(sweep["reading"]) == ["no detectable difference", "smoothing hurts"]
+    assert list(sweep["onsets detected"]) == ["3 of 3", "0 of 3"] and np.isnan(sweep["median delay (s)"][1])
+
+
 def test_stage_table_shares_and_rates_per_group():
     run = {"frames": 10, "seconds": dict(zip(STAGES, [1.0, 2.0, 0.0, 1.0, 4.0, 2.0]))}
     table = tables.video_stages({"x": [run, run]})
@@ -116,7 +132,12 @@ def test_video_findings_say_what_the_run_is_and_compare_over_clips(tmp_path):
     runs = [{"frames": 20, "seconds": dict.fromkeys(STAGES, 1.0)}]
     real = {"video": "x/photos.mp4", "frames": 80, "face_ids": [0, 1], "frames_without_face": 20, "error": None,
             "seconds": dict.fromkeys(STAGES, 2.0)}
-    text = findings.video(ckpt, load_predictor(ckpt).template, scores, effect, runs, real, every=5, smooth=0.5)
+    sweep = pd.DataFrame({"τ (s)": [0.1, 0.5, 2.0], "reading": ["no detectable difference", "smoothing hurts",
+                                                                 "smoothing hurts"], "median delay (s)": [0.2, 0.4, 1.1]})
+    text = findings.video(ckpt, load_predictor(ckpt).template, scores, effect, sweep, runs, real, every=5,
+                          smooth=0.5)
+    assert ("Over τ = 0.1, 0.5, 2 s: no detectable difference at τ = 0.1 s; smoothing hurts at τ = 0.5, 2 s; the "
+            "median delay from onset to detection grew from 0.2 s to 1.1 s") in text
     assert "one run, seed 3; chosen on the val split; **not converged" in text
     assert "raw 45.0 %, smoothed 70.0 %" in text and "2 clips)" in text
     assert "3.3 frames/s on the SynthFER clips" in text and "6.7 frames/s on the real clip (MTCNN every 5" in text
