@@ -11,6 +11,10 @@
   instead and prints what is missing, changed or extra (exit 1 if anything is)
 - ``train --profile NAME [--set key=value ...] [--run-dir DIR] [--resume PATH] [--overwrite]``: train
   (``torchrun --nproc-per-node N -m qcslib train ...`` for DDP); prints the run's summary JSON
+- ``distill --teacher CKPT [--student NAME] [--profile P] [--set key=value ...] [--temperature T] [--alpha A]
+  [--beta B] [--teacher-online] [--run-dir DIR] [--resume PATH] [--overwrite]``: train a timm student (default
+  mobilenetv3_small_100, from scratch) on the profile's data and recipe with KD from a QCS checkpoint (the run is
+  ``<runs_dir>/<name>-<student>`` unless ``--run-dir``); prints the run's summary JSON
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test] [--trained-on DATASET]``: metrics of a
   checkpoint (ours or the authors' official release) on a split of its own dataset or another, as JSON; classes
   are matched by name and only the shared ones are scored
@@ -140,6 +144,20 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--run-dir", help="the run directory (default: <runs_dir>/<name> of the profile)")
     train.add_argument("--resume", help="a last.pt to continue from")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    ds = commands.add_parser("distill", help="distil a QCS checkpoint into a timm student")
+    ds.add_argument("--teacher", required=True, help="a QCS checkpoint (a run's best.pt, or an official .pth)")
+    ds.add_argument("--student", default="mobilenetv3_small_100", help="a timm model name (built from scratch)")
+    ds.add_argument("--profile", default="cpu", help="a built-in profile name or a .yaml path")
+    ds.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a profile field (lr=1e-3, epochs=20, ...); repeatable")
+    ds.add_argument("--temperature", type=float, default=4.0, help="T of the soft targets (default 4)")
+    ds.add_argument("--alpha", type=float, default=0.9, help="weight of the KD term; 0: labels only (default 0.9)")
+    ds.add_argument("--beta", type=float, default=0.0, help="weight of the feature term (default 0: off)")
+    ds.add_argument("--teacher-online", action="store_true",
+                    help="run the teacher on every augmented batch (default: once per image, un-augmented)")
+    ds.add_argument("--run-dir", help="the run directory (default: <runs_dir>/<name>-<student> of the profile)")
+    ds.add_argument("--resume", help="a last.pt to continue from")
+    ds.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     ev = commands.add_parser("evaluate", help="evaluate a checkpoint on a dataset split")
     ev.add_argument("--checkpoint", required=True, help="a qcslib .pt or an official QCS/DCS .pth")
     ev.add_argument("--dataset", required=True, choices=DATASETS)
@@ -212,6 +230,17 @@ def main(argv: list[str] | None = None) -> int:
             run = fit(load_profile(args.profile, overrides), resume=args.resume, overwrite=args.overwrite)
             if run.summary:
                 print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
+        elif args.command == "distill":
+            from .train import load_profile
+            from .train.distill import distill
+            config = load_profile(args.profile, args.overrides)
+            if args.run_dir:
+                config = config.replace(runs_dir=str(Path(args.run_dir).parent), name=Path(args.run_dir).name)
+            else:
+                config = config.replace(name=f"{config.name}-{args.student}")
+            run = distill(config, args.teacher, args.student, args.temperature, args.alpha, args.beta,
+                          args.teacher_online, resume=args.resume, overwrite=args.overwrite)
+            print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
         elif args.command == "predict":
             return _predict(args)
         elif args.command == "export":

@@ -33,7 +33,7 @@ def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = N
     if fmt == "onnx":
         import onnxruntime
         torch.onnx.export(base, (example,), str(out), input_names=["images"], output_names=["logits"],
-                          dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}}, dynamo=True,
+                          dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True,
                           verbose=False)
         session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         run = lambda x: session.run(None, {"images": x.numpy()})[0]

@@ -19,6 +19,7 @@ from torch import nn
 
 from .backbone import IRBackbone
 from .qcs import QCSConfig, QCSNet
+from .student import ARCHITECTURE, StudentConfig, StudentNet
 
 FORMAT = "qcslib-checkpoint/1"
 STUBBED_MODULES = ("__main__.", "numpy.")  # globals that a read replaces by inert stubs
@@ -274,25 +275,29 @@ def _scalars(obj: Any, keys) -> dict:
     return out
 
 
-def save_checkpoint(path: str | Path, model: QCSNet, **extra) -> None:
+def save_checkpoint(path: str | Path, model: QCSNet | StudentNet, **extra) -> None:
     """Write ``{format, config, state_dict, **extra}``; ``extra`` holds plain values or tensors (epoch, metrics, …)."""
     torch.save({"format": FORMAT, "config": model.config.to_dict(), "state_dict": model.state_dict(), **extra}, path)
 
 
-def load_checkpoint(path: str | Path, num_classes: int | None = None) -> tuple[QCSNet, LoadReport]:
-    """Load one of our checkpoints, or an official one (detected from its contents) → (model in eval mode, report)."""
+def load_checkpoint(path: str | Path, num_classes: int | None = None) -> tuple[QCSNet | StudentNet, LoadReport]:
+    """Load one of our checkpoints (a QCSNet, or a distilled StudentNet: its config says ``architecture: timm``),
+    or an official one (detected from its contents) → (model in eval mode, report)."""
     obj, stubbed = read_torch_file(path)
     if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
         return _official_from(obj, path, stubbed, num_classes)
+    student = isinstance(obj.get("config"), dict) and obj["config"].get("architecture") == ARCHITECTURE
     try:
-        config = QCSConfig(**obj["config"])
+        config = StudentConfig(**obj["config"]) if student else QCSConfig(**obj["config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: its config does not describe a model this version builds: {e}") from e
     if num_classes is not None and config.num_classes != num_classes:
         raise CheckpointError(f"{path}: is a {config.num_classes}-class checkpoint, expected {num_classes} classes")
-    model = QCSNet(config)
+    model = StudentNet(config) if student else QCSNet(config)
     _load_exact(model, _tensor_dict(obj, path, "a qcslib checkpoint"), path)
-    meta = {"variant": config.variant, "num_classes": config.num_classes,
+    kind = {"architecture": ARCHITECTURE, "timm_name": config.timm_name, "image_size": config.image_size} \
+        if student else {"variant": config.variant}
+    meta = {**kind, "num_classes": config.num_classes,
             **_scalars(obj, [k for k in obj if k not in ("format", "config", "state_dict")])}
     if isinstance(obj.get("classes"), list):
         meta["classes"] = [str(c) for c in obj["classes"]]

@@ -1,0 +1,129 @@
+"""Distillation: the KD loss on known numbers, the teacher-logit cache, and a distilled student through
+evaluate, predict and export."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from qcslib import QCSConfig, QCSNet, save_checkpoint
+from qcslib.__main__ import main
+from qcslib.data.sources import load_split
+from qcslib.data.transforms import build_transforms
+from qcslib.models.weights import load_checkpoint
+from qcslib.models.student import StudentNet
+from qcslib.train import load_profile
+from qcslib.train.distill import distill, teacher_targets
+from qcslib.train.losses import distillation_loss
+from tests.test_faces import TemplateDetector
+
+STUDENT = "mobilenetv3_small_050"
+
+
+def test_kd_loss_on_hand_computed_numbers():
+    # T = 2: z_t / T = (ln 3, 0) → p_t = (3/4, 1/4); z_s = 0 → p_s = (1/2, 1/2); y = 0 → CE = ln 2
+    z_s, z_t, y = torch.zeros(1, 2), torch.tensor([[2 * math.log(3), 0.0]]), torch.tensor([0])
+    kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
+    loss, (ce, kd, feature) = distillation_loss(z_s, y, z_t, temperature=2.0, alpha=0.25)
+    assert ce.item() == pytest.approx(math.log(2)) and kd.item() == pytest.approx(4 * kl) and feature.item() == 0
+    assert loss.item() == pytest.approx(0.75 * math.log(2) + 0.25 * 4 * kl)
+    # the feature term: β (1/D) ‖P f_s − f_t‖² = 0.5 · (1² + 2²) / 2
+    with_features, parts = distillation_loss(z_s, y, z_t, 2.0, 0.25, torch.tensor([[1.0, 2.0]]), torch.zeros(1, 2),
+                                             beta=0.5)
+    assert parts[2].item() == pytest.approx(2.5) and with_features.item() == pytest.approx(loss.item() + 1.25)
+
+
+def test_alpha_zero_is_plain_cross_entropy_and_matching_the_teacher_costs_nothing():
+    g = torch.Generator().manual_seed(0)
+    z_s, z_t, y = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g), torch.tensor([0, 3, 6, 2, 2])
+    assert distillation_loss(z_s, y, z_t, 3.0, alpha=0.0)[0].item() == pytest.approx(F.cross_entropy(z_s, y).item())
+    assert distillation_loss(z_t, y, z_t, 3.0, alpha=1.0)[0].item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A small SynthFER (smoke settings, fewer identities), a tiny QCS teacher saved as a checkpoint, and the
+    student distilled from it for one epoch with the feature term on."""
+    from qcslib.data.synthfer import generate
+    tmp = tmp_path_factory.mktemp("distill")
+    root = tmp / "synthfer"
+    overrides = [f"runs_dir={tmp / 'runs'}", f"data_root={root}", "synthfer.train_identities=3",
+                 "synthfer.val_identities=1", "synthfer.test_identities=1", "synthfer.images_per_identity=14",
+                 "epochs=1", "sam=false", "batch_size=8"]
+    config = load_profile("smoke", overrides)
+    generate(root, config.synthfer)
+    classes = load_split("synthfer", root, "train").classes
+    torch.manual_seed(0)
+    teacher = QCSNet(config.model).eval()
+    teacher_path = tmp / "teacher.pt"
+    save_checkpoint(teacher_path, teacher, classes=list(classes))
+    run = distill(config.replace(name="student"), teacher_path, STUDENT, temperature=2.0, alpha=0.5, beta=0.5,
+                  progress=False)
+    return config, root, teacher, teacher_path, run, overrides
+
+
+def test_the_cache_runs_the_teacher_once_per_image_and_keys_rows_by_index(world):
+    config, root, teacher, _, _, _ = world
+    split = load_split("synthfer", root, "train")
+    seen = []
+    forward_features = teacher.forward_features
+    teacher.forward_features = lambda x: (seen.append(len(x)), forward_features(x))[1]
+    try:
+        logits, features = teacher_targets(teacher, split, 32, config.transform, features=True, batch_size=16)
+    finally:
+        del teacher.forward_features
+    assert sum(seen) == len(split) and logits.shape == (len(split), 7) and features.shape == (len(split), 32)
+    transform = build_transforms(config.transform, 32, train=False)
+    for i in (0, 17, len(split) - 1):  # row i is image i alone through the eval transform
+        from qcslib.data.sources import read_image
+        with torch.no_grad():
+            z = teacher.forward_features(transform(read_image(split, i))[None])
+            assert torch.allclose(logits[i], teacher.forward_head(z)[0], atol=1e-5)
+            assert torch.allclose(features[i], teacher.forward_head(z, pre_logits=True)[0], atol=1e-5)
+
+
+def test_a_distilled_run_has_the_train_layout_and_its_checkpoint_rebuilds_the_student(world):
+    _, _, _, teacher_path, run, _ = world
+    assert sorted(p.name for p in run.dir.iterdir()) == ["best.pt", "config.yaml", "confusion.csv", "data.json",
+                                                         "distill.json", "last.pt", "metrics.csv", "summary.json"]
+    metrics = run.metrics()
+    assert list(metrics.epoch) == [1] and metrics.loss_feature[0] > 0 and metrics.loss_kd[0] > 0
+    summary = json.loads((run.dir / "summary.json").read_text())
+    assert summary["student"] == STUDENT and summary["teacher"] == str(teacher_path)
+    assert 0 <= summary["best"]["test_accuracy"] <= 1 and 0 <= summary["teacher_test_accuracy"] <= 1
+    model, report = load_checkpoint(run.best_checkpoint)
+    assert isinstance(model, StudentNet) and model.config.image_size == 32
+    assert report.meta["timm_name"] == STUDENT and report.meta["num_classes"] == 7
+    assert report.meta["dataset"] == "synthfer" and report.meta["classes"][0] == "neutral"
+
+
+def test_the_student_goes_through_evaluate_predict_and_export(world, tmp_path):
+    _, root, _, _, run, _ = world
+    from qcslib.export import export
+    from qcslib.faces import load_predictor, predict_photos
+    from qcslib.train.evaluation import evaluate_checkpoint
+    result = evaluate_checkpoint(run.best_checkpoint, "synthfer", root, "test", device="cpu")
+    assert result["accuracy"] == pytest.approx(run.summary["best"]["test_accuracy"])
+    Image.new("RGB", (80, 80), (200, 150, 120)).save(tmp_path / "a.png")
+    photos = predict_photos(load_predictor(run.best_checkpoint), [tmp_path / "a.png"], TemplateDetector())
+    assert len(photos.faces) == 1 and set(photos.faces[0]["probabilities"]) == set(result["classes"])
+    out = export(run.best_checkpoint, "onnx", tmp_path / "student.onnx")
+    assert out["max_abs_diff"] <= 1e-4 and out["image_size"] == 32
+
+
+def test_bad_teachers_and_students_are_one_line_errors(world, tmp_path, capsys):
+    _, _, _, teacher_path, _, overrides = world
+    sets = [a for o in overrides for a in ("--set", o)]
+    eight = QCSNet(QCSConfig.sized("tiny", num_classes=8))
+    save_checkpoint(tmp_path / "eight.pt", eight, classes=[f"c{i}" for i in range(8)])
+    for teacher, student, message in [(teacher_path, "no_such_net", "'no_such_net' is not a timm model name"),
+                                      (tmp_path / "absent.pt", STUDENT, "absent.pt: no such file"),
+                                      (tmp_path / "eight.pt", STUDENT, r"has the classes \(c0, c1")]:
+        code = main(["distill", "--teacher", str(teacher), "--student", student, "--profile", "smoke", *sets,
+                     "--run-dir", str(tmp_path / "run")])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert __import__("re").search(message, err), err
