@@ -2,6 +2,7 @@
 evaluate, predict and export."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,11 +12,11 @@ from PIL import Image
 
 from qcslib import QCSConfig, QCSNet, save_checkpoint
 from qcslib.__main__ import main
-from qcslib.data.sources import load_split
+from qcslib.data.sources import load_split, read_image
 from qcslib.data.transforms import build_transforms
 from qcslib.models.weights import load_checkpoint
 from qcslib.models.student import StudentNet
-from qcslib.train import load_profile
+from qcslib.train import ConfigError, load_profile
 from qcslib.train.distill import distill, teacher_targets
 from qcslib.train.losses import distillation_loss
 from tests.test_faces import TemplateDetector
@@ -78,7 +79,6 @@ def test_the_cache_runs_the_teacher_once_per_image_and_keys_rows_by_index(world)
     assert sum(seen) == len(split) and logits.shape == (len(split), 7) and features.shape == (len(split), 32)
     transform = build_transforms(config.transform, 32, train=False)
     for i in (0, 17, len(split) - 1):  # row i is image i alone through the eval transform
-        from qcslib.data.sources import read_image
         with torch.no_grad():
             z = teacher.forward_features(transform(read_image(split, i))[None])
             assert torch.allclose(logits[i], teacher.forward_head(z)[0], atol=1e-5)
@@ -126,4 +126,46 @@ def test_bad_teachers_and_students_are_one_line_errors(world, tmp_path, capsys):
                      "--run-dir", str(tmp_path / "run")])
         err = capsys.readouterr().err
         assert code == 2 and len(err.strip().splitlines()) == 1
-        assert __import__("re").search(message, err), err
+        assert re.search(message, err), err
+
+
+def test_an_interrupted_distillation_resumes_to_the_same_result(world, monkeypatch):
+    from qcslib.train import distill as distill_module
+    config, _, _, teacher_path, _, _ = world
+    config = config.replace(epochs=2)
+    kwargs = dict(temperature=2.0, alpha=0.5, beta=0.5, progress=False)
+    whole = distill(config.replace(name="whole"), teacher_path, STUDENT, **kwargs)
+    calls, evaluate = [], distill_module.evaluate
+
+    def interrupt_in_the_second_epoch(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kw)
+
+    monkeypatch.setattr(distill_module, "evaluate", interrupt_in_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        distill(config.replace(name="resumed"), teacher_path, STUDENT, **kwargs)
+    monkeypatch.setattr(distill_module, "evaluate", evaluate)
+    run_dir = whole.dir.parent / "resumed"
+    with pytest.raises(ConfigError, match="already holds a run"):
+        distill(config.replace(name="resumed"), teacher_path, STUDENT, **kwargs)
+    with pytest.raises(ConfigError, match="other options"):
+        distill(config.replace(name="resumed"), teacher_path, STUDENT, resume=run_dir / "last.pt",
+                **{**kwargs, "alpha": 0.0})
+    resumed = distill(config.replace(name="resumed"), teacher_path, STUDENT, resume=run_dir / "last.pt", **kwargs)
+    timing = ["train_seconds", "eval_seconds", "samples_per_s"]
+    assert len(resumed.metrics()) == 2
+    assert resumed.metrics().drop(columns=timing).equals(whole.metrics().drop(columns=timing))
+    assert resumed.summary["best"] == whole.summary["best"]
+
+
+def test_teacher_online_runs_the_teacher_on_every_training_batch_instead_of_the_cache(world, monkeypatch):
+    from qcslib.train import distill as distill_module
+    config, _, _, teacher_path, _, _ = world
+    monkeypatch.setattr(distill_module, "teacher_targets", lambda *a, **k: pytest.fail("the cache was built"))
+    seen, outputs = [], distill_module.teacher_outputs
+    monkeypatch.setattr(distill_module, "teacher_outputs", lambda t, x, f: (seen.append(len(x)), outputs(t, x, f))[1])
+    run = distill(config.replace(name="online"), teacher_path, STUDENT, teacher_online=True, progress=False)
+    assert sum(seen) == len(load_split("synthfer", config.data_root, "train"))  # one epoch: every image once
+    assert run.metrics().loss_kd[0] > 0 and json.loads((run.dir / "distill.json").read_text())["teacher_online"]
