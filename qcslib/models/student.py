@@ -32,7 +32,8 @@ class StudentConfig:
             raise ValueError(f"{self.timm_name!r} is not a timm model name (e.g. mobilenetv3_small_100, "
                              f"resnet10t; timm.list_models() lists them)")
         if self.num_classes < 2 or self.image_size < 8:
-            raise ValueError(f"need num_classes ≥ 2 and image_size ≥ 8, got {self.num_classes} and {self.image_size}")
+            raise ValueError(f"need num_classes ≥ 2 and image_size ≥ 8, got {self.num_classes} and "
+                             f"{self.image_size}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -36,6 +36,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import timm
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -46,7 +47,7 @@ from ..data.sources import Split
 from ..data.transforms import build_transforms, resize_size
 from ..models.qcs import QCSNet
 from ..models.student import DEFAULT_STUDENT, StudentConfig, StudentNet
-from ..models.weights import CheckpointError, load_checkpoint, read_torch_file, FORMAT
+from ..models.weights import FORMAT, CheckpointError, load_checkpoint, read_torch_file
 from . import rundir
 from .config import ConfigError, TrainConfig
 from .evaluation import evaluate
@@ -72,8 +73,8 @@ class DistillOptions:
 
     def __post_init__(self):
         if not self.temperature > 0 or not 0 <= self.alpha <= 1 or not self.beta >= 0:
-            raise ConfigError(f"need temperature > 0, 0 ≤ alpha ≤ 1 and beta ≥ 0; got temperature={self.temperature}, "
-                              f"alpha={self.alpha}, beta={self.beta}")
+            raise ConfigError(f"need temperature > 0, 0 ≤ alpha ≤ 1 and beta ≥ 0; got "
+                              f"temperature={self.temperature}, alpha={self.alpha}, beta={self.beta}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -140,27 +141,24 @@ def distill(config: TrainConfig, teacher: str | Path, student: str = DEFAULT_STU
     if resume is None and (config.run_dir / "last.pt").exists() and not overwrite:
         raise ConfigError(f"{config.run_dir} already holds a run; resume it (--resume {config.run_dir / 'last.pt'}), "
                           f"choose another name, or overwrite it")
+    if not timm.is_model(student):  # before any work
+        raise ConfigError(f"student: {student!r} is not a timm model name (e.g. mobilenetv3_small_100, resnet10t; "
+                          f"timm.list_models() lists them)")
     device = select_device(config.device)
-    try:
-        student_config = StudentConfig(student, config.model.num_classes, config.model.image_size)
-    except ValueError as e:
-        raise ConfigError(f"student: {e}") from None
     data = load_data(config)
     net_teacher = load_teacher(teacher, tuple(data.train.classes)).to(device)
     config = config.replace(model=net_teacher.config)
     size = net_teacher.config.image_size
-    student_config = dataclasses.replace(student_config, image_size=size)
+    student_config = StudentConfig(student, net_teacher.config.num_classes, size)
     saved = _read_resume(resume, config, options, student_config) if resume is not None else None
 
     torch.manual_seed(config.seed)
     net = StudentNet(student_config).to(device)
     projection = nn.Linear(net.num_features, net_teacher.config.dim).to(device) if beta > 0 else None
-    params = list(net.parameters()) + (list(projection.parameters()) if projection is not None else [])
-    optimizer = _build_optimizer(config, _Params(params))
+    optimizer = _build_optimizer(config, nn.ModuleList([net] + ([projection] if projection is not None else [])))
     caches = [decode_images(s, resize_size(config.transform, size), progress=progress) if config.decoded_cache
               else None for s in (data.train, data.selection, data.test)]
-    loader_rows = len(data.train)
-    steps_per_epoch = -(-loader_rows // config.batch_size)
+    steps_per_epoch = -(-len(data.train) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.base_optimizer if config.sam else optimizer,
                                                   partial(lr_factor, config, steps_per_epoch))
     dtype = autocast_dtype(config.precision, device)
@@ -208,7 +206,8 @@ def distill(config: TrainConfig, teacher: str | Path, student: str = DEFAULT_STU
 
     stopped_early = should_stop(_scores(state, config), config.patience, config.min_delta)
     for epoch in range(state.epoch, state.epoch if stopped_early else config.epochs):
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 0)))
+        shuffle = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 0))
+        order = torch.randperm(len(dataset), generator=shuffle)
         loader = DataLoader(dataset, batch_size=config.batch_size, sampler=order.tolist(),
                             num_workers=config.num_workers, generator=torch.Generator().manual_seed(0))
         torch.manual_seed(_epoch_seed(config.seed, epoch, 0))  # augmentation (workers: from the loader's generator)
@@ -254,14 +253,6 @@ def distill(config: TrainConfig, teacher: str | Path, student: str = DEFAULT_STU
             break
     return Run(config.run_dir, config, _finish(config, data, state, stopped_early, net, net_teacher, options,
                                                caches[2], device, progress))
-
-
-class _Params(nn.Module):
-    """The student's and the projection's parameters as one module, for ``_build_optimizer``."""
-
-    def __init__(self, params: list[nn.Parameter]):
-        super().__init__()
-        self.params = nn.ParameterList(params)
 
 
 def _scores(state: RunState, config: TrainConfig) -> list[float]:
