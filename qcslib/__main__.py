@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
         elif args.command == "distill":
             from .train import load_profile
-            from .train.distill import distill
+            from .train.distillation import distill
             config = load_profile(args.profile, args.overrides)
             if args.run_dir:
                 config = config.replace(runs_dir=str(Path(args.run_dir).parent), name=Path(args.run_dir).name)

@@ -16,7 +16,7 @@ from qcslib.data.transforms import build_transforms
 from qcslib.models.weights import load_checkpoint
 from qcslib.models.student import StudentNet
 from qcslib.train import ConfigError, load_profile
-from qcslib.train.distill import distill, teacher_targets
+from qcslib.train.distillation import distill, teacher_targets
 from qcslib.train.losses import distillation_loss
 from tests.test_faces import TemplateDetector
 
@@ -129,7 +129,7 @@ def test_bad_teachers_and_students_are_one_line_errors(world, tmp_path, capsys):
 
 
 def test_an_interrupted_distillation_resumes_to_the_same_result(world, monkeypatch):
-    from qcslib.train import distill as distill_module
+    from qcslib.train import distillation as distill_module
     config, _, _, teacher_path, _, _ = world
     config = config.replace(epochs=2)
     kwargs = dict(temperature=2.0, alpha=0.5, beta=0.5, progress=False)
@@ -160,7 +160,7 @@ def test_an_interrupted_distillation_resumes_to_the_same_result(world, monkeypat
 
 
 def test_teacher_online_runs_the_teacher_on_every_training_batch_instead_of_the_cache(world, monkeypatch):
-    from qcslib.train import distill as distill_module
+    from qcslib.train import distillation as distill_module
     config, _, _, teacher_path, _, _ = world
     monkeypatch.setattr(distill_module, "teacher_targets", lambda *a, **k: pytest.fail("the cache was built"))
     seen, outputs = [], distill_module.teacher_outputs
@@ -168,3 +168,12 @@ def test_teacher_online_runs_the_teacher_on_every_training_batch_instead_of_the_
     run = distill(config.replace(name="online"), teacher_path, STUDENT, teacher_online=True, progress=False)
     assert sum(seen) == len(load_split("synthfer", config.data_root, "train"))  # one epoch: every image once
     assert run.metrics().loss_kd[0] > 0 and json.loads((run.dir / "distill.json").read_text())["teacher_online"]
+
+
+def test_the_distill_command_names_its_run_after_the_profile_and_the_student(world, capsys):
+    config, _, _, teacher_path, _, overrides = world
+    sets = [a for o in overrides + ["name=cli"] for a in ("--set", o)]
+    assert main(["distill", "--teacher", str(teacher_path), "--student", STUDENT, "--profile", "smoke", *sets,
+                 "--alpha", "0"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["run_dir"] == str(config.run_dir.parent / f"cli-{STUDENT}") and printed["distill"]["alpha"] == 0
