@@ -118,9 +118,14 @@ def test_bad_teachers_and_students_are_one_line_errors(world, tmp_path, capsys):
     sets = [a for o in overrides for a in ("--set", o)]
     eight = QCSNet(QCSConfig.sized("tiny", num_classes=8))
     save_checkpoint(tmp_path / "eight.pt", eight, classes=[f"c{i}" for i in range(8)])
+    teacher, report = load_checkpoint(teacher_path)
+    save_checkpoint(tmp_path / "ferplus.pt", teacher, classes=report.meta["classes"],
+                    train_config={"transform": "ferplus", "dataset": "synthfer"})
     for teacher, student, message in [(teacher_path, "no_such_net", "'no_such_net' is not a timm model name"),
                                       (tmp_path / "absent.pt", STUDENT, "absent.pt: no such file"),
-                                      (tmp_path / "eight.pt", STUDENT, r"has the classes \(c0, c1")]:
+                                      (tmp_path / "eight.pt", STUDENT, r"has the classes \(c0, c1"),
+                                      (tmp_path / "ferplus.pt", STUDENT, "ferplus transform recipe, the config has "
+                                                                         "rafdb; --set transform=ferplus")]:
         code = main(["distill", "--teacher", str(teacher), "--student", student, "--profile", "smoke", *sets,
                      "--run-dir", str(tmp_path / "run")])
         err = capsys.readouterr().err

@@ -110,8 +110,9 @@ def teacher_targets(teacher: nn.Module, split: Split, image_size: int, recipe: s
     return torch.cat(logits), torch.cat(feats) if features else None
 
 
-def load_teacher(path: str | Path, classes: tuple[str, ...]) -> QCSNet:
-    """A QCS checkpoint (ours or official) whose classes are ``classes``; a one-line CheckpointError otherwise."""
+def load_teacher(path: str | Path, classes: tuple[str, ...], transform: str) -> QCSNet:
+    """A QCS checkpoint (ours or official) whose classes are ``classes`` and, where it stores one, whose transform
+    recipe is ``transform``; a one-line CheckpointError otherwise."""
     if not Path(path).is_file():
         raise CheckpointError(f"teacher {path}: no such file; pass a QCS checkpoint (a run's best.pt)")
     teacher, report = load_checkpoint(path)
@@ -121,6 +122,9 @@ def load_teacher(path: str | Path, classes: tuple[str, ...]) -> QCSNet:
     if (own is not None and tuple(own) != tuple(classes)) or teacher.config.num_classes != len(classes):
         theirs = ", ".join(own) if own else f"{teacher.config.num_classes} classes"
         raise CheckpointError(f"teacher {path}: has the classes ({theirs}), the data has ({', '.join(classes)})")
+    if report.meta.get("transform") not in (None, transform):
+        raise CheckpointError(f"teacher {path}: was trained with the {report.meta['transform']} transform recipe, the "
+                              f"config has {transform}; --set transform={report.meta['transform']}")
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher.eval()
@@ -146,7 +150,7 @@ def distill(config: TrainConfig, teacher: str | Path, student: str = DEFAULT_STU
                           f"timm.list_models() lists them)")
     device = select_device(config.device)
     data = load_data(config)
-    net_teacher = load_teacher(teacher, tuple(data.train.classes)).to(device)
+    net_teacher = load_teacher(teacher, tuple(data.train.classes), config.transform).to(device)
     config = config.replace(model=net_teacher.config)
     size = net_teacher.config.image_size
     student_config = StudentConfig(student, net_teacher.config.num_classes, size)
