@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -142,6 +143,8 @@ def distill(config: TrainConfig, teacher: str | Path, student: str = DEFAULT_STU
         if bad:
             raise ConfigError(f"{name}={getattr(config, name)}: distill does not support it (quadruplet training "
                               f"only); leave it at its default")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("distill runs in one process; start it with python -m qcslib distill, not torchrun")
     if resume is None and (config.run_dir / "last.pt").exists() and not overwrite:
         raise ConfigError(f"{config.run_dir} already holds a run; resume it (--resume {config.run_dir / 'last.pt'}), "
                           f"choose another name, or overwrite it")
