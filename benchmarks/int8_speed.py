@@ -69,23 +69,22 @@ def main():
                  **{mode: r["path"] for mode, r in results.items()}}
         image = _images(load_split("synthfer", root, "test"), np.arange(1), "rafdb", size)
         times = {name: latencies(path, image, args.runs) for name, path in paths.items()}
-        sizes = {name: Path(path).stat().st_size for name, path in paths.items()}
     print(machine_line(), f"· onnxruntime {onnxruntime.__version__} · final train loss {loss.item():.3f}")
-    print("| model | test images | top-1 agreement | accuracy % | Δ accuracy (int8 − fp32) | file KiB | p50 ms | "
-          "p95 ms | p50 speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | test images | top-1 agreement | accuracy % | Δ accuracy (int8 − fp32) | p50 ms | p95 ms | "
+          "p50 speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = []
     for name, t in times.items():
         r = results.get(name, results["static"])
         row = dict(model=name, test_images=r["test_images"],
                    agreement=1.0 if name == "fp32" else r["top1_agreement"],
                    accuracy=r["fp32_accuracy"] if name == "fp32" else r["int8_accuracy"],
-                   delta=0.0 if name == "fp32" else r["accuracy_delta"], kib=round(sizes[name] / 1024),
+                   delta=0.0 if name == "fp32" else r["accuracy_delta"],
                    p50_ms=1e3 * np.percentile(t, 50), p95_ms=1e3 * np.percentile(t, 95),
                    speedup=np.percentile(times["fp32"], 50) / np.percentile(t, 50), runs=len(t))
         rows.append(row)
         print(f"| {name} | {row['test_images']} | {row['agreement']:.3f} | {row['accuracy']:.1f} | "
-              f"{row['delta']:+.1f} | {row['kib']} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | "
+              f"{row['delta']:+.1f} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | "
               f"{row['speedup']:.2f}× |")
     write_json("int8_speed", {"machine": machine_line(), "runs": args.runs, "steps": args.steps, "rows": rows})
 

@@ -90,12 +90,13 @@ def export_int8(checkpoint: str | Path, out: str | Path | None = None, mode: str
     transform (``recipe_for``). Agreement and accuracies are on the test split (its first ``test_images``, or
     all), whose classes must be the checkpoint's, in its order.
 
-    Why dynamic is the default: on a tiny QCS (fitted for 60 steps to 84 SynthFER images, 56 test images,
-    ``benchmarks/int8_speed.py``, one run, 2026-12-03, one onnxruntime thread, 300 batch-1 runs each), dynamic
-    agreed with fp32 on 100 % of the test images at p50 1.40 ms against fp32's 1.59 ms (1.14× faster), static on
-    55 % at 1.65 ms (0.97×): the static QDQ graph quantises LayerNorm, softmax and the residual additions too, and
-    at this size its extra QuantizeLinear/DequantizeLinear pairs cost what the int8 convolutions save. Not
-    measured: the paper-size model or a distilled student, where the convolutions dominate and static may win.
+    Why dynamic is the default: on a tiny QCS (fitted for 60 steps to 84 SynthFER images; 56 test images;
+    ``benchmarks/int8_speed.py``, two runs on 2026-12-03, one onnxruntime thread, 300 batch-1 runs per model and
+    run) dynamic agreed with fp32 on 100 % of the test images, static on 55 % (accuracy −1.8 points). Speed does
+    not separate them at this size: the p50 speed-up over fp32 was 1.14× (dynamic) and 0.97× (static) in the
+    first run, 0.97× and 1.12× in the second (1.3–1.7 ms each, a shared 2-core machine). The static QDQ graph
+    quantises LayerNorm, softmax and the residual additions too, which is where it loses agreement. Not
+    measured: the paper-size model or a distilled student, where convolutions dominate and static may win.
     """
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)

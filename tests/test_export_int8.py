@@ -12,6 +12,7 @@ import torch
 
 from qcslib import QCSConfig, QCSNet, save_checkpoint
 from qcslib import export as export_module
+from qcslib.__main__ import main
 from qcslib.data.sources import load_split
 from qcslib.data.synthfer import SynthFERSettings, generate
 from qcslib.export import _images, export_int8
@@ -87,7 +88,7 @@ def cli(*args):
                           text=True, timeout=300)
 
 
-def test_int8_command_prints_the_agreement_and_bad_input_is_one_line(fitted, tmp_path):
+def test_int8_command_prints_the_agreement_and_bad_input_is_one_line(fitted, tmp_path, capsys):
     path, _, _ = fitted
     ok = cli("--checkpoint", path, "--format", "onnx", "--int8", "--test-images", 10, "--out", tmp_path / "cli.onnx")
     assert ok.returncode == 0, ok.stderr
@@ -105,5 +106,6 @@ def test_int8_command_prints_the_agreement_and_bad_input_is_one_line(fitted, tmp
         (["--checkpoint", path, "--format", "onnx", "--int8", "--calibration", 8], "applies to --int8 static only"),
         (["--checkpoint", path, "--format", "onnx", "--int8", "static", "--calibration", 0], "must be ≥ 1 images"),
     ]:
-        bad = cli(*args)
-        assert bad.returncode == 2 and message in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+        assert main(["export", *map(str, args)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and err.startswith("python -m qcslib export: error:"), err
