@@ -86,7 +86,8 @@ def export_int8(checkpoint: str | Path, out: str | Path | None = None, mode: str
     around int8 convolutions, MatMuls and the other ops it supports, activations uint8, weights int8 per
     channel), its activation ranges calibrated (min/max) on ``calibration`` images drawn with ``seed`` from the
     train split. The data are ``dataset`` under ``data_root``, by default the checkpoint's own (its stored
-    training config's ``dataset``, ``data_root`` and ``data_options``), preprocessed with the checkpoint's test
+    training config's ``dataset``, ``data_root`` and ``data_options``; a relative root is taken from the current
+    directory, as ``train`` took it), preprocessed with the checkpoint's test
     transform (``recipe_for``). Agreement and accuracies are on the test split (its first ``test_images``, or
     all), whose classes must be the checkpoint's, in its order.
 
@@ -157,5 +158,6 @@ def export_int8(checkpoint: str | Path, out: str | Path | None = None, mode: str
     int8_top1 = _logits(int8, images).argmax(1)
     fp32_acc, int8_acc = 100 * float((fp32_top1 == scored).mean()), 100 * float((int8_top1 == scored).mean())
     return {"path": str(out), "format": "onnx", "mode": mode, "image_size": size, "classes": classes,
-            "dataset": dataset, "data_root": str(data_root), "calibration_images": len(picked), "test_images": len(scored), "top1_agreement": float((fp32_top1 == int8_top1).mean()),
+            "dataset": dataset, "data_root": str(data_root), "calibration_images": len(picked),
+            "test_images": len(scored), "top1_agreement": float((fp32_top1 == int8_top1).mean()),
             "fp32_accuracy": fp32_acc, "int8_accuracy": int8_acc, "accuracy_delta": int8_acc - fp32_acc}
