@@ -23,7 +23,10 @@
   ``{file, face, box, landmarks, probabilities, label}`` or a failed file's ``{file, error}``; videos (by suffix)
   and ``--camera N`` go through ``qcslib.video`` (``--every K --smooth TAU --start S --end S``, ``--out`` needed)
 - ``export --checkpoint PATH --format onnx|torchscript [--out PATH]``: the base branch with a dynamic batch,
-  checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON
+  checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON. ``--int8 [dynamic|static]`` (onnx only) also quantises
+  it (``qcslib.export.export_int8``; static: calibrated on ``--calibration N`` train images) of the checkpoint's
+  training data (or ``--dataset NAME --data-root DIR``), and prints its top-1 agreement with fp32 and the accuracy
+  difference on the test split (or its first ``--test-images N``)
 
 Exit codes: 0 done; 1 training stopped on a non-finite loss, an export failed its check, (predict) some
 file had no face or could not be read, or a video could not be opened or stopped early (its frames before that
@@ -113,6 +116,22 @@ def _predict_videos(predictor, videos: list[str], args) -> bool:
     return failed
 
 
+def _export(args: argparse.Namespace) -> dict:
+    from .export import export, export_int8
+    int8_only = {"--dataset": args.dataset, "--data-root": args.data_root, "--calibration": args.calibration,
+                 "--test-images": args.test_images}
+    if args.int8 is None:
+        if given := [flag for flag, value in int8_only.items() if value is not None]:
+            raise ValueError(f"{', '.join(given)} apply to --int8 only")
+        return export(args.checkpoint, args.format, args.out)
+    if args.format != "onnx":
+        raise ValueError(f"--int8 quantises an onnx export; got --format {args.format}")
+    if args.calibration is not None and args.int8 == "dynamic":
+        raise ValueError("--calibration applies to --int8 static only (dynamic quantisation is not calibrated)")
+    return export_int8(args.checkpoint, args.out, args.int8, args.dataset, args.data_root,
+                       64 if args.calibration is None else args.calibration, args.test_images)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qcslib", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -191,6 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--format", required=True, choices=("onnx", "torchscript"))
     ex.add_argument("--out", help="output file (default: beside the checkpoint)")
+    ex.add_argument("--int8", nargs="?", const="dynamic", choices=("static", "dynamic"),
+                    help="quantise the onnx export to int8: dynamic, linear layers (the default), or static QDQ, "
+                         "calibrated")
+    ex.add_argument("--dataset", choices=DATASETS, help="--int8: calibrate and score on this dataset "
+                                                        "(default: the checkpoint's training dataset)")
+    ex.add_argument("--data-root", help="--int8: its root (default: the checkpoint's training data_root)")
+    ex.add_argument("--calibration", type=int, help="--int8 static: calibration images from train (default 64)")
+    ex.add_argument("--test-images", type=int, help="--int8: score on the first N test images (default: all)")
     args = parser.parse_args(argv)
     if args.command == "predict" and not args.paths and args.camera is None:
         parser.error("predict: give image or video paths, or --camera N")
@@ -244,8 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "predict":
             return _predict(args)
         elif args.command == "export":
-            from .export import export
-            print(json.dumps(export(args.checkpoint, args.format, args.out), indent=1))
+            print(json.dumps(_export(args), indent=1))
         else:
             from .train.evaluation import evaluate_checkpoint
             print(json.dumps(evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.split,
