@@ -56,6 +56,7 @@ from .loop import TrainingError, _build_optimizer, _epoch_seed, lr_factor, load_
 from .losses import distillation_loss
 from .rundir import Run, RunState
 from .runtime import autocast, autocast_dtype, select_device, to_device
+from .sam import optimizer_step
 
 LOSS_NAMES = ("ce", "kd", "feature")
 
@@ -189,7 +190,7 @@ def distill(config: TrainConfig, teacher: str | Path, student: str = DEFAULT_STU
         else:
             z_t, f_t = targets[0][index].to(device), targets[1][index].to(device) if beta > 0 else None
 
-        def forward_backward():
+        def forward_backward(sync: bool):  # one process: nothing to synchronise
             with autocast(device, dtype):
                 z_s, f_s = net.logits_and_features(images)
                 loss, parts = distillation_loss(z_s, labels, z_t, temperature, alpha,
@@ -197,17 +198,7 @@ def distill(config: TrainConfig, teacher: str | Path, student: str = DEFAULT_STU
             (scaler.scale(loss) if scaler is not None else loss).backward()
             return z_s, loss, parts
 
-        z_s, loss, parts = forward_backward()
-        if config.sam:
-            optimizer.first_step(zero_grad=True)
-            forward_backward()
-            optimizer.second_step(zero_grad=True, scaler=scaler)
-        elif scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        z_s, loss, parts = optimizer_step(optimizer, forward_backward, config.sam, scaler)
         scheduler.step()
         return loss.detach(), parts, (z_s.argmax(1) == labels).sum()
 

@@ -54,7 +54,7 @@ from .evaluation import evaluate
 from .losses import head_names, quadruplet_loss
 from .rundir import EpochSums, Run, RunState
 from .runtime import Interrupt, autocast, autocast_dtype, select_device, to_device
-from .sam import SAM
+from .sam import SAM, optimizer_step
 
 
 class TrainingError(RuntimeError):
@@ -128,18 +128,7 @@ def train_step(model: nn.Module, optimizer, scaler, batch, device: torch.device,
             (scaler.scale(loss) if scaler is not None else loss).backward()
         return out, loss, parts
 
-    out, loss, parts = forward_backward(sync=not sam)
-    if sam:
-        optimizer.first_step(zero_grad=True)
-        forward_backward(sync=True)
-        optimizer.second_step(zero_grad=True, scaler=scaler)
-    else:
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    out, loss, parts = optimizer_step(optimizer, forward_backward, sam, scaler)
     correct = (out.base_logits[0].argmax(1) == labels).sum()
     return parts, correct, len(labels), loss.detach()
 

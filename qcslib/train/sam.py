@@ -63,3 +63,23 @@ class SAM(torch.optim.Optimizer):
     def load_state_dict(self, state_dict):
         self.base_optimizer.load_state_dict(state_dict)
         self.param_groups = self.base_optimizer.param_groups
+
+
+def optimizer_step(optimizer, forward_backward, sam: bool, scaler: torch.amp.GradScaler | None = None):
+    """One update: ``forward_backward(sync)`` computes the loss and its gradients (``sync``: whether DDP should
+    all-reduce them) and returns what the caller keeps. With SAM: a first pass without sync, the climb to
+    ``w + e``, a second pass with sync, the update from ``w``; else one synced pass and the (scaled) update. The
+    gradients are zeroed after. → the first pass's result."""
+    first = forward_backward(sync=not sam)
+    if sam:
+        optimizer.first_step(zero_grad=True)
+        forward_backward(sync=True)
+        optimizer.second_step(zero_grad=True, scaler=scaler)
+        return first
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return first
