@@ -23,10 +23,11 @@
   ``{file, face, box, landmarks, probabilities, label}`` or a failed file's ``{file, error}``; videos (by suffix)
   and ``--camera N`` go through ``qcslib.video`` (``--every K --smooth TAU --start S --end S``, ``--out`` needed)
 - ``export --checkpoint PATH --format onnx|torchscript [--out PATH]``: the base branch with a dynamic batch,
-  checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON. ``--int8 [dynamic|static]`` (onnx only) also quantises
-  it (``qcslib.export.export_int8``; static: calibrated on ``--calibration N`` train images) of the checkpoint's
-  training data (or ``--dataset NAME --data-root DIR``), and prints its top-1 agreement with fp32 and the accuracy
-  difference on the test split (or its first ``--test-images N``)
+  checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON. ``--int8 [auto|dynamic|static]`` (onnx only) also
+  quantises it (``qcslib.export.export_int8``; auto: static for a student, dynamic for QCS; static: calibrated
+  on ``--calibration N`` train images of the checkpoint's training data, or ``--dataset NAME --data-root DIR``),
+  and prints its top-1 agreement with fp32 and the accuracy difference on the test split (or its first
+  ``--test-images N``)
 
 Exit codes: 0 done; 1 training stopped on a non-finite loss, an export failed its check, (predict) some
 file had no face or could not be read, or a video could not be opened or stopped early (its frames before that
@@ -126,10 +127,8 @@ def _export(args: argparse.Namespace) -> dict:
         return export(args.checkpoint, args.format, args.out)
     if args.format != "onnx":
         raise ValueError(f"--int8 quantises an onnx export; got --format {args.format}")
-    if args.calibration is not None and args.int8 == "dynamic":
-        raise ValueError("--calibration applies to --int8 static only (dynamic quantisation is not calibrated)")
-    return export_int8(args.checkpoint, args.out, args.int8, args.dataset, args.data_root,
-                       64 if args.calibration is None else args.calibration, args.test_images)
+    return export_int8(args.checkpoint, args.out, args.int8, args.dataset, args.data_root, args.calibration,
+                       args.test_images)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,9 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--format", required=True, choices=("onnx", "torchscript"))
     ex.add_argument("--out", help="output file (default: beside the checkpoint)")
-    ex.add_argument("--int8", nargs="?", const="dynamic", choices=("static", "dynamic"),
-                    help="quantise the onnx export to int8: dynamic, linear layers (the default), or static QDQ, "
-                         "calibrated")
+    ex.add_argument("--int8", nargs="?", const="auto", choices=("auto", "static", "dynamic"),
+                    help="quantise the onnx export to int8: static QDQ, calibrated, or dynamic, linear layers only; "
+                         "auto (the default): static for a student, dynamic for QCS")
     ex.add_argument("--dataset", choices=DATASETS, help="--int8: calibrate and score on this dataset "
                                                         "(default: the checkpoint's training dataset)")
     ex.add_argument("--data-root", help="--int8: its root (default: the checkpoint's training data_root)")

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -151,18 +152,26 @@ def fit_all(configs: list[TrainConfig], force: bool = False, jobs: int = 1, prog
     """Train every config that has no finished run (``finished``; all of them with ``force``) → those trained.
     ``jobs > 1`` trains that many at once, as ``train_variants`` describes, longest first."""
     todo = sorted((c for c in configs if force or not finished(c)), key=work_units, reverse=True)
-    if jobs > 1 and len(todo) > 1:
+    parallel = jobs > 1 and len(todo) > 1
+    run_all([partial(_fit, c, _context(todo, i, jobs if parallel else 1), progress_bars and not parallel)
+             for i, c in enumerate(todo)], jobs)
+    progress.context(run_index=None, runs=None, later_units=None)
+    return todo
+
+
+def run_all(calls: list, jobs: int = 1) -> None:
+    """Call every one of ``calls`` (picklable: module-level functions or ``partial``s of them): with ``jobs > 1``
+    and more than one call, ``jobs`` at a time in spawned worker processes that share the CPU threads; else here,
+    in order. A worker's error is raised here."""
+    if jobs > 1 and len(calls) > 1:
         threads = max(1, torch.get_num_threads() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
                                  initargs=(threads,)) as pool:
-            futures = [pool.submit(_fit, c, _context(todo, i, jobs), False) for i, c in enumerate(todo)]
-            for future in futures:
-                future.result()  # a worker's error is raised here
+            for future in [pool.submit(call) for call in calls]:
+                future.result()
     else:
-        for i, c in enumerate(todo):
-            _fit(c, _context(todo, i, 1), progress_bars)
-    progress.context(run_index=None, runs=None, later_units=None)
-    return todo
+        for call in calls:
+            call()
 
 
 def _context(todo: list[TrainConfig], i: int, jobs: int) -> dict:

@@ -15,6 +15,7 @@ import torch
 from .data.datasets import ImageDataset
 from .data.sources import DataError, Split, load_split, require_whole, verify_images
 from .data.transforms import build_transforms, recipe_for
+from .models.student import StudentNet
 from .models.weights import load_checkpoint, read_torch_file
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -58,7 +59,7 @@ def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = N
             "max_abs_diff": worst, "batch_sizes": list(batch_sizes)}
 
 
-INT8_MODES = ("static", "dynamic")
+INT8_MODES = ("auto", "static", "dynamic")
 
 
 def _images(split: Split, indices: np.ndarray, recipe: str, size: int) -> np.ndarray:
@@ -72,40 +73,49 @@ def _logits(session, images: np.ndarray, batch: int = 32) -> np.ndarray:
                            for i in range(0, len(images), batch)])
 
 
-def export_int8(checkpoint: str | Path, out: str | Path | None = None, mode: str = "dynamic",
-                dataset: str | None = None, data_root: str | Path | None = None, calibration: int = 64,
+def export_int8(checkpoint: str | Path, out: str | Path | None = None, mode: str = "auto",
+                dataset: str | None = None, data_root: str | Path | None = None, calibration: int | None = None,
                 test_images: int | None = None, seed: int = 0) -> dict:
     """Write ``checkpoint``'s base branch as an int8 ONNX model (default: beside it, ``.int8.onnx``) and score it
     against fp32 → ``{path, format, mode, image_size, classes, dataset, data_root, calibration_images,
     test_images, top1_agreement, fp32_accuracy, int8_accuracy, accuracy_delta}`` (accuracies in %, delta =
     int8 − fp32 in points, agreement = the fraction of test images whose int8 and fp32 top-1 class agree).
 
-    The fp32 ONNX export is checked first (``export``). ``mode`` "dynamic" (the default): ``quantize_dynamic`` of
-    the MatMul/Gemm (linear) layers only, weights int8, activations quantised per batch at run time, no
-    calibration; "static": ONNX Runtime's ``quantize_static`` in QDQ format (QuantizeLinear/DequantizeLinear
-    around int8 convolutions, MatMuls and the other ops it supports, activations uint8, weights int8 per
-    channel), its activation ranges calibrated (min/max) on ``calibration`` images drawn with ``seed`` from the
-    train split. The data are ``dataset`` under ``data_root``, by default the checkpoint's own (its stored
-    training config's ``dataset``, ``data_root`` and ``data_options``; a relative root is taken from the current
-    directory, as ``train`` took it), preprocessed with the checkpoint's test
-    transform (``recipe_for``). Agreement and accuracies are on the test split (its first ``test_images``, or
-    all), whose classes must be the checkpoint's, in its order.
+    The fp32 ONNX export is checked first (``export``). ``mode`` "dynamic": ``quantize_dynamic`` of the MatMul/Gemm
+    (linear) layers only, weights int8, activations quantised per batch at run time, no calibration; "static":
+    ONNX Runtime's ``quantize_static`` in QDQ format (QuantizeLinear/DequantizeLinear around int8 convolutions,
+    MatMuls and the other ops it supports, activations uint8, weights int8 per channel), its activation ranges
+    calibrated (min/max) on ``calibration`` images (default 64) drawn with ``seed`` from the train split; "auto" (the
+    default): static for a distilled student, dynamic for QCS. The data are ``dataset`` under ``data_root``, by
+    default the checkpoint's own (its stored training config's ``dataset``, ``data_root`` and ``data_options``;
+    a relative root is taken from the current directory, as ``train`` took it), preprocessed with the
+    checkpoint's test transform (``recipe_for``). Agreement and accuracies are on the test split (its first
+    ``test_images``, or all), whose classes must be the checkpoint's, in its order.
 
-    Why dynamic is the default: on a tiny QCS (fitted for 60 steps to 84 SynthFER images; 56 test images;
-    ``benchmarks/int8_speed.py``, two runs on 2026-12-03, one onnxruntime thread, 300 batch-1 runs per model and
-    run) dynamic agreed with fp32 on 100 % of the test images, static on 55 % (accuracy −1.8 points). Speed does
-    not separate them at this size: the p50 speed-up over fp32 was 1.14× (dynamic) and 0.97× (static) in the
-    first run, 0.97× and 1.12× in the second (1.3–1.7 ms each, a shared 2-core machine). The static QDQ graph
-    quantises LayerNorm, softmax and the residual additions too, which is where it loses agreement. Not
-    measured: the paper-size model or a distilled student, where convolutions dominate and static may win.
+    Why "auto" chooses as it does (2026-12-03, this 2-core machine, one onnxruntime thread, batch 1):
+    - QCS, dynamic: on a tiny QCS (fitted for 60 steps to 84 SynthFER images; 56 test images;
+      ``benchmarks/int8_speed.py``, two runs, 300 runs per model) dynamic agreed with fp32 on 100 % of the test
+      images, static on 55 % (accuracy −1.8 points). The static QDQ graph quantises LayerNorm, softmax and the
+      residual additions too, which is where it loses agreement. Speed did not separate them at that size
+      (1.3–1.7 ms each).
+    - a student, static: a resnet10t distilled for 10 epochs at 32 px (1,000 test images, one run, 100 timed
+      runs each) agreed with fp32 on 97.9 % (static) and 99.7 % (dynamic) of them, accuracy −0.2 points with
+      both, but static ran in 0.26 ms p50 and dynamic in 0.60 ms: in a convolutional network dynamic
+      quantisation reaches only the final linear layer. ``benchmarks/student_speed.py`` measures both at 224 px.
     """
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
     if mode not in INT8_MODES:
         raise ValueError(f"int8 mode must be one of {', '.join(INT8_MODES)}, got {mode!r}")
-    if calibration < 1 or (test_images is not None and test_images < 1):
+    if (calibration is not None and calibration < 1) or (test_images is not None and test_images < 1):
         raise ValueError(f"calibration and test_images must be ≥ 1 images, got {calibration} and {test_images}")
     model, report = load_checkpoint(checkpoint)
+    if mode == "auto":
+        mode = "static" if isinstance(model, StudentNet) else "dynamic"
+    if mode == "dynamic" and calibration is not None:
+        raise ValueError("calibration applies to static int8 only (dynamic quantisation is not calibrated; auto "
+                         "chooses dynamic for a QCS checkpoint)")
+    calibration = 64 if calibration is None else calibration
     stored, _ = read_torch_file(checkpoint)
     trained = stored.get("train_config") if isinstance(stored.get("train_config"), dict) else {}
     dataset = dataset or trained.get("dataset")

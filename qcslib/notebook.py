@@ -24,10 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import timm
 import torch
 
 from .ablation import train_variants, variant_config
+from .export import INT8_MODES
 from .paper import parse_domain_overrides
+from .students import parse_distill_overrides
 from .analysis.metrics import au_oracle
 from .data.sources import DATASET_CLASSES, DATASETS, SPLITS, Split, load_split, verify_images
 from .data.synthfer import DOMAINS
@@ -74,6 +77,13 @@ class NotebookParameters:
     smooth: float = 0.5             # 09: the EMA's time constant in seconds (0: no smoothing)
     smooth_sweep: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0, 2.0])  # 09: τs compared
     video: str = ""                 # 09: a video file to read; empty: a clip made of real photos
+    student: str = "resnet10t"      # 10: the students' timm network
+    temperature: float = 4.0        # 10: KD's temperature T
+    alpha: float = 0.9              # 10: KD's weight α (the labels-only students have 0)
+    beta: float = 1.0               # 10: the feature term's weight β (kd_feature students only)
+    distill_overrides: list[str] = field(default_factory=list)  # 10: key=value overrides of the students' recipe
+    int8: str = "auto"              # 10: the int8 export mode (auto, static or dynamic)
+    latency_runs: int = 100         # 10: timed batch-1 runs per model
     official_checkpoints: list[str] = field(default_factory=list)  # 08: "dataset=path" checkpoints (e.g. the
                                     # authors'), scored on that dataset's test split and across datasets
     domains: list[str] = field(default_factory=lambda: list(DOMAINS))  # 08: the SynthFER domains of the matrix
@@ -104,8 +114,16 @@ class NotebookParameters:
             raise ConfigError(f"eval_root: where {self.eval_dataset}'s data is must be given with eval_dataset")
         if not self.domains or len(set(self.domains)) < len(self.domains) or set(self.domains) - set(DOMAINS):
             raise ConfigError(f"domains must be distinct names of {', '.join(DOMAINS)}, got {self.domains}")
+        if self.int8 not in INT8_MODES:
+            raise ConfigError(f"int8 must be one of {', '.join(INT8_MODES)}, got {self.int8!r}")
+        if not 0 <= self.alpha <= 1 or not self.temperature > 0:
+            raise ConfigError(f"need 0 ≤ alpha ≤ 1 and temperature > 0, got alpha={self.alpha}, "
+                              f"temperature={self.temperature}")
+        if not timm.is_model(self.student):
+            raise ConfigError(f"student: {self.student!r} is not a timm model name (e.g. resnet10t)")
         official_checkpoints(self.official_checkpoints)
         parse_domain_overrides(self.domain_overrides)
+        parse_distill_overrides(self.distill_overrides)
 
     def override(self, changes: dict, where: str = "") -> NotebookParameters:
         """A copy with ``changes``; an unknown or ill-typed one is a ConfigError whose message is ``where``
@@ -146,7 +164,7 @@ def notebook_parameters(profile: str | Path = "cpu") -> NotebookParameters:
     if not isinstance(given, dict):
         raise ConfigError(f"{path}: notebooks must be a mapping of notebook parameters")
     params = NotebookParameters().override(given, f"{path}: notebooks.")
-    for name in ("ablation_overrides", "domain_overrides"):
+    for name in ("ablation_overrides", "domain_overrides", "distill_overrides"):
         try:
             load_profile(profile, getattr(params, name))
         except ConfigError as e:

@@ -103,7 +103,8 @@ def test_int8_command_prints_the_agreement_and_bad_input_is_one_line(fitted, tmp
         (["--checkpoint", path, "--format", "onnx", "--data-root", tmp_path], "--data-root apply to --int8 only"),
         (["--checkpoint", bare, "--format", "onnx", "--int8"], "bare.pt: stores no training dataset/data_root"),
         (["--checkpoint", path, "--format", "onnx", "--int8", "--data-root", tmp_path / "none"], "none"),
-        (["--checkpoint", path, "--format", "onnx", "--int8", "--calibration", 8], "applies to --int8 static only"),
+        (["--checkpoint", path, "--format", "onnx", "--int8", "--calibration", 8],
+         "calibration applies to static int8 only"),
         (["--checkpoint", path, "--format", "onnx", "--int8", "static", "--calibration", 0], "must be ≥ 1 images"),
     ]:
         assert main(["export", *map(str, args)]) == 2

@@ -171,3 +171,44 @@ def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: d
         lines.append("- This model was trained on SynthFER only: its labels on the real faces are not expected to be "
                      "right; the real clip shows the pipeline (detection, tracking, no-face rows, speed) working.")
     return "\n".join(lines)
+
+
+def distillation(teacher: dict, runs: pd.DataFrame, compared: pd.DataFrame, int8: pd.DataFrame,
+                 costs: pd.DataFrame, student: str) -> str:
+    """10: which teacher (chosen how), whether the students converged, the paired verdicts of
+    ``students.comparisons`` (KD against labels only, the feature term, the gap to the teacher and the issue's
+    3-point goal), the int8 student's agreement and speed-up, and the latency ratios to the paper-size QCS."""
+    verdicts = dict(zip(compared["comparison"], compared["verdict"]))
+    gap = compared.set_index("comparison").loc["kd − teacher"]
+    if teacher["chosen_by"] == "val":
+        who = (f"QCS seed {teacher['seed']}, the best on **val** of {teacher['candidates']} runs (val "
+               f"{100 * teacher['val_accuracy']:.1f} %, test {100 * teacher['test_accuracy']:.1f} %)")
+    else:
+        who = f"the given checkpoint `{teacher['checkpoint']}` (test {100 * runs['teacher_test_accuracy'].iloc[0]:.1f} %)"
+    unconverged = runs.loc[~runs["converged"], ["variant", "seed"]]
+    lines = [f"- Teacher: {who}. Students: `{student}`, {len(runs)} runs ({runs['seed'].nunique()} seeds × "
+             f"{runs['variant'].nunique()} losses), checkpoints chosen on the {runs['selection'].iloc[0]} split. "
+             + ("Every run converged." if unconverged.empty else
+                f"**{len(unconverged)} run(s) did not converge** "
+                f"({', '.join(f'{v}-s{s}' for v, s in unconverged.itertuples(index=False))}): "
+                "their comparisons are not a result."),
+             f"- Does KD help? {verdicts['kd − labels']}.",
+             f"- The feature term: {verdicts['kd_feature − kd']}.",
+             f"- Against the teacher (one checkpoint; the interval is over the student's seeds): "
+             f"{verdicts['kd − teacher']}. The goal, a student at most 3 points behind its teacher, is "
+             + ("**met**" if gap["mean_diff"] >= -0.03 else f"**not met** ({100 * -gap['mean_diff']:.1f} points behind)")
+             + " on the mean over seeds."]
+    int8_row = costs.loc[[n for n in costs.index if " int8 " in n][0]]
+    fp32_row = costs.loc[[n for n in costs.index if n.endswith("· kd · fp32")][0]]
+    lines.append(f"- int8 ({int8['mode'].iloc[0]}): the KD students agreed with their fp32 selves on "
+                 f"{100 * int8['top1_agreement'].mean():.1f} % of the test images (mean over {len(int8)} seeds), "
+                 f"accuracy {int8['accuracy_delta'].mean():+.2f} points; {int8_row['p50 ms']:.2f} ms against "
+                 f"{fp32_row['p50 ms']:.2f} ms for fp32 in ONNX Runtime ({fp32_row['p50 ms'] / int8_row['p50 ms']:.1f}×).")
+    paper = costs.loc["paper-size QCS (untrained)", "p50 ms"]
+    wide = costs.loc[[n for n in costs.index if n.endswith("at 224 px (untrained)")][0]]
+    lines.append(f"- Latency at batch 1 on one thread of this CPU, one run of {costs['p50 ms'].size} models: the "
+                 f"paper-size QCS takes {paper:.1f} ms at 224 px. The int8 student takes {int8_row['p50 ms']:.2f} ms "
+                 f"at {int8_row['input px']} px ({paper / int8_row['p50 ms']:.0f}× faster, but on a smaller input); at "
+                 f"the same 224 px the student's network takes {wide['p50 ms']:.1f} ms in fp32 "
+                 f"({paper / wide['p50 ms']:.1f}× faster). `benchmarks/student_speed.py` measures int8 at 224 px.")
+    return "\n".join(lines)

@@ -252,3 +252,25 @@ def video_frames(video: str, n: int = 4) -> plt.Figure:
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def accuracy_latency(costs: pd.DataFrame) -> plt.Figure:
+    """Test accuracy (mean ± std over seeds, %) against batch-1 CPU latency (p50, ms, log scale) of every trained
+    model of ``students.cost_table``; the untrained ones (latency only) are dotted vertical lines."""
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    trained = costs[costs["seeds"] > 0]
+    colours = sns.color_palette("tab10", len(trained))
+    for colour, (name, r) in zip(colours, trained.iterrows()):
+        ax.errorbar(r["p50 ms"], 100 * r["accuracy"], yerr=100 * np.nan_to_num(r["accuracy_std"]), fmt="o",
+                    capsize=3, color=colour, label=f"{name} ({r['input px']} px, {r['runtime']})")
+    for name, r in costs[costs["seeds"] == 0].iterrows():
+        ax.axvline(r["p50 ms"], color="0.4", ls=":", lw=1)
+        ax.annotate(f"{name}, {r['input px']} px", (r["p50 ms"], 0.02), xycoords=("data", "axes fraction"),
+                    rotation=90, ha="right", va="bottom", fontsize=7, color="0.3")
+    ax.set_xscale("log")
+    ax.set_xlabel("CPU latency at batch 1, p50 (ms, one thread, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_title("accuracy against latency (mean ± std over seeds)", fontsize=9)
+    fig.tight_layout()
+    return fig
