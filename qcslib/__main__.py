@@ -13,7 +13,7 @@
   (``torchrun --nproc-per-node N -m qcslib train ...`` for DDP); prints the run's summary JSON
 - ``distill --teacher CKPT [--student NAME] [--profile P] [--set key=value ...] [--temperature T] [--alpha A]
   [--beta B] [--teacher-online] [--run-dir DIR] [--resume PATH] [--overwrite]``: train a timm student (default
-  mobilenetv3_small_100, from scratch) on the profile's data and recipe with KD from a QCS checkpoint (the run is
+  resnet10t, from scratch) on the profile's data and recipe with KD from a QCS checkpoint (the run is
   ``<runs_dir>/<name>-<student>`` unless ``--run-dir``); prints the run's summary JSON
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test] [--trained-on DATASET]``: metrics of a
   checkpoint (ours or the authors' official release) on a split of its own dataset or another, as JSON; classes
@@ -47,6 +47,7 @@ from .data.manifest import hash_splits, item_ids, verify_manifest, write_manifes
 from .data.report import data_report, deviation_warning
 from .data.sources import DATASET_CLASSES, DATASETS, DataError, available_splits, load_split, verify_images
 from .data.synthfer import SynthFERSettings, generate
+from .models.student import DEFAULT_STUDENT
 from .models.weights import CheckpointError
 from .export import ExportError
 from .train.loop import TrainingError
@@ -164,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     ds = commands.add_parser("distill", help="distil a QCS checkpoint into a timm student")
     ds.add_argument("--teacher", required=True, help="a QCS checkpoint (a run's best.pt, or an official .pth)")
-    ds.add_argument("--student", default="mobilenetv3_small_100", help="a timm model name (built from scratch)")
+    ds.add_argument("--student", default=DEFAULT_STUDENT,
+                    help=f"a timm model name, built from scratch (default {DEFAULT_STUDENT})")
     ds.add_argument("--profile", default="cpu", help="a built-in profile name or a .yaml path")
     ds.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a profile field (lr=1e-3, epochs=20, ...); repeatable")

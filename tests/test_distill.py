@@ -111,6 +111,24 @@ def test_the_student_goes_through_evaluate_predict_and_export(world, tmp_path):
     assert len(photos.faces) == 1 and set(photos.faces[0]["probabilities"]) == set(result["classes"])
     out = export(run.best_checkpoint, "onnx", tmp_path / "student.onnx")
     assert out["max_abs_diff"] <= 1e-4 and out["image_size"] == 32
+    from qcslib.export import export_int8
+    int8 = export_int8(run.best_checkpoint, tmp_path / "student.int8.onnx", test_images=8)
+    assert int8["mode"] == "static" and int8["calibration_images"] > 0  # auto: a student is quantised statically
+
+
+def test_the_student_reads_a_video(world, tmp_path):
+    _, _, _, _, run, _ = world
+    from qcslib.data.synthfer.video import ClipFaces, ClipSettings, write_clips
+    from qcslib.faces import load_predictor
+    from qcslib.video import VideoFile, predict_video
+    clip = write_clips(tmp_path, ClipSettings(seed=1, fps=4, seconds=1.5, size=48))[0]
+    summary = predict_video(load_predictor(run.best_checkpoint), VideoFile(clip["video"]), tmp_path / "out",
+                            ClipFaces(clip["truth"]), every=2, smooth=0.3, progress=False)
+    assert summary["frames"] == 6 and summary["frames_without_face"] == 0
+    records = [json.loads(line) for line in open(tmp_path / "out" / "predictions.jsonl")]
+    rounding = 0.5e-4 * len(records[0]["probabilities"])  # each probability is written to 4 decimals
+    assert len(records) == 6 and all(math.isclose(sum(r["probabilities"].values()), 1, abs_tol=rounding)
+                                     for r in records)
 
 
 def test_bad_teachers_and_students_are_one_line_errors(world, tmp_path, capsys):

@@ -13,10 +13,11 @@ from qcslib import pipeline, progress
 REQUIRED = {"profile", "dataset", "data_root", "run_dir", "seeds", "device"}
 
 
-def test_there_are_nine_numbered_notebooks():
+def test_there_are_ten_numbered_notebooks():
     assert [nb.name for nb in pipeline.notebooks()] == [
         "01_data_prep.ipynb", "02_train_qcs.ipynb", "03_evaluate.ipynb", "04_ablations.ipynb", "05_tsne.ipynb",
-        "06_gradcam.ipynb", "07_predict.ipynb", "08_paper_tables.ipynb", "09_video.ipynb"]
+        "06_gradcam.ipynb", "07_predict.ipynb", "08_paper_tables.ipynb", "09_video.ipynb",
+        "10_distillation.ipynb"]
 
 
 @pytest.mark.parametrize("path", pipeline.notebooks(), ids=lambda p: p.stem)
@@ -57,7 +58,9 @@ def test_the_smoke_pipeline_renders_every_report(tmp_path):
     domains = {p.parent.name for p in (runs / "domains").glob("*/qcs-s0")}  # 08's cross-domain runs
     assert domains == {"studio", "identities", "pose", "style"} and (data.parent / "synthfer-smoke-pose").is_dir()
     summaries = [json.loads(p.read_text()) for p in runs.rglob("summary.json")]
-    assert len(summaries) == 13 + 4 and {s["selection"] for s in summaries} == {"val"}
+    students = {p.name for p in (runs / "students").iterdir()}  # 10's, beside 02's qcs-s1 (a teacher candidate)
+    assert students == {f"resnet10t-{v}-s{s}" for v in ("labels", "kd", "kd_feature") for s in (0, 1)}
+    assert len(summaries) == 13 + 4 + 1 + 6 and {s["selection"] for s in summaries} == {"val"}
     assert all("val_accuracy" in pd.read_csv(p.with_name("metrics.csv")) for p in runs.rglob("summary.json"))
     assert json.loads((out / "timings.json").read_text())["failed"] is None
     ablation = (out / "04_ablations.html").read_text()
@@ -71,6 +74,11 @@ def test_the_smoke_pipeline_renders_every_report(tmp_path):
     for words in ("smoothed − raw", "2 clips", "real photos (MTCNN): frames/s", "frame(s) had no face"):
         assert words in video, words
     assert (runs / "video" / "synthfer" / "clip001" / "predictions.csv").is_file()
+    distilled = (out / "10_distillation.html").read_text()
+    for words in ("Does KD help? kd − labels", "the best on <strong>val</strong> of 2 runs", "int8 (static)",
+                  "paper-size QCS (untrained)", "did not converge"):
+        assert words in distilled, words
+    assert (runs / "students" / "resnet10t-kd-s0" / "best.int8.onnx").is_file()
 
 
 def write_notebook(path, sources):
