@@ -36,7 +36,7 @@ from .models.weights import load_checkpoint
 from .train.config import TrainConfig
 from .train.distributed import launch_torchrun
 from .train.evaluation import predict
-from .train.loop import fit, work_units
+from .train.loop import fit, prepare_data, work_units
 from .train.rundir import CONVERGED_RANGE, Run
 from .train.runtime import select_device
 
@@ -152,6 +152,8 @@ def fit_all(configs: list[TrainConfig], force: bool = False, jobs: int = 1, prog
     """Train every config that has no finished run (``finished``; all of them with ``force``) → those trained.
     ``jobs > 1`` trains that many at once, as ``train_variants`` describes, longest first."""
     todo = sorted((c for c in configs if force or not finished(c)), key=work_units, reverse=True)
+    for config in todo:
+        prepare_data(config)
     parallel = jobs > 1 and len(todo) > 1
     run_all([partial(_fit, c, _context(todo, i, jobs if parallel else 1), progress_bars and not parallel)
              for i, c in enumerate(todo)], jobs)

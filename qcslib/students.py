@@ -29,6 +29,7 @@ from .models.qcs import QCSConfig, QCSNet, count_parameters, inference_flops
 from .models.weights import load_checkpoint
 from .train.config import ConfigError, TrainConfig, apply_overrides, parse_overrides
 from .train.distillation import DistillOptions, distill
+from .train.loop import prepare_data
 
 VARIANTS = {  # name → (what it is, its loss weights given the notebook's α and β)
     "labels": ("labels only: cross-entropy, no teacher (α = 0)", lambda alpha, beta: (0.0, 0.0)),
@@ -111,6 +112,8 @@ def distill_variants(config: TrainConfig, teacher: str | Path, student: str, see
     planned = [(v, s, student_config(config, student, v, s, overrides),
                 options(teacher, student, v, temperature, alpha, beta)) for v in VARIANTS for s in seeds]
     todo = [(c, o) for _, _, c, o in planned if force or not finished(c, o)]
+    for c, _ in todo:
+        prepare_data(c)
     run_all([partial(_distill, c, o, len(todo) == 1 or jobs == 1) for c, o in todo], jobs)
     rows = []
     for variant, seed, c, o in planned:

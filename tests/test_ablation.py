@@ -134,6 +134,17 @@ def test_parallel_runs_train_what_one_thread_trains_alone(tmp_path):
     assert again["reused"].all()
 
 
+def test_parallel_runs_find_their_synthfer_generated_before_they_start(tmp_path, monkeypatch):
+    """Two workers that each generated a missing SynthFER would write into one partial folder and collide."""
+    root = tmp_path / "data"
+    config = load_profile("smoke", [f"data_root={root}", f"runs_dir={tmp_path / 'runs'}"])
+    started = []
+    monkeypatch.setattr(ablation, "run_all", lambda calls, jobs: started.append(
+        ((root / "settings.json").is_file(), len(calls), jobs)))
+    ablation.fit_all([ablation.variant_config(config, "qcs", seed) for seed in (0, 1)], jobs=2)
+    assert started == [(True, 2, 2)]
+
+
 def test_summary_is_mean_and_sample_std_over_seeds():
     runs = fake_runs({"baseline": [0.5, 0.6, 0.7], "qcs": [0.6, 0.6, 0.9]})
     table = ablation.summarize(runs)

@@ -59,6 +59,21 @@ def test_the_student_parameters_are_checked_in_one_line():
         assert "\n" not in str(error.value)
 
 
+def test_students_trained_in_parallel_find_their_synthfer_generated_first(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    config = load_profile("smoke", [f"data_root={root}", f"runs_dir={tmp_path / 'runs'}"])
+    started = []
+
+    def run_all(calls, jobs):
+        started.append(((root / "settings.json").is_file(), len(calls), jobs))
+        raise KeyboardInterrupt  # nothing was trained: stop before the runs are read
+
+    monkeypatch.setattr(students, "run_all", run_all)
+    with pytest.raises(KeyboardInterrupt):
+        students.distill_variants(config, tmp_path / "teacher.pt", STUDENT, [0], [], 4.0, 0.9, 1.0, jobs=2)
+    assert started == [(True, 3, 2)]
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A small SynthFER, a tiny QCS teacher, and the three student variants of seed 0 distilled for one epoch."""

@@ -317,6 +317,13 @@ class Data(NamedTuple):
         return self.test if self.val is None else self.val
 
 
+def prepare_data(config: TrainConfig) -> None:
+    """Generate the config's SynthFER if it is not on disk yet (nothing to do for a real dataset). Runs trained
+    in parallel processes call this once in the parent first: two generators writing one root would collide."""
+    if config.dataset == "synthfer":
+        generate(config.data_root, config.synthfer)
+
+
 def load_data(config: TrainConfig, world: World = World()) -> Data:
     """The train, val and test splits (SynthFER generated first if needed), checked against the config.
 
@@ -324,7 +331,7 @@ def load_data(config: TrainConfig, world: World = World()) -> Data:
     part of train held out (``hold_out``, seeded by ``config.seed``); a dataset with neither is refused."""
     if config.dataset == "synthfer":
         if world.main:
-            generate(config.data_root, config.synthfer)
+            prepare_data(config)
         world.barrier()
 
     def read(name: str) -> Split:
