@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from qcslib import QCSNet, save_checkpoint, students
+from qcslib.analysis import findings
 from qcslib.data.sources import load_split
 from qcslib.latency import timed
 from qcslib.notebook import NotebookParameters
@@ -133,3 +134,23 @@ def test_the_int8_students_and_the_cost_table(study):
     assert costs.loc[f"{STUDENT} · kd", "accuracy"] == runs.loc[runs.variant == "kd", "best_test_accuracy"].iloc[0]
     view = students.cost_view(costs)
     assert view.loc["paper-size QCS (untrained)", "test acc %"] == "— (not trained here)"
+
+
+def test_the_findings_give_the_verdicts_and_flag_a_val_test_gap_on_synthfer():
+    runs = pd.DataFrame([{"variant": v, "seed": s, "best_test_accuracy": test + 0.01 * s, "best_val_accuracy": val,
+                          "teacher_test_accuracy": 0.77, "converged": True, "selection": "val"}
+                         for v, test, val in [("labels", 0.28, 0.57), ("kd", 0.34, 0.59), ("kd_feature", 0.37, 0.61)]
+                         for s in range(3)])
+    teacher = {"chosen_by": "val", "seed": 0, "val_accuracy": 0.75, "test_accuracy": 0.77, "candidates": 3,
+               "checkpoint": "r/qcs-s0/best.pt"}
+    int8 = pd.DataFrame({"mode": ["static"] * 3, "top1_agreement": [0.9] * 3, "accuracy_delta": [-0.5] * 3})
+    costs = pd.DataFrame({"p50 ms": [391.0, 1.3, 0.7, 67.0], "input px": [224, 32, 32, 224]},
+                         index=["paper-size QCS (untrained)", "resnet10t · kd · fp32", "resnet10t · kd · int8 static",
+                                "resnet10t at 224 px (untrained)"])
+    text = findings.distillation(teacher, runs, students.comparisons(runs), int8, costs, "resnet10t", "synthfer")
+    assert "labels +28.0, kd +24.0, kd_feature +23.0; the teacher -2.0." in text
+    assert "learned the shortcut" in text and "kd is ahead of labels by 6.00 points" in text
+    assert "**not met** (42.0 points behind)" in text and "(545× faster, but on a smaller input)" not in text
+    assert "0.70 ms at 32 px (559× faster" in text
+    assert "learned the shortcut" not in findings.distillation(teacher, runs, students.comparisons(runs), int8, costs,
+                                                               "resnet10t", "rafdb")

@@ -173,11 +173,30 @@ def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: d
     return "\n".join(lines)
 
 
+def _val_over_test(teacher: dict, runs: pd.DataFrame, dataset: str) -> str:
+    """One line: val − test accuracy (points) of each student variant (mean over seeds) and of the teacher."""
+    val, test = (runs.groupby("variant", sort=False)[f"best_{split}_accuracy"].mean() for split in ("val", "test"))
+    gaps = 100 * (val - test)
+    line = ("- Val − test accuracy of the chosen checkpoints (points, mean over seeds): "
+            + ", ".join(f"{v} {g:+.1f}" for v, g in gaps.items()))
+    if np.isnan(teacher["val_accuracy"]):
+        return line + "."
+    own = 100 * (teacher["val_accuracy"] - runs["teacher_test_accuracy"].iloc[0])
+    line += f"; the teacher {own:+.1f}."
+    if dataset == "synthfer" and gaps.min() > own + 5:
+        line += (" SynthFER's val split carries train's class-linked background hue (`bias_strength`) and its "
+                 "test split does not, so a model that leans on the hue scores far higher on val than on test: "
+                 "the students learned the shortcut that the teacher did not, and val selection cannot see it.")
+    return line
+
+
 def distillation(teacher: dict, runs: pd.DataFrame, compared: pd.DataFrame, int8: pd.DataFrame,
-                 costs: pd.DataFrame, student: str) -> str:
-    """10: which teacher (chosen how), whether the students converged, the paired verdicts of
-    ``students.comparisons`` (KD against labels only, the feature term, the gap to the teacher and the issue's
-    3-point goal), the int8 student's agreement and speed-up, and the latency ratios to the paper-size QCS."""
+                 costs: pd.DataFrame, student: str, dataset: str) -> str:
+    """10: which teacher (chosen how), whether the students converged, how far each model's val accuracy is
+    above its test accuracy (on SynthFER, a sign of the background-hue shortcut that val shares with train), the
+    paired verdicts of ``students.comparisons`` (KD against labels only, the feature term, the gap to the teacher
+    and the issue's 3-point goal), the int8 student's agreement and speed-up, and the latency ratios to the
+    paper-size QCS."""
     verdicts = dict(zip(compared["comparison"], compared["verdict"]))
     gap = compared.set_index("comparison").loc["kd − teacher"]
     if teacher["chosen_by"] == "val":
@@ -192,6 +211,7 @@ def distillation(teacher: dict, runs: pd.DataFrame, compared: pd.DataFrame, int8
                 f"**{len(unconverged)} run(s) did not converge** "
                 f"({', '.join(f'{v}-s{s}' for v, s in unconverged.itertuples(index=False))}): "
                 "their comparisons are not a result."),
+             _val_over_test(teacher, runs, dataset),
              f"- Does KD help? {verdicts['kd − labels']}.",
              f"- The feature term: {verdicts['kd_feature − kd']}.",
              f"- Against the teacher (one checkpoint; the interval is over the student's seeds): "
@@ -208,7 +228,7 @@ def distillation(teacher: dict, runs: pd.DataFrame, compared: pd.DataFrame, int8
     wide = costs.loc[[n for n in costs.index if n.endswith("at 224 px (untrained)")][0]]
     lines.append(f"- Latency at batch 1 on one thread of this CPU, one run of {costs['p50 ms'].size} models: the "
                  f"paper-size QCS takes {paper:.1f} ms at 224 px. The int8 student takes {int8_row['p50 ms']:.2f} ms "
-                 f"at {int8_row['input px']} px ({paper / int8_row['p50 ms']:.0f}× faster, but on a smaller input); at "
+                 f"at {int(int8_row['input px'])} px ({paper / int8_row['p50 ms']:.0f}× faster, but on a smaller input); at "
                  f"the same 224 px the student's network takes {wide['p50 ms']:.1f} ms in fp32 "
                  f"({paper / wide['p50 ms']:.1f}× faster). `benchmarks/student_speed.py` measures int8 at 224 px.")
     return "\n".join(lines)
