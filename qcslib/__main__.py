@@ -261,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "distill":
             from .train import load_profile
             from .train.distillation import distill
-            config = load_profile(args.profile, args.overrides)
+            # augment_on_device (the cpu profile's) batches the quadruplet loader's augmentation; a student's loader
+            # runs the same augmentation per image, as notebook 10's students do
+            config = load_profile(args.profile, args.overrides).replace(augment_on_device=False)
             if args.run_dir:
                 config = config.replace(runs_dir=str(Path(args.run_dir).parent), name=Path(args.run_dir).name)
             else:

@@ -3,10 +3,12 @@ evaluate, predict and export."""
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 
 from qcslib import QCSConfig, QCSNet, save_checkpoint
@@ -195,8 +197,9 @@ def test_teacher_online_runs_the_teacher_on_every_training_batch_instead_of_the_
 
 def test_the_distill_command_names_its_run_after_the_profile_and_the_student(world, capsys):
     config, _, _, teacher_path, _, overrides = world
-    sets = [a for o in overrides + ["name=cli"] for a in ("--set", o)]
+    sets = [a for o in overrides + ["name=cli", "augment_on_device=true"] for a in ("--set", o)]  # as the cpu profile
     assert main(["distill", "--teacher", str(teacher_path), "--student", STUDENT, "--profile", "smoke", *sets,
                  "--alpha", "0"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["run_dir"] == str(config.run_dir.parent / f"cli-{STUDENT}") and printed["distill"]["alpha"] == 0
+    assert yaml.safe_load(open(Path(printed["run_dir"]) / "config.yaml"))["augment_on_device"] is False
