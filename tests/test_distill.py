@@ -93,7 +93,7 @@ def test_a_distilled_run_has_the_train_layout_and_its_checkpoint_rebuilds_the_st
     metrics = run.metrics()
     assert list(metrics.epoch) == [1] and metrics.loss_feature[0] > 0 and metrics.loss_kd[0] > 0
     summary = json.loads((run.dir / "summary.json").read_text())
-    assert summary["student"] == STUDENT and summary["teacher"] == str(teacher_path)
+    assert summary["student"] == summary["variant"] == STUDENT and summary["teacher"] == str(teacher_path)
     assert 0 <= summary["best"]["test_accuracy"] <= 1 and 0 <= summary["teacher_test_accuracy"] <= 1
     model, report = load_checkpoint(run.best_checkpoint)
     assert isinstance(model, StudentNet) and model.config.image_size == 32

@@ -24,7 +24,8 @@ functions of (seed, epoch)), and resume from a last.pt. It differs in that it ru
 resumes from an epoch's end only (Ctrl-C keeps the last epoch's last.pt), and refuses the quadruplet-only
 options (``epoch_fraction`` ≠ 1, ``oversample``, ``augment_on_device``, ``compile``); ``negatives`` is unused.
 The run's ``config.yaml`` holds the teacher's model config under ``model``; ``distill.json`` the distillation
-options, and the summary adds the student, the teacher and the teacher's own test accuracy.
+options, and the summary names the student as its ``variant`` and adds the teacher and the teacher's own
+test accuracy.
 """
 from __future__ import annotations
 
@@ -273,8 +274,8 @@ def _finish(config, data, state, stopped_early, net, teacher, options, cache, de
             if model is best_net:
                 rundir.write_confusion(metrics, tuple(data.train.classes), run_dir / "confusion.csv")
     summary = rundir.write_summary(config, state, stopped_early, len(data.test), len(data.test.skipped), chosen, last)
-    summary.update(student=options.student, teacher=options.teacher, distill=options.to_dict(),
-                   teacher_test_accuracy=score(teacher)["accuracy"])
+    summary.update(variant=options.student, student=options.student, teacher=options.teacher,  # not the teacher's
+                   distill=options.to_dict(), teacher_test_accuracy=score(teacher)["accuracy"])
     rundir.atomic_text(json.dumps(summary, indent=1), run_dir / "summary.json")
     return summary
 
