@@ -70,7 +70,8 @@ def same_recipe(a: TrainConfig, b: TrainConfig) -> bool:
 def qcs_runs(config: TrainConfig) -> list[Run]:
     """The finished QCS runs of ``config``'s recipe (``same_recipe`` as ``variant_config(config, "qcs", seed)``),
     found under ``<runs_dir>/<name>*`` (notebook 02 and 04's ``<name>/qcs-s<seed>``, ``python -m qcslib train``'s
-    ``<name>``), one a seed (the first by path), by seed."""
+    ``<name>``), one a seed (the first by path), by seed. Distilled students are not QCS runs, whatever recipe
+    they share."""
     reference = variant_config(config, "qcs", 0)
     found: dict[int, Run] = {}
     for summary in sorted(Path(config.runs_dir).glob(f"{config.name}*/**/summary.json")):
@@ -78,7 +79,8 @@ def qcs_runs(config: TrainConfig) -> list[Run]:
             run = Run.load(summary.parent)
         except (OSError, ConfigError):  # a directory that no longer describes a run of this version: not ours
             continue
-        if same_recipe(run.config, reference) and "stopped_epoch" in run.summary:
+        distilled = "student" in run.summary  # a student's config.yaml holds its teacher's model and recipe
+        if same_recipe(run.config, reference) and "stopped_epoch" in run.summary and not distilled:
             found.setdefault(run.config.seed, run)
     return [found[s] for s in sorted(found)]
 

@@ -49,6 +49,8 @@ def test_our_runs_are_those_of_the_profiles_recipe_one_a_seed(project):
     write_run(config.replace(name="smoke-cli", seed=3, data_root="/elsewhere", device="cuda"), 0.45)  # train CLI
     write_run(config.replace(name="smoke-dup"), 0.99)                                       # seed 0 again
     write_run(variant_config(config, "qcs", 4), 0.9, finished=False)                       # still training
+    student = write_run(config.replace(name="smoke-resnet10t", seed=5), 0.9) / "summary.json"  # distill CLI
+    student.write_text(json.dumps({**json.loads(student.read_text()), "variant": "resnet10t", "student": "resnet10t"}))
     runs = paper.qcs_runs(config)
     assert [r.config.seed for r in runs] == [0, 1, 2, 3]
     assert str(runs[0].dir) == "runs/smoke/qcs-s0" and runs[3].config.data_root == "/elsewhere"
