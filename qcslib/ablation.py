@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from functools import partial
 from pathlib import Path
 
@@ -164,13 +164,18 @@ def fit_all(configs: list[TrainConfig], force: bool = False, jobs: int = 1, prog
 def run_all(calls: list, jobs: int = 1) -> None:
     """Call every one of ``calls`` (picklable: module-level functions or ``partial``s of them): with ``jobs > 1``
     and more than one call, ``jobs`` at a time in spawned worker processes that share the CPU threads; else here,
-    in order. A worker's error is raised here."""
+    in order. A worker's error is raised here as soon as the calls already running end: no further call starts."""
     if jobs > 1 and len(calls) > 1:
         threads = max(1, torch.get_num_threads() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
                                  initargs=(threads,)) as pool:
-            for future in [pool.submit(call) for call in calls]:
-                future.result()
+            futures = [pool.submit(call) for call in calls]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for future in futures:  # after an error, the calls not started yet (else nothing is left to cancel)
+                future.cancel()
+            for future in futures:
+                if not future.cancelled():
+                    future.result()
     else:
         for call in calls:
             call()

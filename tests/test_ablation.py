@@ -2,6 +2,9 @@
 intervals and their verdicts, bias-conflicting accuracy, and the findings text."""
 import dataclasses
 import json
+import time
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -143,6 +146,25 @@ def test_parallel_runs_find_their_synthfer_generated_before_they_start(tmp_path,
         ((root / "settings.json").is_file(), len(calls), jobs)))
     ablation.fit_all([ablation.variant_config(config, "qcs", seed) for seed in (0, 1)], jobs=2)
     assert started == [(True, 2, 2)]
+
+
+def _touch_after(path, seconds):  # module level: worker processes must unpickle it
+    time.sleep(seconds)
+    Path(path).touch()
+
+
+def _fail():
+    raise ValueError("worker failed")
+
+
+def test_a_workers_error_stops_the_calls_not_started_yet(tmp_path):
+    later = [tmp_path / f"later{i}" for i in range(8)]
+    calls = [partial(_touch_after, tmp_path / "first", 3), _fail, *[partial(_touch_after, p, 2) for p in later]]
+    with pytest.raises(ValueError, match="worker failed"):
+        ablation.run_all(calls, jobs=2)
+    assert (tmp_path / "first").exists()  # running when the error came: it ends
+    # those already handed to a worker still run; before, all 8 ran
+    assert sum(p.exists() for p in later) < len(later)
 
 
 def test_summary_is_mean_and_sample_std_over_seeds():
