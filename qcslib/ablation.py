@@ -29,6 +29,7 @@ import torch
 import yaml
 
 from . import progress
+from .analysis.findings import convergence
 from .analysis.stats import compare, verdict
 from .data.sources import Split, load_split
 from .models.qcs import BRANCHES
@@ -37,7 +38,7 @@ from .train.config import TrainConfig
 from .train.distributed import launch_torchrun
 from .train.evaluation import predict
 from .train.loop import fit, prepare_data, work_units
-from .train.rundir import CONVERGED_RANGE, Run
+from .train.rundir import Run
 from .train.runtime import select_device
 
 VARIANTS = {
@@ -123,6 +124,7 @@ def read_run(summary: dict) -> dict:
     """A summary.json → one flat row: best_*/last_* metrics, the epochs, convergence and compute."""
     row = {"best_epoch": summary["best"]["epoch"], "stopped_epoch": summary["stopped_epoch"],
            "max_epochs": summary["max_epochs"], "stopped_early": summary["stopped_early"],
+           "still_improving_at_limit": summary["still_improving_at_limit"], "slope": summary["slope"],
            "converged": summary["converged"], "selection": summary["selection"]}
     for when in ("best", "last"):
         row.update({f"{when}_{m}": summary[when].get(m, np.nan) for m in METRICS})
@@ -203,7 +205,8 @@ def run_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "variant": runs["variant"], "seed": runs["seed"],
         "epochs": [f"{s}/{m}" for s, m in zip(runs["stopped_epoch"], runs["max_epochs"])],
-        "stopped early": runs["stopped_early"].map({True: "yes", False: "no"}),
+        "ended by": [("patience" if early else "limit, still improving" if rising else "limit")
+                     for early, rising in zip(runs["stopped_early"], runs["still_improving_at_limit"])],
         "converged": runs["converged"].map({True: "yes", False: "NO"}),
         "chosen on": runs["selection"].map({"val": "val", "test": "test (paper's protocol)"}),
         "chosen epoch": runs["best_epoch"], "val acc %": (100 * runs["best_val_accuracy"]).round(2),
@@ -323,15 +326,7 @@ def findings(runs: pd.DataFrame, table: pd.DataFrame, compared: pd.DataFrame, bi
              "stopped." if selection == {"val"} else
              "- **Paper's protocol**: checkpoints were chosen on the **test** split (the best test epoch), so these "
              "test numbers are optimistic."]
-    unconverged = runs.loc[~runs["converged"], ["variant", "seed"]]
-    early = int(runs["stopped_early"].sum())
-    if unconverged.empty:
-        lines.append(f"- All {len(runs)} runs converged: {early} stopped early, the others ended with their last 3 "
-                     f"val accuracies within {100 * CONVERGED_RANGE:.0f} points.")
-    else:
-        names = ", ".join(f"{v}-s{s}" for v, s in unconverged.itertuples(index=False))
-        lines.append(f"- **Not converged** ({len(unconverged)} of {len(runs)} runs: {names}): their numbers are not "
-                     f"results, and the comparisons that use them are not conclusions.")
+    lines.append(convergence(runs, runs["selection"].iloc[0]))
     seeds = ", ".join(f"{v} {int(n)}" for v, n in table["n"].items())
     best = table["best_test_accuracy_mean"]
     span = (f"between {100 * best.min():.2f} % ({best.idxmin()}) and {100 * best.max():.2f} % ({best.idxmax()})")

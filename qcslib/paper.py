@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .ablation import fit_all, variant_config
+from .analysis.findings import convergence
 from .analysis.metrics import PAPER_ACCURACY
 from .analysis.stats import compare, verdict
 from .data.synthfer import DOMAINS, generate
@@ -359,12 +360,7 @@ def _ablation_line(runs: pd.DataFrame) -> str:
     text = f"- Ablation (notebook 04's runs), seeds per variant: {seeds}."
     if {"qcs", "baseline"} <= set(runs["variant"]):
         text += f" *Does QCS beat the baseline?* {verdict(compare(runs, 'qcs', 'baseline'))}."
-    unconverged = runs.loc[~runs["converged"].astype(bool), ["variant", "seed"]]
-    if len(unconverged):
-        names = ", ".join(f"{v}-s{s}" for v, s in unconverged.itertuples(index=False))
-        text += (f" **Not converged** ({len(unconverged)} of {len(runs)} runs: {names}): their numbers are not "
-                 f"results, and the comparisons that use them are not conclusions.")
-    return text
+    return text + "\n" + convergence(runs, runs["selection"].iloc[0])
 
 
 def _domain_line(matrix: pd.DataFrame, domains: dict[str, Run]) -> str:
@@ -381,7 +377,11 @@ def _domain_line(matrix: pd.DataFrame, domains: dict[str, Run]) -> str:
             f"in-domain accuracy {100 * shift['in_domain']:.2f} % on average, cross-domain "
             f"{100 * shift['cross_domain']:.2f} % (chance {chance:.2f} %); {drop}. One seed per domain: an "
             f"illustration of the protocol, with no interval.")
-    unconverged = [d for d, r in domains.items() if not r.summary["converged"]]
+    rising = [d for d, r in domains.items() if r.summary["still_improving_at_limit"]]
+    unconverged = [d for d, r in domains.items() if not r.summary["converged"] and d not in rising]
+    if rising:
+        text += (f" **Still improving at their limit** ({len(rising)} of {len(domains)} domain runs: "
+                 f"{', '.join(rising)}): their numbers understate what the recipe reaches.")
     if unconverged:
         text += (f" **Not converged** ({len(unconverged)} of {len(domains)} domain runs: {', '.join(unconverged)}): "
                  f"these numbers are not results.")

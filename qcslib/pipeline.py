@@ -178,7 +178,8 @@ def run_summaries(run_dir: Path) -> pd.DataFrame:
         chosen, old = s["best"], "selection" not in s
         rows.append({"run": str(path.parent.relative_to(run_dir)), "model": s["variant"], "seed": s["seed"],
                      "epochs": str(s["epochs"]) if old else f"{s['stopped_epoch']}/{s['max_epochs']}",
-                     "stopped early": "no" if old or not s["stopped_early"] else "yes",
+                     "ended by": "unknown" if old else "patience" if s["stopped_early"] else
+                     "limit, still improving" if s.get("still_improving_at_limit") else "limit",
                      "converged": "unknown" if old else "yes" if s["converged"] else "NO",
                      "chosen on": "test (older run)" if old else s["selection"],
                      "chosen epoch": chosen["epoch"], "val acc %": 100 * chosen.get("val_accuracy", float("nan")),

@@ -27,7 +27,8 @@ def fake_runs(values: dict[str, list[float]], converged=True) -> pd.DataFrame:
     for variant, accs in values.items():
         for seed, acc in enumerate(accs):
             rows.append({"variant": variant, "seed": seed, "selection": "val", "converged": converged,
-                         "stopped_early": False, "stopped_epoch": 9, "max_epochs": 12, "best_epoch": 7,
+                         "stopped_early": True, "still_improving_at_limit": False, "stopped_epoch": 9,
+                         "max_epochs": 12, "best_epoch": 7,
                          "backbone_images": 1.2e6, "train_seconds": 40.4,
                          **{f"{w}_{m}": acc + (0.01 if w == "best" else 0) for w in ("best", "last")
                             for m in ablation.METRICS}})
@@ -216,9 +217,11 @@ def test_comparisons_answer_the_listed_questions_for_the_variants_that_ran():
 def test_the_run_table_says_which_split_chose_each_checkpoint():
     runs = fake_runs({"baseline": [0.5], "qcs": [0.6]})
     table = ablation.run_table(runs)
-    assert table.loc[1].to_dict() == {"variant": "qcs", "seed": 0, "epochs": "9/12", "stopped early": "no",
+    assert table.loc[1].to_dict() == {"variant": "qcs", "seed": 0, "epochs": "9/12", "ended by": "patience",
                                       "converged": "yes", "chosen on": "val", "chosen epoch": 7, "val acc %": 61.0,
                                       "test acc %": 61.0, "backbone images (M)": 1.2, "train s": 40}
+    runs.loc[0, ["stopped_early", "still_improving_at_limit"]] = False, True
+    assert ablation.run_table(runs)["ended by"].tolist() == ["limit, still improving", "patience"]
     runs["selection"] = "test"
     assert set(ablation.run_table(runs)["chosen on"]) == {"test (paper's protocol)"}
 
@@ -227,10 +230,14 @@ def test_findings_follow_the_intervals_and_flag_unconverged_runs():
     runs = fake_runs({"baseline": [0.5, 0.6, 0.7], "qcs": [0.51, 0.62, 0.73]})
     table, compared = ablation.summarize(runs), ablation.comparisons(runs)
     text = ablation.findings(runs, table, compared, None, ceiling=0.99, chance=1 / 7)
-    assert "chosen on the **val** split" in text and "All 6 runs converged" in text
+    assert "chosen on the **val** split" in text and "6 of 6 runs converged" in text
+    assert "6 were stopped by patience before their epoch limit, 0 reached it" in text and "Still improving" not in text
     assert "no detectable difference" in text and "95 % interval" in text and "ceiling is 99.00 %" in text
     runs.loc[0, "converged"] = False
-    assert "**Not converged** (1 of 6 runs: baseline-s0)" in ablation.findings(runs, table, compared, None, None, 0.1)
+    assert "**Not converged** (1: baseline-s0)" in ablation.findings(runs, table, compared, None, None, 0.1)
+    runs.loc[1, ["converged", "stopped_early", "still_improving_at_limit"]] = False, False, True
+    text = ablation.findings(runs, table, compared, None, None, 0.1)
+    assert "4 of 6 runs converged" in text and "**Still improving at their limit** (1: baseline-s1)" in text
     runs["selection"] = "test"
     assert "**Paper's protocol**" in ablation.findings(runs, table, compared, None, None, 0.1)
 

@@ -164,7 +164,7 @@ def write_run(run_dir, config, summary):
 
 
 SUMMARY = {"variant": "qcs", "seed": 0, "selection": "val", "stopped_epoch": 6, "max_epochs": 8, "stopped_early": True,
-           "converged": True, "train_seconds": 12.0,
+           "converged": True, "still_improving_at_limit": False, "chosen_epoch": 4, "train_seconds": 12.0,
            "best": {"epoch": 4, "val_accuracy": 0.5, "test_accuracy": 0.45, "test_macro_f1": 0.4},
            "last": {"epoch": 6, "val_accuracy": 0.48, "test_accuracy": 0.44, "test_macro_f1": 0.41}}
 
@@ -278,13 +278,18 @@ def test_training_findings_say_how_the_run_ended_and_what_moved():
                             "k3": [1.0, 1.0]})
     run = Run(notebook.ROOT, load_profile("smoke"), SUMMARY)
     text = findings.training(run, metrics, chance=1 / 7)
-    assert "optimised with SAM (ρ = 0.05) over Adam: the run stopped early at epoch 6 of 8" in text
+    assert "optimised with SAM (ρ = 0.05) over Adam: the run was stopped by patience at epoch 6 of 8" in text
     assert "chosen on val (epoch 4) has test accuracy **45.00 %**; the last epoch 44.00 %; chance is 14.3 %" in text
     assert "from 2.000 to 1.500; train accuracy 61.0 %" in text
     assert "k = 1 + tanh θ moved from 1.000, 1.000, 1.000 to 1.100, 0.900, 1.000" in text
     unconverged = Run(notebook.ROOT, load_profile("cpu"), {**SUMMARY, "stopped_early": False, "converged": False})
     text = findings.training(unconverged, metrics[["loss", "train_accuracy"]], 0.1)
-    assert "optimised with Adam: the run ran all 8 epochs **without converging**" in text and "k = 1" not in text
+    assert "optimised with Adam: the run reached its limit of 8 epochs **without converging**" in text
+    assert "k = 1" not in text
+    rising = Run(notebook.ROOT, load_profile("cpu"), {**SUMMARY, "stopped_early": False, "converged": False,
+                                                      "still_improving_at_limit": True, "chosen_epoch": 8})
+    assert "reached its limit of 8 epochs **still improving** (it chose epoch 8)" in \
+        findings.training(rising, metrics[["loss", "train_accuracy"]], 0.1)
 
 
 def scores_of(split, metrics, trained_on=None, mapping=None):

@@ -138,7 +138,8 @@ def test_the_int8_students_and_the_cost_table(study):
 
 def test_the_findings_give_the_verdicts_and_flag_a_val_test_gap_on_synthfer():
     runs = pd.DataFrame([{"variant": v, "seed": s, "best_test_accuracy": test + 0.01 * s, "best_val_accuracy": val,
-                          "teacher_test_accuracy": 0.77, "converged": True, "selection": "val"}
+                          "teacher_test_accuracy": 0.77, "converged": True, "selection": "val",
+                          "stopped_early": True, "still_improving_at_limit": False}
                          for v, test, val in [("labels", 0.28, 0.57), ("kd", 0.34, 0.59), ("kd_feature", 0.37, 0.61)]
                          for s in range(3)])
     teacher = {"chosen_by": "val", "seed": 0, "val_accuracy": 0.75, "test_accuracy": 0.77, "candidates": 3,

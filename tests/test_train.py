@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,13 @@ import yaml
 
 from qcslib import QCSConfig, QCSNet, TrainOutput
 from qcslib.analysis.metrics import classification_metrics
-from qcslib.models.weights import load_checkpoint
+from qcslib.models.weights import CheckpointError, load_checkpoint
 from qcslib.train import SAM, ConfigError, Run, TrainingError, fit, head_names, load_profile, quadruplet_loss
 from qcslib.data.sources import DataError, load_split
 from qcslib.train import evaluation, load_data, loop
 from qcslib.train.config import PROFILE_DIR, TrainConfig, parse_overrides, synthfer_domain
 from qcslib.train.evaluation import evaluate_checkpoint
+from qcslib.train import rundir
 from qcslib.train.loop import lr_factor, should_stop
 from tests.official_reference import official_forward, random_official_state_dict, write_official_checkpoint
 
@@ -289,7 +291,10 @@ def test_a_smoke_run_learns_and_writes_its_run_directory(tmp_path, smoke_data):
     assert summary["selection"] == "val" and summary["best"]["epoch"] == best["epoch"]
     assert summary["best"]["val_accuracy"] == pytest.approx(best["val_accuracy"])
     assert (summary["stopped_epoch"], summary["max_epochs"], summary["last"]["epoch"]) == (4, 4, 4)
-    assert summary["last3_range"] == pytest.approx(np.ptp(m["val_accuracy"].iloc[-3:]))
+    assert summary["stop_reason"] == "epoch limit" and not summary["stopped_early"]
+    assert summary["chosen_epoch"] == best["epoch"]
+    window = m["val_accuracy"].iloc[-3:]  # patience 2: the last 3 epochs
+    assert summary["slope"] == pytest.approx(np.polyfit(np.arange(3), window, 1)[0])
     confusion = pd.read_csv(run.dir / "confusion.csv", index_col=0)  # the chosen model on test
     assert confusion.values.sum() == 112
     assert np.trace(confusion.values) / 112 == pytest.approx(summary["best"]["test_accuracy"])
@@ -306,22 +311,73 @@ def test_a_smoke_run_learns_and_writes_its_run_directory(tmp_path, smoke_data):
 
 
 def test_early_stopping_on_known_scores():
-    assert not should_stop([0.5, 0.5, 0.5], patience=0)
-    assert should_stop([0.5, 0.6, 0.6, 0.59], patience=2)
-    assert not should_stop([0.5, 0.6, 0.6, 0.61], patience=2)       # a new best resets the count
-    assert should_stop([0.5, 0.6, 0.604, 0.605], patience=2, min_delta=0.005)  # gains below min_delta do not
-    assert not should_stop([0.5, 0.6, 0.606, 0.605], patience=2, min_delta=0.005)
-    assert not should_stop([0.5], patience=1) and should_stop([0.5, 0.4], patience=1)
+    stop = partial(should_stop, images=100)
+    assert not stop([0.5, 0.5, 0.5], patience=0, min_delta=0.0)
+    assert stop([0.5, 0.6, 0.6, 0.59], patience=2, min_delta=0.0)
+    assert not stop([0.5, 0.6, 0.6, 0.61], patience=2, min_delta=0.0)       # a new best resets the count
+    assert stop([0.5, 0.6, 0.604, 0.605], patience=2, min_delta=0.005)  # gains below min_delta do not
+    assert not stop([0.5, 0.6, 0.606, 0.605], patience=2, min_delta=0.005)
+    assert not stop([0.5], patience=1, min_delta=0.0) and stop([0.5, 0.4], patience=1, min_delta=0.0)
+    # min_delta None: a gain must beat the standard error of the best so far, √(0.6 · 0.4 / n)
+    assert stop([0.5, 0.6, 0.62, 0.64], patience=2, min_delta=None, images=100)        # SE 0.049: noise
+    assert not stop([0.5, 0.6, 0.62, 0.64], patience=2, min_delta=None, images=10_000)  # SE 0.0049: gains
+    assert rundir.standard_error(0.6, 100) == pytest.approx(np.sqrt(0.24 / 100))
+    assert rundir.standard_error(1.0, 100) == 0.01  # never below one image
+
+
+def test_run_states_say_why_a_run_ended_and_a_still_rising_run_is_not_converged():
+    state = partial(rundir.run_state, max_epochs=6, patience=2, images=300)
+    # patience firing on the last epoch stops nothing: the run reached its limit
+    s = state([0.5, 0.7, 0.7, 0.7, 0.7, 0.7], patience_stopped=True)
+    assert (s["stop_reason"], s["stopped_early"], s["chosen_epoch"], s["converged"]) == ("epoch limit", False, 2, True)
+    s = state([0.5, 0.7, 0.7, 0.69], patience_stopped=True)  # stopped before its limit
+    assert (s["stop_reason"], s["stopped_early"], s["still_improving_at_limit"], s["converged"]) == \
+        ("patience", True, False, True)
+    # chose its last epoch (or the one before) at its limit: still improving, never converged however flat
+    for scores in ([0.70, 0.70, 0.70, 0.70, 0.70, 0.701], [0.70, 0.70, 0.70, 0.70, 0.702, 0.70]):
+        s = state(scores, patience_stopped=False)
+        assert s["still_improving_at_limit"] and not s["converged"] and s["stop_reason"] == "epoch limit"
+    # chose epoch 5 of 10, but its last 3 epochs still rise by more than the standard error (0.023 at 0.8 on 300)
+    s = rundir.run_state([.5, .6, .7, .75, .8, .7, .72, .7, .74, .78], 10, 2, patience_stopped=False, images=300)
+    assert not s["still_improving_at_limit"] and s["slope"] == pytest.approx(0.04) and not s["converged"]
+    assert s["selection_se"] == pytest.approx(np.sqrt(0.8 * 0.2 / 300))
+    s = rundir.run_state([.5, .6, .7, .75, .8, .7, .72, .7, .74, .72], 10, 2, patience_stopped=False, images=300)
+    assert s["converged"]  # the same run, flat at its end
+    assert not state([0.5], patience_stopped=False)["converged"]  # one epoch: nothing to test
 
 
 def test_a_run_that_stops_improving_stops_early_and_stays_stopped(tmp_path, smoke_data):
     config = smoke(tmp_path, smoke_data, "epochs=6", "patience=1", "lr=1e-12")  # val accuracy cannot move
     run = fit(config, progress=False)
     s = run.summary
-    assert (s["stopped_early"], s["stopped_epoch"], s["max_epochs"], s["converged"]) == (True, 2, 6, True)
+    assert (s["stopped_early"], s["stop_reason"], s["stopped_epoch"], s["max_epochs"], s["converged"]) == \
+        (True, "patience", 2, 6, True)
     assert len(run.metrics()) == 2 and s["best"]["epoch"] == 1
     again = fit(config, resume=config.run_dir / "last.pt", progress=False)  # nothing left to train
     assert len(again.metrics()) == 2 and again.summary == s
+    # patience firing on the last epoch is no early stop
+    limit = fit(config.replace(name="limit", epochs=3, patience=2), progress=False).summary
+    assert (limit["stopped_early"], limit["stop_reason"], limit["stopped_epoch"]) == (False, "epoch limit", 3)
+
+
+class Payload:
+    """Unpickling it would create ``path``: what a crafted checkpoint could run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_crafted_best_pt_in_a_run_directory_never_runs(tmp_path, smoke_data):
+    config = smoke(tmp_path, smoke_data, "epochs=1", "sam=false")
+    fit(config, progress=False)
+    marker = tmp_path / "payload-ran"
+    torch.save({"state_dict": Payload(marker)}, config.run_dir / "best.pt")
+    with pytest.raises(CheckpointError, match="refused"):  # resuming a finished run reads best.pt back
+        fit(config, resume=config.run_dir / "last.pt", progress=False)
+    assert not marker.exists()
 
 
 def test_the_learning_rate_schedules_on_known_steps():

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.sources import Split
-from ..train.rundir import CONVERGED_RANGE, Run
+from ..train.rundir import Run
 from .metrics import PAPER_ACCURACY
 
 if TYPE_CHECKING:
@@ -35,21 +35,53 @@ def data(train: Split, splits, oracle: dict | None, report_file: str | Path) -> 
     return "\n".join(lines)
 
 
+def run_names(runs: pd.DataFrame, mask) -> str:
+    return ", ".join(f"{v}-s{s}" for v, s in runs.loc[mask, ["variant", "seed"]].itertuples(index=False))
+
+
+def convergence(runs: pd.DataFrame, split: str = "val") -> str:
+    """How a set of runs (``ablation.read_run`` rows) ended, as one markdown bullet: how many patience stopped
+    before their limit, how many converged (their ``split`` accuracy flat over their last epochs, within one
+    standard error), and by name the runs still improving at their limit and the others that did not converge."""
+    n, early = len(runs), int(runs["stopped_early"].sum())
+    rising = runs["still_improving_at_limit"].astype(bool)
+    other = ~runs["converged"].astype(bool) & ~rising
+    text = (f"- {int(runs['converged'].sum())} of {n} runs converged (their {split} accuracy flat over their last "
+            f"epochs, within one standard error); {early} were stopped by patience before their epoch limit, "
+            f"{n - early} reached it.")
+    if rising.any():
+        text += (f" **Still improving at their limit** ({int(rising.sum())}: {run_names(runs, rising)}): they chose "
+                 f"their last or second-to-last epoch, so their numbers understate what the recipe reaches and the "
+                 f"comparisons that use them are not conclusions.")
+    if other.any():
+        text += (f" **Not converged** ({int(other.sum())}: {run_names(runs, other)}): still rising over their last "
+                 f"epochs; their numbers are not results.")
+    return text
+
+
+def ended(summary: dict) -> str:
+    """How one run ended, in words, from its ``summary.json``."""
+    s = summary
+    if s["stopped_early"]:
+        return f"was stopped by patience at epoch {s['stopped_epoch']} of {s['max_epochs']}"
+    if s["still_improving_at_limit"]:
+        return (f"reached its limit of {s['max_epochs']} epochs **still improving** (it chose epoch "
+                f"{s['chosen_epoch']}): its numbers understate what the recipe reaches")
+    if not s["converged"]:
+        return (f"reached its limit of {s['max_epochs']} epochs **without converging** (its {s['selection']} "
+                f"accuracy still rising): its numbers are not a result")
+    return (f"reached its limit of {s['max_epochs']} epochs, its {s['selection']} accuracy flat over its last epochs "
+            f"(chose epoch {s['chosen_epoch']})")
+
+
 def training(run: Run, metrics: pd.DataFrame, chance: float) -> str:
     """02: how the run ended and with which optimizer, the chosen and the last model's test accuracy against
     ``chance``, and how the loss and k moved (``metrics``: the run's ``metrics.csv``)."""
     s, best, last = run.summary, run.summary["best"], run.summary["last"]
     base = {"adam": "Adam", "adamw": "AdamW"}.get(run.config.optimizer, run.config.optimizer)
     optimizer = f"SAM (ρ = {run.config.rho}) over {base}" if run.config.sam else base
-    if s["stopped_early"]:
-        ended = f"stopped early at epoch {s['stopped_epoch']} of {s['max_epochs']}"
-    elif s["converged"]:
-        ended = (f"ran all {s['max_epochs']} epochs, its last 3 {s['selection']} accuracies within "
-                 f"{100 * CONVERGED_RANGE:.0f} points")
-    else:
-        ended = f"ran all {s['max_epochs']} epochs **without converging**: its numbers are not a result"
     first, final = metrics.iloc[0], metrics.iloc[-1]
-    lines = [f"- One seed ({s['seed']}), optimised with {optimizer}: the run {ended} ({s['train_seconds']:.0f} s "
+    lines = [f"- One seed ({s['seed']}), optimised with {optimizer}: the run {ended(s)} ({s['train_seconds']:.0f} s "
              f"of training). The checkpoint chosen on {s['selection']} (epoch {best['epoch']}) has test accuracy "
              f"**{100 * best['test_accuracy']:.2f} %**; the last epoch {100 * last['test_accuracy']:.2f} %; chance is "
              f"{100 * chance:.1f} %. Notebook 04 has the multi-seed numbers.",
@@ -148,9 +180,8 @@ def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: d
     run = ""
     if summary_file.is_file():
         s = json.loads(summary_file.read_text())
-        ended = "converged" if s.get("stopped_early") or s.get("converged") else "**not converged: the accuracies " \
-                                                                                   "below are not a result**"
-        run = f" (one run, seed {s['seed']}; chosen on the {s['selection']} split; {ended})"
+        state = "converged" if s.get("converged") else "**not converged: the accuracies below are not a result**"
+        run = f" (one run, seed {s['seed']}; chosen on the {s['selection']} split; {state})"
     raw, smoothed = scores["raw accuracy"], scores["smoothed accuracy"]
     lines = [f"- `{checkpoint}`{run} read {len(scores)} SynthFER clip(s), {int(scores['frames'].sum())} frames, "
              f"faces placed by the clips' truth, detected every {every} frame(s), smoothed with τ = {smooth} s.",
@@ -204,13 +235,9 @@ def distillation(teacher: dict, runs: pd.DataFrame, compared: pd.DataFrame, int8
                f"{100 * teacher['val_accuracy']:.1f} %, test {100 * teacher['test_accuracy']:.1f} %)")
     else:
         who = f"the given checkpoint `{teacher['checkpoint']}` (test {100 * runs['teacher_test_accuracy'].iloc[0]:.1f} %)"
-    unconverged = runs.loc[~runs["converged"], ["variant", "seed"]]
     lines = [f"- Teacher: {who}. Students: `{student}`, {len(runs)} runs ({runs['seed'].nunique()} seeds × "
-             f"{runs['variant'].nunique()} losses), checkpoints chosen on the {runs['selection'].iloc[0]} split. "
-             + ("Every run converged." if unconverged.empty else
-                f"**{len(unconverged)} run(s) did not converge** "
-                f"({', '.join(f'{v}-s{s}' for v, s in unconverged.itertuples(index=False))}): "
-                "their comparisons are not a result."),
+             f"{runs['variant'].nunique()} losses), checkpoints chosen on the {runs['selection'].iloc[0]} split.",
+             convergence(runs, runs["selection"].iloc[0]),
              _val_over_test(teacher, runs, dataset),
              f"- Does KD help? {verdicts['kd − labels']}.",
              f"- The feature term: {verdicts['kd_feature − kd']}.",

@@ -95,7 +95,7 @@ class TrainConfig:
     epochs: int = 200                    # at most this many epochs
     patience: int = 0                    # early stopping: stop after this many epochs without a selection-split
                                          # accuracy above the best so far + min_delta (0: never stop early)
-    min_delta: float = 0.0
+    min_delta: float | None = None       # null: the standard error of the best accuracy on the selection split
     batch_size: int = 24                 # quadruplets per step, per process
     eval_batch_size: int = 64
     # runtime
@@ -133,7 +133,7 @@ class TrainConfig:
             raise ConfigError(f"epoch_fraction must be > 0, got {self.epoch_fraction}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.patience < 0 or self.min_delta < 0 or self.warmup_epochs < 0:
+        if self.patience < 0 or (self.min_delta is not None and self.min_delta < 0) or self.warmup_epochs < 0:
             raise ConfigError(f"need patience ≥ 0, min_delta ≥ 0 and warmup_epochs ≥ 0; got patience={self.patience}, "
                               f"min_delta={self.min_delta}, warmup_epochs={self.warmup_epochs}")
         if self.train_split == self.test_split or (self.selection == "val" and "val" in (self.train_split,

@@ -203,7 +203,7 @@ def distill(config: TrainConfig, teacher: str | Path, student: str = DEFAULT_STU
         scheduler.step()
         return loss.detach(), parts, (z_s.argmax(1) == labels).sum()
 
-    stopped_early = should_stop(_scores(state, config), config.patience, config.min_delta)
+    stopped_early = should_stop(_scores(state, config), config.patience, config.min_delta, len(data.selection))
     for epoch in range(state.epoch, state.epoch if stopped_early else config.epochs):
         shuffle = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 0))
         order = torch.randperm(len(dataset), generator=shuffle)
@@ -247,7 +247,7 @@ def distill(config: TrainConfig, teacher: str | Path, student: str = DEFAULT_STU
                             "projection": projection.state_dict() if projection is not None else None},
                            config.run_dir / "last.pt")
         rundir.write_metrics(state.history, config.run_dir)
-        stopped_early = should_stop(_scores(state, config), config.patience, config.min_delta)
+        stopped_early = should_stop(_scores(state, config), config.patience, config.min_delta, len(data.selection))
         if stopped_early:
             break
     return Run(config.run_dir, config, _finish(config, data, state, stopped_early, net, net_teacher, options,
@@ -273,7 +273,7 @@ def _finish(config, data, state, stopped_early, net, teacher, options, cache, de
             row.update({f"test_{k}": metrics[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")})
             if model is best_net:
                 rundir.write_confusion(metrics, tuple(data.train.classes), run_dir / "confusion.csv")
-    summary = rundir.write_summary(config, state, stopped_early, len(data.test), len(data.test.skipped), chosen, last)
+    summary = rundir.write_summary(config, state, stopped_early, len(data.selection), len(data.test), len(data.test.skipped), chosen, last)
     summary.update(variant=options.student, student=options.student, teacher=options.teacher,  # not the teacher's
                    distill=options.to_dict(), teacher_test_accuracy=score(teacher)["accuracy"])
     rundir.atomic_text(json.dumps(summary, indent=1), run_dir / "summary.json")

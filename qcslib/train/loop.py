@@ -45,7 +45,7 @@ from ..data.sources import DataError, Split, hold_out, load_split, require_whole
 from ..data.synthfer import generate
 from ..data.transforms import build_split_transforms, build_transforms, resize_size
 from ..models.qcs import BRANCHES, QCSNet
-from ..models.weights import load_backbone_weights
+from ..models.weights import load_backbone_weights, read_torch_file
 from ..progress import report as report_progress
 from . import rundir
 from .config import ConfigError, TrainConfig
@@ -83,15 +83,14 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
         if saved is not None else RunState()
     if world.main:
         rundir.start(config, data)
-    stopped_early = should_stop(trainer.scores(state), config.patience, config.min_delta)
+    stopped_early = trainer.should_stop(state, data)
     with Interrupt() as interrupt:
         for epoch in range(state.epoch, state.epoch if stopped_early else config.epochs):
             done = trainer.train_epoch(epoch, state, interrupt)
             if world.main:
                 trainer.end_epoch(epoch, done, data, state)
             state.epoch, state.step, state.sums, state.rng = epoch + 1, 0, None, None
-            stopped_early = broadcast_flag(world.main and should_stop(trainer.scores(state), config.patience,
-                                                                      config.min_delta), world, device)
+            stopped_early = broadcast_flag(world.main and trainer.should_stop(state, data), world, device)
             world.barrier()
             if stopped_early:
                 break
@@ -200,6 +199,9 @@ class Trainer:
     def scores(self, state: RunState) -> list[float]:
         return [row[f"{self.config.selection}_accuracy"] for row in state.history]
 
+    def should_stop(self, state: RunState, data: Data) -> bool:
+        return should_stop(self.scores(state), self.config.patience, self.config.min_delta, len(data.selection))
+
     def train_epoch(self, epoch: int, state: RunState, interrupt: Interrupt) -> Epoch:
         """Train one epoch from step ``state.step`` (with its saved sums and RNG when resuming mid-epoch). On Ctrl-C,
         save a mid-epoch last.pt (one-process runs) and raise KeyboardInterrupt; on a non-finite loss, TrainingError."""
@@ -289,8 +291,7 @@ class Trainer:
         chosen, last = dict(state.best), dict(state.history[-1])
         if config.selection == "val":
             best_net = QCSNet(self.net.config).to(self.device)
-            best_net.load_state_dict(torch.load(run_dir / "best.pt", map_location=self.device,
-                                                weights_only=False)["state_dict"])
+            best_net.load_state_dict(read_torch_file(run_dir / "best.pt")[0]["state_dict"])
             for row, model in ((chosen, best_net), (last, self.net)):
                 metrics = evaluate(model, data.test, recipe=config.transform, batch_size=config.eval_batch_size,
                                    device=self.device, precision="fp32", channels_last=config.channels_last,
@@ -298,8 +299,8 @@ class Trainer:
                 row.update({f"test_{k}": metrics[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")})
                 if model is best_net:
                     rundir.write_confusion(metrics, self.classes, run_dir / "confusion.csv")
-        return rundir.write_summary(config, state, stopped_early, len(data.test), len(data.test.skipped), chosen,
-                                    last)
+        return rundir.write_summary(config, state, stopped_early, len(data.selection), len(data.test),
+                                    len(data.test.skipped), chosen, last)
 
 
 # ------------------------------------------------------------------------------------------------------------ data
@@ -438,13 +439,16 @@ def work_units(config: TrainConfig, epochs: int | None = None) -> float:
     return (config.epochs if epochs is None else epochs) * config.epoch_fraction * branches * (2 if config.sam else 1)
 
 
-def should_stop(scores: list[float], patience: int, min_delta: float = 0.0) -> bool:
-    """Early stopping on a list of per-epoch accuracies: walking through them, the best so far moves only on
-    a score above it by more than ``min_delta``; stop once ``patience`` epochs in a row did not move it.
-    ``patience`` 0 never stops."""
+def should_stop(scores: list[float], patience: int, min_delta: float | None, images: int) -> bool:
+    """Early stopping on a list of per-epoch accuracies measured on ``images`` images: walking through them, the
+    best so far moves only on a score above it by more than δ; stop once ``patience`` epochs in a row did not move
+    it. δ is ``min_delta``, or with ``None`` the standard error of the best so far, √(p (1 − p) / n)
+    (``rundir.standard_error``), so that a gain within the noise of the split does not count. ``patience`` 0 never
+    stops."""
     if patience < 1:
         return False
     best, waited = -math.inf, 0
     for score in scores:
-        best, waited = (score, 0) if score > best + min_delta else (best, waited + 1)
+        delta = min_delta if min_delta is not None else rundir.standard_error(max(best, 0.0), images)
+        best, waited = (score, 0) if score > best + delta else (best, waited + 1)
     return waited >= patience

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -26,7 +27,6 @@ from ..models.qcs import QCSNet
 from ..models.weights import FORMAT, read_torch_file
 from .config import ConfigError, TrainConfig
 
-CONVERGED_RANGE = 0.02  # a run that did not stop early counts as converged if its last 3 scores lie within this
 # what a resumed run may change: where its files are and how it runs, never what or how it trains
 RESUMABLE = ("name", "runs_dir", "data_root", "backbone_weights", "verify_images", "eval_batch_size", "device",
              "precision", "channels_last", "compile", "num_workers", "log_every")
@@ -237,21 +237,49 @@ def write_confusion(metrics: dict, classes, path: Path) -> None:
     atomic_text(table.to_csv(), path)
 
 
+def standard_error(accuracy: float, images: int) -> float:
+    """The standard error of an accuracy measured on ``images`` images: √(p (1 − p) / n), at least 1/n (one image)."""
+    return max(math.sqrt(accuracy * (1 - accuracy) / images), 1 / images)
+
+
+def run_state(scores: list[float], max_epochs: int, patience: int, patience_stopped: bool, images: int) -> dict:
+    """How a run ended and whether it converged, from its per-epoch selection accuracies ``scores``:
+
+    - ``stop_reason``: ``patience`` when patience stopped it before ``max_epochs``, else ``epoch limit`` (patience
+      firing on the last epoch stops nothing); ``stopped_early`` is ``stop_reason == "patience"``;
+    - ``chosen_epoch``: the epoch of the best score (the first of equals, as best.pt keeps it);
+    - ``still_improving_at_limit``: it reached its limit and chose an epoch within 1 of it;
+    - ``slope``: the least-squares slope of the scores over the last ``max(3, patience + 1)`` epochs (a run that
+      patience stopped: its best and the epochs that did not beat it), per epoch; ``rise = slope · (window − 1)``,
+      the gain that line shows across the window;
+    - ``flat``: ``rise ≤ SE``, the standard error of the best score on the ``images`` of the selection split;
+    - ``converged``: flat and not still improving at its limit, whatever stopped it; one epoch is never converged (no
+      line to test)."""
+    epochs, best = len(scores), int(np.argmax(scores)) + 1
+    stop = "patience" if patience_stopped and epochs < max_epochs else "epoch limit"
+    window = scores[-max(3, patience + 1):]
+    slope = float(np.polyfit(np.arange(len(window)), window, 1)[0]) if len(window) >= 2 else None
+    se = standard_error(max(scores), images)
+    improving = stop == "epoch limit" and best >= max_epochs - 1
+    flat = slope is not None and slope * (len(window) - 1) <= se
+    return {"stop_reason": stop, "stopped_early": stop == "patience", "chosen_epoch": best,
+            "still_improving_at_limit": improving, "slope": slope, "selection_se": se,
+            "converged": flat and not improving}
+
+
 SUMMARY_SCORES = ("epoch", "val_accuracy", "val_mean_class_accuracy", "val_macro_f1", "test_accuracy",
                   "test_mean_class_accuracy", "test_macro_f1", "train_accuracy", "loss")
 
 
-def write_summary(config: TrainConfig, state: RunState, stopped_early: bool, test_images: int,
-                  test_unreadable: int, chosen: dict, last: dict) -> dict:
-    """Write ``summary.json`` and return it: selection, the epoch the run stopped at and why, whether it converged
-    (stopped early, or its last 3 selection scores within ``CONVERGED_RANGE``), the chosen and the last epoch's
-    scores (``chosen`` and ``last``: their rows with the test scores), test images and backbone images."""
+def write_summary(config: TrainConfig, state: RunState, patience_stopped: bool, selection_images: int,
+                  test_images: int, test_unreadable: int, chosen: dict, last: dict) -> dict:
+    """Write ``summary.json`` and return it: selection, the epoch the run stopped at, why and whether it converged
+    (``run_state``, on the ``selection_images`` of the selection split), the chosen and the last epoch's scores
+    (``chosen`` and ``last``: their rows with the test scores), test images and backbone images."""
     scores = [r[f"{config.selection}_accuracy"] for r in state.history]
-    spread = max(scores[-3:]) - min(scores[-3:]) if len(scores) >= 3 else None
     summary = {"name": config.name, "seed": config.seed, "variant": config.model.variant,
                "selection": config.selection, "stopped_epoch": len(state.history), "max_epochs": config.epochs,
-               "stopped_early": stopped_early, "last3_range": spread,
-               "converged": stopped_early or (spread is not None and spread <= CONVERGED_RANGE),
+               **run_state(scores, config.epochs, config.patience, patience_stopped, selection_images),
                "best": {k: chosen[k] for k in SUMMARY_SCORES if k in chosen},
                "last": {k: last[k] for k in SUMMARY_SCORES if k in last},
                "test_images": test_images, "test_unreadable": test_unreadable,
