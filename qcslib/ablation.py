@@ -38,7 +38,7 @@ from .train.config import TrainConfig
 from .train.distributed import launch_torchrun
 from .train.evaluation import predict
 from .train.loop import fit, prepare_data, work_units
-from .train.rundir import Run
+from .train.rundir import Run, version_change
 from .train.runtime import select_device
 
 VARIANTS = {
@@ -96,9 +96,10 @@ def plan(seeds: list[int], ablation_seeds: list[int]) -> dict[str, list[int]]:
     return {v: list(seeds if v in MAIN else ablation_seeds) for v in VARIANTS}
 
 
-def finished(config: TrainConfig) -> bool:
-    """A run of exactly this config that has stopped (its ``summary.json`` is written when training ends). Its
-    config.yaml is read as ``Run.load`` reads it, so a field added since it was written counts at its default."""
+def finished(config: TrainConfig, reuse_stale: bool = False) -> bool:
+    """A run of exactly this config that has stopped (its ``summary.json`` is written when training ends), trained
+    by the code, libraries and data that would train it here (``current``). Its config.yaml is read as
+    ``Run.load`` reads it, so a field added since it was written counts at its default."""
     run_dir = config.run_dir
     try:
         stored = TrainConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
@@ -106,13 +107,24 @@ def finished(config: TrainConfig) -> bool:
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return False
-    return same and "stopped_epoch" in summary
+    return same and "stopped_epoch" in summary and current(config, reuse_stale)
 
 
-def reuse_or_fit(config: TrainConfig, force: bool = False, processes: int = 1) -> Run:
+def current(config: TrainConfig, reuse_stale: bool = False) -> bool:
+    """Whether the finished run of ``config`` may be reused: trained by what would train it here
+    (``rundir.version_change``), or ``reuse_stale``. Either way a run of other code is named in one line."""
+    change = version_change(config.run_dir, config)
+    if change is None:
+        return True
+    print(f"{config.run_dir}: trained by other code ({change}); "
+          + ("reused as asked (reuse_stale)" if reuse_stale else "training it again (reuse_stale: reuse it)"))
+    return reuse_stale
+
+
+def reuse_or_fit(config: TrainConfig, force: bool = False, processes: int = 1, reuse_stale: bool = False) -> Run:
     """The finished run of exactly this config (``finished``) unless ``force``; else train it, here (``fit``) or,
     with ``processes > 1``, by torchrun in a subprocess (``launch_torchrun``) → the Run."""
-    if finished(config) and not force:
+    if finished(config, reuse_stale) and not force:
         print(f"reusing the finished run {config.run_dir}")
         return Run.load(config.run_dir)
     if processes > 1:
@@ -132,28 +144,29 @@ def read_run(summary: dict) -> dict:
 
 
 def train_variants(config: TrainConfig, plan: dict[str, list[int]], force: bool = False, jobs: int = 1,
-                   progress_bars: bool = True) -> pd.DataFrame:
+                   progress_bars: bool = True, reuse_stale: bool = False) -> pd.DataFrame:
     """Train (or reuse) every ``{variant: [seeds]}`` of ``plan`` → one row per run (``read_run``'s columns
-    plus variant, seed, reused, run_dir), in plan order.
+    plus variant, seed, reused, other_code (reused with ``reuse_stale`` though trained by other code), run_dir),
+    in plan order.
 
     ``jobs > 1`` trains that many runs at once in worker processes that share the CPU threads (on a
     2-core CPU, two one-thread runs do about 1.25× the work of one two-thread run), longest runs first.
     While it trains, ``progress`` reports which run of how many, and what is left after it."""
     planned = [(v, s, variant_config(config, v, s)) for v, seeds in plan.items() for s in seeds]
-    todo = fit_all([c for _, _, c in planned], force, jobs, progress_bars)
+    todo = fit_all([c for _, _, c in planned], force, jobs, progress_bars, reuse_stale)
     rows = []
     for variant, seed, c in planned:
         summary = json.loads((c.run_dir / "summary.json").read_text())
         rows.append({"variant": variant, "seed": seed, **read_run(summary), "reused": c not in todo,
-                     "run_dir": str(c.run_dir)})
+                     "other_code": version_change(c.run_dir, c) is not None, "run_dir": str(c.run_dir)})
     return pd.DataFrame(rows)
 
 
-def fit_all(configs: list[TrainConfig], force: bool = False, jobs: int = 1, progress_bars: bool = True
-            ) -> list[TrainConfig]:
+def fit_all(configs: list[TrainConfig], force: bool = False, jobs: int = 1, progress_bars: bool = True,
+            reuse_stale: bool = False) -> list[TrainConfig]:
     """Train every config that has no finished run (``finished``; all of them with ``force``) → those trained.
     ``jobs > 1`` trains that many at once, as ``train_variants`` describes, longest first."""
-    todo = sorted((c for c in configs if force or not finished(c)), key=work_units, reverse=True)
+    todo = sorted((c for c in configs if force or not finished(c, reuse_stale)), key=work_units, reverse=True)
     for config in todo:
         prepare_data(config)
     parallel = jobs > 1 and len(todo) > 1

@@ -27,7 +27,7 @@ import pandas as pd
 import timm
 import torch
 
-from .ablation import train_variants, variant_config
+from .ablation import reuse_or_fit, train_variants, variant_config
 from .export import INT8_MODES
 from .paper import parse_domain_overrides
 from .students import parse_distill_overrides
@@ -56,6 +56,7 @@ class NotebookParameters:
     parallel_runs: int = 1          # 04: runs trained at once (worker processes sharing the CPU threads)
     n_gpus: int = 1                 # 02: > 1 trains with torchrun on that many GPUs
     force: bool = False             # 02, 04: retrain runs that are finished
+    reuse_stale: bool = False       # reuse finished runs trained by other code (named in the reports)
     samples_per_class: int = 6      # 01
     quadruplets_shown: int = 4      # 01
     checkpoint: str = ""            # 03, 07: a checkpoint path; empty: 02's QCS run (seed seeds[0])
@@ -195,9 +196,12 @@ def setup(profile: str | Path, *, dataset: str | None = None, data_root: str | N
     return config, params
 
 
-def qcs_checkpoint(config: TrainConfig, checkpoint: str, seed: int) -> Path:
-    """``checkpoint``, or (empty) the best.pt of this profile's QCS run of ``seed``, the run notebook 02 trains."""
-    return Path(checkpoint) if checkpoint else variant_config(config, "qcs", seed).run_dir / "best.pt"
+def qcs_checkpoint(config: TrainConfig, checkpoint: str, seed: int, reuse_stale: bool = False) -> Path:
+    """``checkpoint``, or (empty) the best.pt of this profile's QCS run of ``seed``, the run notebook 02 trains
+    (trained here when it has not finished, or was trained by other code: ``reuse_or_fit``)."""
+    if checkpoint:
+        return Path(checkpoint)
+    return reuse_or_fit(variant_config(config, "qcs", seed), reuse_stale=reuse_stale).best_checkpoint
 
 
 def recipe(config: TrainConfig, checkpoint_meta: dict) -> str:
@@ -252,10 +256,10 @@ def evaluate(config: TrainConfig, params: NotebookParameters, checkpoint: str | 
     return report, scores
 
 
-def load_pair(config: TrainConfig, seed: int) -> Loaded:
-    """The baseline and QCS runs of ``seed`` (trained here unless 04 finished them with this config), their
-    best.pt (chosen on the selection split) loaded as ``models["baseline"]`` and ``models["qcs"]``."""
-    runs = train_variants(config, {"baseline": [seed], "qcs": [seed]})
+def load_pair(config: TrainConfig, seed: int, reuse_stale: bool = False) -> Loaded:
+    """The baseline and QCS runs of ``seed`` (trained here unless 04 finished them with this config and this
+    code), their best.pt (chosen on the selection split) loaded as ``models["baseline"]`` and ``models["qcs"]``."""
+    runs = train_variants(config, {"baseline": [seed], "qcs": [seed]}, reuse_stale=reuse_stale)
     return load_on_test(config, {r.variant: Path(r.run_dir) / "best.pt" for r in runs.itertuples()})
 
 

@@ -243,13 +243,14 @@ def domain_configs(config: TrainConfig, domains: list[str], seed: int, overrides
     return out
 
 
-def domain_runs(configs: dict[str, TrainConfig], force: bool = False, jobs: int = 1) -> dict[str, Run]:
+def domain_runs(configs: dict[str, TrainConfig], force: bool = False, jobs: int = 1, reuse_stale: bool = False
+                ) -> dict[str, Run]:
     """Generate every domain's data (here, with every core; cached), then train (or reuse) the run of each
     ``domain_configs`` entry, ``jobs`` at a time → ``{domain: Run}``. A reused run's data is generated too: its
     test split is scored by every other run."""
     for c in configs.values():
         generate(c.data_root, c.synthfer)
-    fit_all(list(configs.values()), force, jobs, progress_bars=False)
+    fit_all(list(configs.values()), force, jobs, progress_bars=False, reuse_stale=reuse_stale)
     return {domain: Run.load(c.run_dir) for domain, c in configs.items()}
 
 

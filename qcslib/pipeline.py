@@ -6,7 +6,9 @@ starts); the executed copy and its HTML (``render_html``) go to ``reports/<profi
 notebook stops the pipeline, naming the notebook, the cell and the error; the reports rendered before it
 stay, and the partly executed notebook is saved (and rendered) too. ``reports/<profile>/index.html``
 links the reports and tabulates every run's ``summary.json`` with the environment it ran in. Data and
-finished runs are reused on reruns (SynthFER is cached; the notebooks skip finished runs).
+finished runs are reused on reruns (SynthFER is cached; the notebooks skip finished runs), unless other code,
+libraries or data trained them (``rundir.version_change``): those are trained again, or with ``--reuse-stale``
+reused and named in the reports.
 
 While a notebook trains, the terminal shows which run of how many, its epoch and val accuracy, and an
 estimate of the time left (``qcslib.progress``: the kernel writes to a file that a thread here reads).
@@ -20,7 +22,6 @@ import html
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,6 +36,7 @@ from jupyter_client.manager import AsyncKernelManager
 from . import progress
 from .notebook import ROOT, RUN_PARAMETERS, notebook_parameters
 from .train.config import ConfigError, load_profile
+from .train.rundir import code_fingerprint, git_commit
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "scikit-learn", "papermill", "nbconvert", "numpy", "pandas",
@@ -168,6 +170,13 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
     return 0
 
 
+def trained_by(version: dict | None) -> str:
+    """"this code" when a run's recorded training code is this checkout's, else the commit that trained it."""
+    if not version:
+        return "unknown (no version recorded)"
+    return "this code" if version.get("code") == code_fingerprint() else f"other code ({version.get('commit')})"
+
+
 def run_summaries(run_dir: Path) -> pd.DataFrame:
     """One row per ``summary.json`` under ``run_dir`` (recursively): how the run ended, the split that chose its
     checkpoint, and that checkpoint's scores. A summary from before validation selection (no ``selection``
@@ -185,7 +194,8 @@ def run_summaries(run_dir: Path) -> pd.DataFrame:
                      "chosen epoch": chosen["epoch"], "val acc %": 100 * chosen.get("val_accuracy", float("nan")),
                      "test acc %": 100 * chosen["test_accuracy"],
                      "test mean class acc %": 100 * chosen["test_mean_class_accuracy"],
-                     "last epoch test acc %": 100 * s["last"]["test_accuracy"], "train s": s["train_seconds"]})
+                     "last epoch test acc %": 100 * s["last"]["test_accuracy"], "train s": s["train_seconds"],
+                     "trained by": trained_by(s.get("version"))})
     return pd.DataFrame(rows)
 
 
@@ -197,16 +207,8 @@ def environment() -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        commit += " (with uncommitted changes)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown (not a git checkout)"
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    return {"python": platform.python_version(), "device": device, "git commit": commit, **versions}
+    return {"python": platform.python_version(), "device": device, "git commit": git_commit(), **versions}
 
 
 def write_index(profile: str, params: dict, out_dir: Path, timings: dict, failure: str | None) -> None:
@@ -265,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", help="run only these notebooks (numbers like 01, or names)")
     parser.add_argument("--out", help="report directory (default: reports/<profile>)")
     parser.add_argument("--gallery", help="also copy the HTML reports here with downscaled figures (docs/study)")
+    parser.add_argument("--reuse-stale", action="store_true",
+                        help="reuse finished runs trained by other code (the reports name them); default: retrain them")
     args = parser.parse_args(argv)
-    extra = {k: yaml.safe_load(v) for k, v in args.p}
+    extra = {k: yaml.safe_load(v) for k, v in args.p} | ({"reuse_stale": True} if args.reuse_stale else {})
     out = Path(args.out) if args.out else ROOT / "reports" / args.profile
     try:
         status = run(args.profile, extra, args.only, out)

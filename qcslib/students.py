@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .ablation import format_mean_std, read_run, run_all, run_table, summarize, train_variants
+from .ablation import current, format_mean_std, read_run, run_all, run_table, summarize, train_variants
 from .analysis.stats import compare, verdict
 from .latency import onnx_latency, torch_latency
 from .models.qcs import QCSConfig, QCSNet, count_parameters, inference_flops
@@ -30,6 +30,7 @@ from .models.weights import load_checkpoint
 from .train.config import ConfigError, TrainConfig, apply_overrides, parse_overrides
 from .train.distillation import DistillOptions, distill
 from .train.loop import prepare_data
+from .train.rundir import version_change
 
 VARIANTS = {  # name → (what it is, its loss weights given the notebook's α and β)
     "labels": ("labels only: cross-entropy, no teacher (α = 0)", lambda alpha, beta: (0.0, 0.0)),
@@ -56,9 +57,10 @@ def parse_distill_overrides(overrides: list[str]) -> dict:
     return changes
 
 
-def teacher_candidates(config: TrainConfig, seeds: list[int], force: bool = False, jobs: int = 1) -> pd.DataFrame:
+def teacher_candidates(config: TrainConfig, seeds: list[int], force: bool = False, jobs: int = 1,
+                       reuse_stale: bool = False) -> pd.DataFrame:
     """Notebook 02's QCS run of each seed (trained here unless finished) → ``train_variants``' rows."""
-    return train_variants(config, {"qcs": seeds}, force, jobs, progress_bars=False)
+    return train_variants(config, {"qcs": seeds}, force, jobs, progress_bars=False, reuse_stale=reuse_stale)
 
 
 def pick_teacher(candidates: pd.DataFrame, checkpoint: str = "") -> dict:
@@ -89,9 +91,10 @@ def options(teacher: str | Path, student: str, variant: str, temperature: float,
     return DistillOptions(str(teacher), student, temperature, a, b)
 
 
-def finished(config: TrainConfig, opts: DistillOptions) -> bool:
+def finished(config: TrainConfig, opts: DistillOptions, reuse_stale: bool = False) -> bool:
     """A distilled run of this recipe (every field but the model, which is the teacher's) and these options
-    that has stopped (its summary.json is written when it ends)."""
+    that has stopped (its summary.json is written when it ends), trained by what would train it here
+    (``ablation.current``)."""
     run_dir = config.run_dir
     try:
         stored = TrainConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).to_dict()
@@ -101,17 +104,17 @@ def finished(config: TrainConfig, opts: DistillOptions) -> bool:
         return False
     mine = config.to_dict()
     return same and "stopped_epoch" in summary and {k: v for k, v in stored.items() if k != "model"} == \
-        {k: v for k, v in mine.items() if k != "model"}
+        {k: v for k, v in mine.items() if k != "model"} and current(config, reuse_stale)
 
 
 def distill_variants(config: TrainConfig, teacher: str | Path, student: str, seeds: list[int],
                      overrides: list[str], temperature: float, alpha: float, beta: float, force: bool = False,
-                     jobs: int = 1) -> pd.DataFrame:
+                     jobs: int = 1, reuse_stale: bool = False) -> pd.DataFrame:
     """Distil (or reuse) every variant × seed, ``jobs`` at a time (``ablation.run_all``) → one row per run:
-    ``read_run``'s columns plus variant, seed, reused, run_dir and the teacher's test accuracy."""
+    ``read_run``'s columns plus variant, seed, reused, other_code, run_dir and the teacher's test accuracy."""
     planned = [(v, s, student_config(config, student, v, s, overrides),
                 options(teacher, student, v, temperature, alpha, beta)) for v in VARIANTS for s in seeds]
-    todo = [(c, o) for _, _, c, o in planned if force or not finished(c, o)]
+    todo = [(c, o) for _, _, c, o in planned if force or not finished(c, o, reuse_stale)]
     for c, _ in todo:
         prepare_data(c)
     run_all([partial(_distill, c, o, len(todo) == 1 or jobs == 1) for c, o in todo], jobs)
@@ -119,7 +122,7 @@ def distill_variants(config: TrainConfig, teacher: str | Path, student: str, see
     for variant, seed, c, o in planned:
         summary = json.loads((c.run_dir / "summary.json").read_text())
         rows.append({"variant": variant, "seed": seed, **read_run(summary), "reused": (c, o) not in todo,
-                     "run_dir": str(c.run_dir), "teacher_test_accuracy": summary["teacher_test_accuracy"]})
+                     "other_code": version_change(c.run_dir, c) is not None, "run_dir": str(c.run_dir), "teacher_test_accuracy": summary["teacher_test_accuracy"]})
     return pd.DataFrame(rows)
 
 

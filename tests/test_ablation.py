@@ -2,6 +2,7 @@
 intervals and their verdicts, bias-conflicting accuracy, and the findings text."""
 import dataclasses
 import json
+import shutil
 import time
 from functools import partial
 from pathlib import Path
@@ -19,6 +20,7 @@ from qcslib.data.sources import load_split
 from qcslib.data.synthfer import SynthFERSettings, generate
 from qcslib.models.backbone import IRBackbone
 from qcslib.train import fit, load_profile
+from qcslib.train import rundir
 from qcslib.train.loop import work_units
 
 
@@ -86,10 +88,62 @@ def test_the_matched_baseline_pushes_as_many_images_through_the_backbone_as_qcs(
     assert steps["baseline_matched"] == steps["qcs"]  # as many optimizer steps
 
 
-def write_run(config, summary):
+def write_run(config, summary, version=None):
+    """A finished run as fit leaves it, with what reuse reads: config.yaml, summary.json and version.json (this
+    code's, unless ``version``)."""
     config.run_dir.mkdir(parents=True, exist_ok=True)
     (config.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
     (config.run_dir / "summary.json").write_text(json.dumps(summary))
+    (config.run_dir / "version.json").write_text(json.dumps(version or rundir.version(config)))
+
+
+def test_the_code_fingerprint_ignores_documentation_and_sees_a_changed_statement(tmp_path):
+    package = Path(rundir.__file__).parents[1]
+    copy = tmp_path / "qcslib"
+    for name in rundir.TRAINING_CODE:
+        shutil.copytree(package / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    assert rundir.code_fingerprint(copy) == rundir.code_fingerprint()
+    losses = copy / "train" / "losses.py"
+    source = losses.read_text()
+    losses.write_text(source.replace('"""', '"""A new first line of documentation.\n', 1) + "\n# a comment\n")
+    rundir.code_fingerprint.cache_clear()
+    assert rundir.code_fingerprint(copy) == rundir.code_fingerprint()  # docstrings and comments: the same code
+    losses.write_text(source + "\nSCALE = 2.0\n")  # a statement
+    rundir.code_fingerprint.cache_clear()
+    assert rundir.code_fingerprint(copy) != rundir.code_fingerprint()
+
+
+def test_the_data_fingerprint_sees_regenerated_images_and_relabelled_lists(tmp_path):
+    root = tmp_path / "data"
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "a.png").write_bytes(b"x" * 10)
+    (root / "labels.csv").write_text("a.png,0\n")
+    (root / ".cache.npy").write_bytes(b"ignored")
+    first = rundir.data_fingerprint(root)
+    (root / ".cache.npy").write_bytes(b"hidden files are not data")
+    assert rundir.data_fingerprint(root) == first
+    (root / "labels.csv").write_text("a.png,1\n")
+    relabelled = rundir.data_fingerprint(root)
+    (root / "train" / "a.png").write_bytes(b"x" * 11)
+    assert len({first, relabelled, rundir.data_fingerprint(root)}) == 3
+    assert rundir.data_fingerprint(tmp_path / "nothing") == "missing"
+
+
+def test_a_run_of_other_code_is_trained_again_unless_reuse_stale(tmp_path, monkeypatch, capsys):
+    config = load_profile("smoke", [f"runs_dir={tmp_path}", f"data_root={tmp_path / 'data'}"])
+    c = ablation.variant_config(config, "qcs", 0)
+    write_run(c, {"stopped_epoch": 2}, {**rundir.version(c), "code": "0123456789ab"})
+    assert not ablation.finished(c)
+    assert f"{c.run_dir}: trained by other code (code 0123456789ab there, {rundir.code_fingerprint()} here)" in \
+        capsys.readouterr().out
+    assert ablation.finished(c, reuse_stale=True)
+    monkeypatch.setattr(ablation, "run_all", lambda calls, jobs: None)  # what would train, without training
+    assert ablation.fit_all([c]) == [c] and ablation.fit_all([c], reuse_stale=True) == []
+    write_run(c, {"stopped_epoch": 2}, {k: v for k, v in rundir.version(c).items() if k != "data"})
+    assert not ablation.finished(c)  # the data it trained on is not recorded
+    (c.run_dir / "version.json").unlink()  # a run from before runs recorded their code
+    assert not ablation.finished(c)
+    assert "records no version" in capsys.readouterr().out
 
 
 def test_a_run_is_reused_only_when_its_config_matches_and_it_stopped(tmp_path):

@@ -9,6 +9,7 @@ import papermill
 import pytest
 
 from qcslib import pipeline, progress
+from qcslib.train import rundir
 
 REQUIRED = {"profile", "dataset", "data_root", "run_dir", "seeds", "device"}
 
@@ -164,11 +165,16 @@ def test_the_index_lists_runs_of_both_summary_formats(tmp_path):
     for name, summary in (("qcs-s0", new), ("baseline-s1", old)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(json.dumps(summary))
-    rising = {**new, "stopped_epoch": 12, "stopped_early": False, "still_improving_at_limit": True, "converged": False}
+    new["version"] = {"code": rundir.code_fingerprint(), "commit": "abc1234"}
+    (tmp_path / "qcs-s0" / "summary.json").write_text(json.dumps(new))
+    rising = {**new, "stopped_epoch": 12, "stopped_early": False, "still_improving_at_limit": True, "converged": False,
+              "version": {"code": "0123456789ab", "commit": "def5678"}}
     (tmp_path / "dcs-s0").mkdir()
     (tmp_path / "dcs-s0" / "summary.json").write_text(json.dumps(rising))
     rows = pipeline.run_summaries(tmp_path).set_index("run")
     assert rows.loc["qcs-s0", ["epochs", "ended by", "converged", "chosen on"]].tolist() == ["7/12", "patience", "yes", "val"]
     assert rows.loc["dcs-s0", ["epochs", "ended by", "converged"]].tolist() == ["12/12", "limit, still improving", "NO"]
+    assert rows["trained by"].to_dict() == {"baseline-s1": "unknown (no version recorded)", "dcs-s0":
+                                            "other code (def5678)", "qcs-s0": "this code"}
     assert rows.loc["baseline-s1", ["epochs", "converged", "chosen on"]].tolist() == ["2", "unknown", "test (older run)"]
     assert rows.loc["qcs-s0", "test acc %"] == 75.0 and rows.loc["baseline-s1", "test acc %"] == 20.0

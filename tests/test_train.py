@@ -285,8 +285,10 @@ def test_a_smoke_run_learns_and_writes_its_run_directory(tmp_path, smoke_data):
     assert set(expected) <= set(m.columns) and not any(c.startswith("test_") for c in m.columns)
     np.testing.assert_allclose(m["lr"], 1e-3 * 0.98 ** np.arange(4))
     names = {p.name for p in run.dir.iterdir()}
-    assert names == {"config.yaml", "metrics.csv", "last.pt", "best.pt", "confusion.csv", "summary.json", "data.json"}
+    assert names == {"config.yaml", "metrics.csv", "last.pt", "best.pt", "confusion.csv", "summary.json", "data.json",
+                     "version.json"}
     summary = json.loads((run.dir / "summary.json").read_text())
+    assert summary["version"] == rundir.version(run.config) and summary["version"]["code"] == rundir.code_fingerprint()
     best = m.loc[m["val_accuracy"].idxmax()]
     assert summary["selection"] == "val" and summary["best"]["epoch"] == best["epoch"]
     assert summary["best"]["val_accuracy"] == pytest.approx(best["val_accuracy"])
@@ -683,7 +685,7 @@ def test_torchrun_two_processes_on_gloo_and_two_nodes_train_the_same(tmp_path, s
     assert m["epoch"].tolist() == [1, 2]
     assert m["steps"].tolist() == [11, 11]  # 168 quadruplets per rank in batches of 16
     assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "metrics.csv", "last.pt", "best.pt",
-                                                    "confusion.csv", "summary.json", "data.json"}
+                                                    "confusion.csv", "summary.json", "data.json", "version.json"}
     # the same run as 2 "nodes" of 1 process each, meeting through c10d rendezvous on the loopback
     nodes_dir = tmp_path / "nodes"
     rendezvous = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",

@@ -56,6 +56,10 @@ def convergence(runs: pd.DataFrame, split: str = "val") -> str:
     if other.any():
         text += (f" **Not converged** ({int(other.sum())}: {run_names(runs, other)}): still rising over their last "
                  f"epochs; their numbers are not results.")
+    stale = runs["other_code"].astype(bool) if "other_code" in runs else pd.Series(False, index=runs.index)
+    if stale.any():
+        text += (f" **Trained by other code** ({int(stale.sum())}: {run_names(runs, stale)}), reused as asked "
+                 f"(reuse_stale): their numbers are not those of this code.")
     return text
 
 

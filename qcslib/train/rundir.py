@@ -8,24 +8,36 @@ Files (each written atomically, through a temporary file and ``os.replace``):
   split's ``val_*`` or ``test_*`` scores, timings;
 - ``last.pt``: everything needed to resume (``checkpoint``), after each epoch and on Ctrl-C in a one-process
   run; ``best.pt``: the model of the best selection accuracy;
-- ``confusion.csv`` (best model, test split) and, once the run has stopped, ``summary.json`` (``write_summary``).
+- ``confusion.csv`` (best model, test split) and, once the run has stopped, ``summary.json`` (``write_summary``);
+- ``version.json``: what trained it (``version``): the training code, torch, timm and the data on disk, and the
+  git commit for display. A finished run is reused only when all but the commit match (``version_change``).
 """
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import math
 import os
+import subprocess
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import timm
 import torch
 import yaml
 
 from ..models.qcs import QCSNet
 from ..models.weights import FORMAT, read_torch_file
 from .config import ConfigError, TrainConfig
+
+PACKAGE = Path(__file__).resolve().parents[1]
+TRAINING_CODE = ("models", "data", "train")  # the qcslib packages a run executes
+VERSIONED = ("code", "torch", "timm", "data")  # what must match for a run to be reused; the commit is for display
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 # what a resumed run may change: where its files are and how it runs, never what or how it trains
 RESUMABLE = ("name", "runs_dir", "data_root", "backbone_weights", "verify_images", "eval_batch_size", "device",
@@ -79,14 +91,90 @@ def atomic_text(text: str, path: Path) -> None:
 
 
 def start(config: TrainConfig, splits) -> None:
-    """Make the run directory and write ``config.yaml`` and ``data.json``. The ``summary.json`` of a run this one
-    replaces goes first: until this run ends, nothing may read that run's results as this one's."""
+    """Make the run directory and write ``config.yaml``, ``data.json`` and ``version.json``. The ``summary.json``
+    of a run this one replaces goes first: until this run ends, nothing may read that run's results as this one's."""
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").unlink(missing_ok=True)
+    atomic_text(json.dumps(version(config), indent=1), run_dir / "version.json")
     atomic_text(yaml.safe_dump(config.to_dict(), sort_keys=False), run_dir / "config.yaml")
     atomic_text(json.dumps({s.split: {"n": len(s), "counts": s.counts(), "skipped": s.skipped, "excluded": s.excluded}
                             for s in splits if s is not None}, indent=1), run_dir / "data.json")
+
+
+# --------------------------------------------------------------------------------------------- code version
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@lru_cache(maxsize=4)
+def code_fingerprint(package: Path = PACKAGE) -> str:
+    """sha256 (first 12 hex digits) of the ``TRAINING_CODE`` sources of ``package`` as syntax trees without
+    docstrings: comments, docstrings and layout change nothing, a changed statement changes it."""
+    digest = hashlib.sha256()
+    for path in sorted(p for name in TRAINING_CODE for p in (package / name).rglob("*.py")):
+        tree = _without_docstrings(ast.parse(path.read_text(encoding="utf-8")))
+        digest.update(f"{path.relative_to(package).as_posix()}\0{ast.dump(tree)}\0".encode())
+    return digest.hexdigest()[:12]
+
+
+def data_fingerprint(root: str | Path) -> str:
+    """sha256 (12 hex digits) of the files under ``root`` (hidden ones aside): each image by its path and size, every
+    other file (label lists, manifests, SynthFER's settings.json) by its path and content. A dataset generated
+    again by other code, relabelled or with files added or removed gets another fingerprint; "missing" if no
+    ``root``."""
+    root = Path(root)
+    if not root.exists():
+        return "missing"
+    digest = hashlib.sha256()
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(root).parts))
+    for path in files:
+        name = path.name if path == root else path.relative_to(root).as_posix()
+        content = str(path.stat().st_size).encode() if path.suffix.lower() in IMAGE_SUFFIXES else path.read_bytes()
+        digest.update(f"{name}\0".encode() + hashlib.sha256(content).digest())
+    return digest.hexdigest()[:12]
+
+
+def git_commit() -> str:
+    """The checkout's short commit, "+ uncommitted changes" when tracked files differ, or why there is none."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PACKAGE.parent, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PACKAGE.parent,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + (" + uncommitted changes" if dirty else "")
+
+
+def version(config: TrainConfig) -> dict:
+    """What trains ``config`` here: ``code_fingerprint``, the torch and timm versions, ``data_fingerprint`` of its
+    ``data_root``, and the git commit (for display only)."""
+    return {"code": code_fingerprint(), "torch": torch.__version__, "timm": timm.__version__,
+            "data": data_fingerprint(config.data_root), "commit": git_commit()}
+
+
+def version_change(run_dir: str | Path, config: TrainConfig) -> str | None:
+    """None when the run in ``run_dir`` was trained by what would train ``config`` here (``VERSIONED``); else what
+    differs, in words ("code 1a2b3c4d5e6f there, 0f9e8d7c6b5a here; ...")."""
+    file = Path(run_dir) / "version.json"
+    try:
+        theirs = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return "it records no version (trained before runs recorded their code)"
+    if not isinstance(theirs, dict):
+        return f"{file} is not a JSON object"
+    ours = version(config)
+    changed = [f"{k} {theirs.get(k, 'absent')} there, {ours[k]} here" for k in VERSIONED if theirs.get(k) != ours[k]]
+    return "; ".join(changed) or None
 
 
 # --------------------------------------------------------------------------------------------- epoch state
@@ -275,7 +363,8 @@ def write_summary(config: TrainConfig, state: RunState, patience_stopped: bool, 
                   test_images: int, test_unreadable: int, chosen: dict, last: dict) -> dict:
     """Write ``summary.json`` and return it: selection, the epoch the run stopped at, why and whether it converged
     (``run_state``, on the ``selection_images`` of the selection split), the chosen and the last epoch's scores
-    (``chosen`` and ``last``: their rows with the test scores), test images and backbone images."""
+    (``chosen`` and ``last``: their rows with the test scores), the run's ``version.json``, test images and backbone
+    images."""
     scores = [r[f"{config.selection}_accuracy"] for r in state.history]
     summary = {"name": config.name, "seed": config.seed, "variant": config.model.variant,
                "selection": config.selection, "stopped_epoch": len(state.history), "max_epochs": config.epochs,
@@ -283,6 +372,7 @@ def write_summary(config: TrainConfig, state: RunState, patience_stopped: bool, 
                "best": {k: chosen[k] for k in SUMMARY_SCORES if k in chosen},
                "last": {k: last[k] for k in SUMMARY_SCORES if k in last},
                "test_images": test_images, "test_unreadable": test_unreadable,
+               "version": json.loads((config.run_dir / "version.json").read_text()),
                "train_seconds": round(sum(r["train_seconds"] for r in state.history), 2),
                "backbone_images": int(sum(r["backbone_images"] for r in state.history))}
     atomic_text(json.dumps(summary, indent=1), config.run_dir / "summary.json")
