@@ -47,11 +47,16 @@ from .data.manifest import hash_splits, item_ids, verify_manifest, write_manifes
 from .data.report import data_report, deviation_warning
 from .data.sources import DATASET_CLASSES, DATASETS, DataError, available_splits, load_split, verify_images
 from .data.synthfer import SynthFERSettings, generate
+from .data.synthfer.video import ClipSettings, write_clips
+from .faces import FaceDetector, image_files, load_predictor, predict_faces, write_predictions
 from .models.student import DEFAULT_STUDENT
 from .models.weights import CheckpointError
-from .export import ExportError
+from .export import ExportError, export, export_int8
+from .train import fit, load_profile
+from .train.distillation import distill
+from .train.evaluation import evaluate_checkpoint
 from .train.loop import TrainingError
-from .video import VIDEO_SUFFIXES
+from .video import VIDEO_SUFFIXES, Camera, VideoError, VideoFile, predict_video
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +69,6 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _predict(args) -> int:
-    from .faces import image_files, load_predictor, predict_faces, write_predictions
-
     videos = [p for p in args.paths if Path(p).suffix.lower() in VIDEO_SUFFIXES]
     photos = [p for p in args.paths if p not in videos]
     if (videos or args.camera is not None) and not args.out:
@@ -92,9 +95,6 @@ def _predict(args) -> int:
 def _predict_videos(predictor, videos: list[str], args) -> bool:
     """Each video (and the camera) into its own folder under ``--out``; a summary line (or JSON object) each.
     → whether any failed (could not be opened, or stopped early: its frames before that are still written)."""
-    from .faces import FaceDetector
-    from .video import Camera, VideoError, VideoFile, predict_video
-
     sources = [(f"{i:03d}_{Path(v).stem}", lambda v=v: VideoFile(v, args.start, args.end))
                for i, v in enumerate(videos)]
     if args.camera is not None:
@@ -119,7 +119,6 @@ def _predict_videos(predictor, videos: list[str], args) -> bool:
 
 
 def _export(args: argparse.Namespace) -> dict:
-    from .export import export, export_int8
     int8_only = {"--dataset": args.dataset, "--data-root": args.data_root, "--calibration": args.calibration,
                  "--test-images": args.test_images}
     if args.int8 is None:
@@ -227,7 +226,6 @@ def main(argv: list[str] | None = None) -> int:
             values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthFERSettings)}
             print(generate(args.out, SynthFERSettings(**values), workers=args.workers))
         elif args.command == "synthfer-video":
-            from .data.synthfer.video import ClipSettings, write_clips
             settings = ClipSettings(seed=args.seed, fps=args.fps, seconds=args.seconds, size=args.size)
             print(json.dumps(write_clips(args.out, settings, args.clips), indent=1))
         elif args.command == "data-report":
@@ -250,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
                 write_manifest(args.manifest, splits, digests)
             print(json.dumps(reports[splits[0].split] if len(splits) == 1 else reports, indent=1))
         elif args.command == "train":
-            from .train import fit, load_profile
             overrides = list(args.overrides)
             if args.run_dir:
                 run_dir = Path(args.run_dir)
@@ -259,8 +256,6 @@ def main(argv: list[str] | None = None) -> int:
             if run.summary:
                 print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
         elif args.command == "distill":
-            from .train import load_profile
-            from .train.distillation import distill
             # augment_on_device (the cpu profile's) batches the quadruplet loader's augmentation; a student's loader
             # runs the same augmentation per image, as notebook 10's students do
             config = load_profile(args.profile, args.overrides).replace(augment_on_device=False)
@@ -276,7 +271,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             print(json.dumps(_export(args), indent=1))
         else:
-            from .train.evaluation import evaluate_checkpoint
             print(json.dumps(evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.split,
                                                  batch_size=args.batch_size, device=args.device,
                                                  num_workers=args.num_workers,

@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+import qcslib.__main__
 from qcslib import QCSConfig, QCSNet, save_checkpoint
+from qcslib.__main__ import main
 from qcslib.faces import TEMPLATES, Face, load_predictor
 from qcslib.video import Camera, Frame, Smoother, Tracker, VideoError, VideoFile, iou, predict_video
 
@@ -249,10 +251,7 @@ def test_a_camera_goes_through_the_same_path_and_a_missing_one_is_a_clear_error(
 
 
 def test_the_predict_command_sends_videos_to_the_video_path(tmp_path, predictor, monkeypatch, capsys):
-    import qcslib.faces
-    from qcslib.__main__ import main
-
-    monkeypatch.setattr(qcslib.faces, "FaceDetector", SquareDetector)
+    monkeypatch.setattr(qcslib.__main__, "FaceDetector", SquareDetector)
     rng = np.random.default_rng(4)
     clip = write_video(tmp_path / "walk.mp4", [square_frame(2 * i, rng) for i in range(20)])
     (tmp_path / "cut.mkv").write_bytes(b"")  # an empty file with a video suffix
