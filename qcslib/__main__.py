@@ -33,7 +33,7 @@ Exit codes: 0 done; 1 training stopped on a non-finite loss, an export failed it
 file had no face or could not be read, or a video could not be opened or stopped early (its frames before that
 are written) — the other files are still processed — or (data-report --verify) the
 copy differs from the manifest; 2 bad input (the message says
-what and where); 130 interrupted (Ctrl-C).
+what and where; predict: also a --start/--end outside a video, checked before any work); 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ from .train import fit, load_profile
 from .train.distillation import distill
 from .train.evaluation import evaluate_checkpoint
 from .train.loop import TrainingError
-from .video import VIDEO_SUFFIXES, Camera, VideoError, VideoFile, predict_video
+from .video import VIDEO_SUFFIXES, Camera, FrameSource, VideoError, VideoFile, predict_video
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -74,8 +74,8 @@ def _predict(args) -> int:
     if (videos or args.camera is not None) and not args.out:
         raise ValueError("videos and --camera write their predictions, annotated video and timeline to --out DIR: "
                          "pass --out")
+    sources, failed = _open_sources(videos, args)
     p = load_predictor(args.checkpoint, args.classes)
-    failed = False
     if photos:
         files, errors = image_files(photos)
         records, found = predict_faces(p.model, files, p.classes, p.template, recipe=p.recipe)
@@ -88,25 +88,33 @@ def _predict(args) -> int:
             for r in records:
                 print(f"{r['file']}: {r['error']}" if "error" in r else
                       f"{r['file']} face {r['face']}: {r['label']} ({r['probabilities'][r['label']]:.2f})")
-        failed = any("error" in r for r in records)
-    return int(_predict_videos(p, videos, args) or failed)
+        failed = failed or any("error" in r for r in records)
+    return int(_predict_videos(p, sources, args) or failed)
 
 
-def _predict_videos(predictor, videos: list[str], args) -> bool:
-    """Each video (and the camera) into its own folder under ``--out``; a summary line (or JSON object) each.
-    → whether any failed (could not be opened, or stopped early: its frames before that are still written)."""
-    sources = [(f"{i:03d}_{Path(v).stem}", lambda v=v: VideoFile(v, args.start, args.end))
+def _open_sources(videos: list[str], args) -> tuple[list[tuple[str, FrameSource]], bool]:
+    """Each video (and the camera), opened before any work, with its folder under ``--out``; one that cannot be
+    opened is reported and left out. → (sources, whether any was left out). A ``--start``/``--end`` outside a
+    video raises ValueError (bad input: nothing has been done yet)."""
+    openers = [(f"{i:03d}_{Path(v).stem}", lambda v=v: VideoFile(v, args.start, args.end))
                for i, v in enumerate(videos)]
     if args.camera is not None:
-        sources.append((f"camera{args.camera}", lambda: Camera(args.camera, args.end)))
-    failed, detector = False, FaceDetector() if sources else None
-    for folder, open_source in sources:
+        openers.append((f"camera{args.camera}", lambda: Camera(args.camera, args.end)))
+    sources, failed = [], False
+    for folder, open_source in openers:
         try:
-            source = open_source()
+            sources.append((folder, open_source()))
         except VideoError as e:
             print(f"python -m qcslib predict: error: {e}", file=sys.stderr)
             failed = True
-            continue
+    return sources, failed
+
+
+def _predict_videos(predictor, sources: list[tuple[str, FrameSource]], args) -> bool:
+    """Each source into its own folder under ``--out``; a summary line (or JSON object) each. → whether any
+    stopped early (its frames before that are still written)."""
+    failed, detector = False, FaceDetector() if sources else None
+    for folder, source in sources:
         summary = predict_video(predictor, source, Path(args.out) / folder, detector, every=args.every,
                                 smooth=args.smooth)
         if summary["error"]:

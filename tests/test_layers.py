@@ -1,6 +1,6 @@
 """The import layers of DESIGN.md, checked on the source with ``ast``: no qcslib module imports another inside a
-function (the way to dodge a cycle), and the lower layers (``data``, and ``video``'s decode, encode, track, smooth
-and draw, report) import nothing from ``train``, ``analysis`` or the video orchestration."""
+function (the way to dodge a cycle), and the lower layers (``data``, and ``video``'s decode, encode, track, smooth,
+draw and report) import nothing from ``train``, ``analysis`` or the video orchestration."""
 import ast
 from pathlib import Path
 

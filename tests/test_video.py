@@ -75,8 +75,12 @@ def test_a_video_file_yields_every_frame_with_its_index_and_time_and_honours_the
     assert frames[3].image[30, 2 * 3 + 10].min() > 200  # the square is where it was drawn, RGB decoded
     window = VideoFile(path, start=0.5, end=1.5)
     assert window.frames == 10 and [f.index for f in window] == list(range(5, 15)) and window.error is None
-    with pytest.raises(VideoError, match="start < end"):
+    with pytest.raises(ValueError, match="start < end"):
         VideoFile(path, start=2, end=1)
+    with pytest.raises(ValueError, match="at or past the end of the video, which its header says is 2.00 s long"):
+        VideoFile(path, start=2)
+    late = VideoFile(path, start=1.95)  # inside the header's 2 s, after the last frame (1.9 s)
+    assert list(late) == [] and late.error == f"{path}: no frame at or after start 1.95 s (the last is at 1.90 s)"
 
 
 def test_a_truncated_video_keeps_the_frames_before_the_damage_and_says_where_it_stopped(tmp_path, predictor):
@@ -182,7 +186,7 @@ def test_the_ema_depends_on_time_not_on_the_frame_rate():
     assert smoother("f", 0.3, np.array([1.0, 0.0]))[0] == pytest.approx(0.2 + 0.8 * (1 - math.exp(-0.3 / tau)))
     assert smoother("g", 0.3, np.array([1.0, 0.0]))[0] == 1.0  # another face: its own state
     assert Smoother(0)("f", 1.0, signal(1.0))[0] == signal(1.0)[0]
-    with pytest.raises(ValueError, match="--smooth must be >= 0"):
+    with pytest.raises(ValueError, match="--smooth must be a finite number >= 0"):
         Smoother(-1)
 
 
@@ -276,3 +280,33 @@ def test_the_predict_command_sends_videos_to_the_video_path(tmp_path, predictor,
     assert "--every must be >= 1, got 0" in capsys.readouterr().err
     assert main(["predict", "--camera", "97", "--checkpoint", checkpoint, "--out", str(out)]) == 1
     assert "/dev/video97 does not exist" in capsys.readouterr().err
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--end", "inf"], "need finite 0 <= start < end, got start 0.0, end inf"),
+    (["--start", "nan"], "need finite 0 <= start < end, got start nan"),
+    (["--start", "2", "--end", "1"], "need finite 0 <= start < end, got start 2.0, end 1.0"),
+    (["--start", "5"], "start 5 s is at or past the end of the video, which its header says is 2.00 s long"),
+    (["--smooth", "inf"], "--smooth must be a finite number >= 0 seconds, got inf"),
+])
+def test_a_bad_window_or_a_non_finite_value_is_a_one_line_error_before_any_work(tmp_path, predictor, capsys, flags,
+                                                                                message):
+    clip = write_video(tmp_path / "walk.mp4", [square_frame(2 * i, np.random.default_rng(5)) for i in range(20)])
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(checkpoint, predictor.model, classes=CLASSES)
+    out = tmp_path / "out"
+    assert main(["predict", str(clip), "--checkpoint", str(checkpoint), "--out", str(out), *flags]) == 2
+    assert message in one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_synthfer_video_refuses_a_non_finite_length(tmp_path, capsys):
+    assert main(["synthfer-video", "--out", str(tmp_path / "clips"), "--seconds", "inf"]) == 2
+    assert "ClipSettings.seconds must be finite" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "clips").exists()

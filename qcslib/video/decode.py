@@ -52,16 +52,21 @@ class _PyAVSource:
     """The PyAV decoding loop shared by files and cameras; a subclass says how to ``_open`` its container."""
 
     def __init__(self, name: str, start: float = 0.0, end: float | None = None):
-        if start < 0 or (end is not None and end <= start):
-            raise VideoError(f"{name}: need 0 <= start < end, got start {start}, end {end}")
+        if not (math.isfinite(start) and 0 <= start and (end is None or (math.isfinite(end) and start < end))):
+            raise ValueError(f"{name}: need finite 0 <= start < end, got start {start}, end {end}")
         self.name, self.start, self.end, self.error = name, start, end, None
         try:
             with self._open() as container:
                 stream = self._stream(container)
                 self.fps = float(stream.average_rate or stream.base_rate or 30)
                 self.listed = stream.frames or None  # what the header says the whole video holds
+                self.duration = (float(stream.duration * stream.time_base) if stream.duration else
+                                 container.duration / av.time_base if container.duration else None)
         except av.FFmpegError as e:
             raise VideoError(f"{name}: cannot open the video: {e}") from None
+        if self.duration is not None and start >= self.duration:
+            raise ValueError(f"{name}: start {start:g} s is at or past the end of the video, which its header says "
+                             f"is {self.duration:.2f} s long")
         self.frames = self._window(self.listed)
 
     def _open(self):
@@ -113,6 +118,8 @@ class _PyAVSource:
         elif self.listed and decoded < self.listed:
             self.error = (f"{self.name}: the stream ended after {decoded} of the {self.listed} frames its header "
                           f"lists (a truncated file?); the {count} frames before it are kept")
+        elif count == 0 and decoded:
+            self.error = f"{self.name}: no frame at or after start {self.start:g} s (the last is at {time:.2f} s)"
 
 
 class VideoFile(_PyAVSource):

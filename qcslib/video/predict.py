@@ -49,12 +49,12 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
     ``STAGES`` (``write``: smoothing, the records and the annotated video; the timeline plot is not counted)."""
     if every < 1:
         raise ValueError(f"--every must be >= 1, got {every}")
+    tracker, smoother, clock = Tracker(max_gap=max(30, 3 * every)), Smoother(smooth), StageClock()
     detector = detector or FaceDetector()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, classes, size = predictor.model, predictor.classes, predictor.model.config.image_size
     transform = build_transforms(predictor.recipe, size, train=False)
-    tracker, smoother, clock = Tracker(max_gap=max(30, 3 * every)), Smoother(smooth), StageClock()
     video = VideoWriter(out / "annotated.mp4", source.fps)
     frames = empty = 0
     ids: set[int] = set()

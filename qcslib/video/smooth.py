@@ -15,8 +15,8 @@ class Smoother:
     """Per-key EMA in time: ``p_t = p_{t−1} + (1 − exp(−Δt/τ)) (x_t − p_{t−1})``; the first value and τ = 0 give x."""
 
     def __init__(self, tau: float):
-        if tau < 0:
-            raise ValueError(f"--smooth must be >= 0 seconds, got {tau}")
+        if not (math.isfinite(tau) and tau >= 0):
+            raise ValueError(f"--smooth must be a finite number >= 0 seconds, got {tau}")
         self.tau = tau
         self.state: dict = {}
 

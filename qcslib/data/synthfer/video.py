@@ -63,8 +63,9 @@ class ClipSettings:
     def __post_init__(self):
         if not (isinstance(self.fps, (int, float)) and 1 <= self.fps <= 120):
             raise ValueError(f"ClipSettings.fps must be a number in [1, 120], got {self.fps!r}")
-        if not (isinstance(self.seconds, (int, float)) and self.seconds * self.fps >= 1):
-            raise ValueError(f"ClipSettings.seconds must give at least one frame at {self.fps} fps, got "
+        if not (isinstance(self.seconds, (int, float)) and math.isfinite(self.seconds)
+                and self.seconds * self.fps >= 1):
+            raise ValueError(f"ClipSettings.seconds must be finite and give at least one frame at {self.fps} fps, got "
                              f"{self.seconds!r}")
         self.synthfer  # checks size, classes and seed
         if self.size % 2:
