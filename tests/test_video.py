@@ -283,7 +283,8 @@ def test_the_predict_command_sends_videos_to_the_video_path(tmp_path, predictor,
 
 
 def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
+    """The one error line of ``err`` (its other lines are the progress bar's)."""
+    lines = [line for line in err.splitlines() if "error:" in line]
     assert len(lines) == 1, err
     return lines[0]
 
@@ -310,3 +311,24 @@ def test_synthfer_video_refuses_a_non_finite_length(tmp_path, capsys):
     assert main(["synthfer-video", "--out", str(tmp_path / "clips"), "--seconds", "inf"]) == 2
     assert "ClipSettings.seconds must be finite" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "clips").exists()
+
+
+def test_a_truncated_mkv_whose_header_lists_no_frame_count_is_an_error_and_keeps_its_frames(tmp_path, predictor,
+                                                                                              monkeypatch, capsys):
+    monkeypatch.setattr(qcslib.__main__, "FaceDetector", SquareDetector)
+    rng = np.random.default_rng(6)
+    whole = write_video(tmp_path / "whole.mkv", [square_frame(2 * i, rng) for i in range(20)])
+    source = VideoFile(whole)
+    assert source.listed is None and source.duration == pytest.approx(2.0)  # Matroska: a duration, no count
+    assert len(list(source)) == 20 and source.error is None
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(checkpoint, predictor.model, classes=CLASSES)
+    out = tmp_path / "out"
+    assert main(["predict", str(cut), "--checkpoint", str(checkpoint), "--out", str(out)]) == 1
+    error = one_error_line(capsys.readouterr().err)
+    kept = len(pd.read_csv(out / "000_cut" / "predictions.csv")["frame"].unique())
+    assert 0 < kept < 20
+    assert re.search(rf"cut.mkv: the stream ended at [0-9.]+ s of the 2.00 s its header lists \(a truncated file\?\); "
+                     rf"the {kept} frames before it are kept", error)

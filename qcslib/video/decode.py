@@ -6,8 +6,10 @@ through FFmpeg's v4l2 input), decoded one frame at a time by PyAV (whose wheels 
 A file is decoded packet by packet: when a packet is damaged (a truncated or corrupt file) decoding stops, the
 frames the decoder still holds are flushed out, and ``error`` says where it stopped; the frames before the damage
 have already gone to the output (decoding is single-threaded: FFmpeg's frame threads lose the frames in flight at
-the damage). A frame without a timestamp (as flushed ones can be) is placed one frame after the previous one.
-Frames before ``start`` are decoded and dropped, so frame indices are exact.
+the damage). A file that ends quietly before its header says (a cut file: the demuxer just stops) is an
+``error`` too: fewer frames than the header's frame count, or, where the header lists only a duration (Matroska),
+a last frame more than one frame's time before it. A frame without a timestamp (as flushed ones can be) is placed
+one frame after the previous one. Frames before ``start`` are decoded and dropped, so frame indices are exact.
 """
 from __future__ import annotations
 
@@ -117,6 +119,9 @@ class _PyAVSource:
                           f"{self.listed or 'an unknown number'}: {self.error}; the {count} frames before it are kept")
         elif self.listed and decoded < self.listed:
             self.error = (f"{self.name}: the stream ended after {decoded} of the {self.listed} frames its header "
+                          f"lists (a truncated file?); the {count} frames before it are kept")
+        elif not self.listed and self.duration and time + 2 / self.fps < self.duration:  # over a frame missing
+            self.error = (f"{self.name}: the stream ended at {time:.2f} s of the {self.duration:.2f} s its header "
                           f"lists (a truncated file?); the {count} frames before it are kept")
         elif count == 0 and decoded:
             self.error = f"{self.name}: no frame at or after start {self.start:g} s (the last is at {time:.2f} s)"
