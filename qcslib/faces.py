@@ -18,6 +18,7 @@ detected landmarks onto the template scaled to the crop size, and resamples the 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,8 +125,9 @@ def load_predictor(checkpoint, classes: str | None = None) -> Predictor:
 def predict_faces(model, files, classes, template: str, detector: FaceDetector | None = None,
                   recipe: str = "rafdb") -> tuple[list[dict], dict[str, tuple[Image.Image, list[Face]]]]:
     """Every face of every file → records ``{file, face, box, landmarks, probabilities, label}`` (faces best first),
-    and ``{file: (photo, faces)}`` for annotating; a file that cannot be read or has no face gives
-    ``{file, error}`` and the others go on."""
+    and ``{file: (photo, faces)}`` for annotating; a file that cannot be read, has more pixels than PIL's
+    ``Image.MAX_IMAGE_PIXELS`` (a possible decompression bomb) or has no face gives ``{file, error}`` and the
+    others go on."""
     detector = detector or FaceDetector()
     size = model.config.image_size
     transform = build_transforms(recipe, size, train=False)
@@ -133,9 +135,11 @@ def predict_faces(model, files, classes, template: str, detector: FaceDetector |
     model.eval()
     for file in files:
         try:
-            with Image.open(file) as photo:
-                photo = photo.convert("RGB")
-        except (OSError, ValueError) as e:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(file) as photo:
+                    photo = photo.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             records.append({"file": str(file), "error": f"cannot read the image: {e}"})
             continue
         faces = detector.detect(photo)
