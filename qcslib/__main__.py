@@ -18,8 +18,9 @@
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test] [--trained-on DATASET]``: metrics of a
   checkpoint (ours or the authors' official release) on a split of its own dataset or another, as JSON; classes
   are matched by name and only the shared ones are scored
-- ``predict PATH... --checkpoint CKPT [--classes DATASET] [--json] [--out DIR]``: detect, align and classify
-  every face in images or folders; ``--json`` prints one list of records, a face's
+- ``predict PATH... --checkpoint CKPT [--classes DATASET] [--json] [--out DIR [--overwrite]]``: detect, align and
+  classify every face in images or folders (an ``--out`` that holds earlier predictions is refused unless
+  ``--overwrite``, which deletes them first); ``--json`` prints one list of records, a face's
   ``{file, face, box, landmarks, probabilities, label}`` or a failed file's ``{file, error}``; videos (by suffix)
   and ``--camera N`` go through ``qcslib.video`` (``--every K --smooth TAU --start S --end S``, ``--out`` needed)
 - ``export --checkpoint PATH --format onnx|torchscript [--out PATH]``: the base branch with a dynamic batch,
@@ -56,7 +57,7 @@ from .train import fit, load_profile
 from .train.distillation import distill
 from .train.evaluation import evaluate_checkpoint
 from .train.loop import TrainingError
-from .video import VIDEO_SUFFIXES, Camera, FrameSource, VideoError, VideoFile, predict_video
+from .video import VIDEO_OUTPUTS, VIDEO_SUFFIXES, Camera, FrameSource, VideoError, VideoFile, predict_video
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -74,8 +75,18 @@ def _predict(args) -> int:
     if (videos or args.camera is not None) and not args.out:
         raise ValueError("videos and --camera write their predictions, annotated video and timeline to --out DIR: "
                          "pass --out")
+    earlier = _earlier_predictions(Path(args.out)) if args.out else []
+    if earlier and not args.overwrite:
+        shown = ", ".join(str(path.relative_to(args.out)) for path in earlier[:3]) + ("…" if len(earlier) > 3 else "")
+        raise ValueError(f"--out {args.out} already holds predictions ({shown}): pass --overwrite to replace them "
+                         f"(they are deleted first), or choose another --out")
     sources, failed = _open_sources(videos, args)
     p = load_predictor(args.checkpoint, args.classes)
+    for path in earlier:
+        path.unlink()
+    for folder in {path.parent for path in earlier} - {Path(args.out)}:
+        if not any(folder.iterdir()):
+            folder.rmdir()
     if photos:
         files, errors = image_files(photos)
         records, found = predict_faces(p.model, files, p.classes, p.template, recipe=p.recipe)
@@ -90,6 +101,18 @@ def _predict(args) -> int:
                       f"{r['file']} face {r['face']}: {r['label']} ({r['probabilities'][r['label']]:.2f})")
         failed = failed or any("error" in r for r in records)
     return int(_predict_videos(p, sources, args) or failed)
+
+
+def _earlier_predictions(out: Path) -> list[Path]:
+    """What an earlier ``predict`` wrote into ``out``: the photos' ``predictions.json``, ``predictions.csv`` and
+    ``NNN_<name>_faces.png``, and the files of each video's folder (a folder holding ``predictions.jsonl``)."""
+    if not out.is_dir():
+        return []
+    found = [out / name for name in ("predictions.json", "predictions.csv") if (out / name).is_file()]
+    found += sorted(out.glob("[0-9][0-9][0-9]_*_faces.png"))
+    for folder in sorted(path for path in out.iterdir() if (path / "predictions.jsonl").is_file()):
+        found += [folder / name for name in VIDEO_OUTPUTS if (folder / name).is_file()]
+    return found
 
 
 def _open_sources(videos: list[str], args) -> tuple[list[tuple[str, FrameSource]], bool]:
@@ -207,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="print one JSON list of records (photos) and one JSON summary line per video")
     pr.add_argument("--out", help="write annotated images, predictions.csv and predictions.json here (for a video: "
                                   "a folder per video with predictions.csv/.jsonl, annotated.mp4 and timeline.png)")
+    pr.add_argument("--overwrite", action="store_true",
+                    help="replace the predictions an earlier run wrote into --out (default: refuse)")
     pr.add_argument("--camera", type=int, metavar="N", help="also read camera N (/dev/videoN) until --end or Ctrl-C")
     pr.add_argument("--every", type=int, default=1, metavar="K",
                     help="video: detect faces every K frames, track them in between (default 1)")

@@ -16,7 +16,7 @@ import qcslib.__main__
 from qcslib import QCSConfig, QCSNet, save_checkpoint
 from qcslib.__main__ import main
 from qcslib.faces import TEMPLATES, Face, load_predictor
-from qcslib.video import Camera, Frame, Smoother, Tracker, VideoError, VideoFile, iou, predict_video
+from qcslib.video import VIDEO_OUTPUTS, Camera, Frame, Smoother, Tracker, VideoError, VideoFile, iou, predict_video
 
 CLASSES = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
 SIDE, SQUARE = 64, 20
@@ -272,13 +272,14 @@ def test_the_predict_command_sends_videos_to_the_video_path(tmp_path, predictor,
     assert summary["frames"] == 10 and summary["face_ids"] == [0]
     table = pd.read_csv(out / "000_walk" / "predictions.csv")
     assert list(table["frame"]) == list(range(5, 15)) and list(table["detected"]) == [1, 0, 0] * 3 + [1]
-    assert {p.name for p in (out / "000_walk").iterdir()} == {"predictions.csv", "predictions.jsonl",
-                                                               "annotated.mp4", "timeline.png"}
+    assert {p.name for p in (out / "000_walk").iterdir()} == set(VIDEO_OUTPUTS) == {
+        "predictions.csv", "predictions.jsonl", "annotated.mp4", "timeline.png"}
     assert main(["predict", str(clip), "--checkpoint", checkpoint]) == 2
     assert "pass --out" in capsys.readouterr().err
-    assert main(["predict", str(clip), "--checkpoint", checkpoint, "--every", "0", "--out", str(out)]) == 2
+    elsewhere = str(tmp_path / "elsewhere")  # out holds this run's predictions now
+    assert main(["predict", str(clip), "--checkpoint", checkpoint, "--every", "0", "--out", elsewhere]) == 2
     assert "--every must be >= 1, got 0" in capsys.readouterr().err
-    assert main(["predict", "--camera", "97", "--checkpoint", checkpoint, "--out", str(out)]) == 1
+    assert main(["predict", "--camera", "97", "--checkpoint", checkpoint, "--out", elsewhere]) == 1
     assert "/dev/video97 does not exist" in capsys.readouterr().err
 
 
@@ -332,3 +333,31 @@ def test_a_truncated_mkv_whose_header_lists_no_frame_count_is_an_error_and_keeps
     assert 0 < kept < 20
     assert re.search(rf"cut.mkv: the stream ended at [0-9.]+ s of the 2.00 s its header lists \(a truncated file\?\); "
                      rf"the {kept} frames before it are kept", error)
+
+
+def test_predict_refuses_an_out_holding_earlier_predictions_unless_overwrite(tmp_path, predictor, monkeypatch,
+                                                                            capsys):
+    monkeypatch.setattr(qcslib.__main__, "FaceDetector", SquareDetector)  # videos
+    monkeypatch.setattr(qcslib.faces, "FaceDetector", SquareDetector)  # photos
+    rng = np.random.default_rng(7)
+    walk = write_video(tmp_path / "walk.mp4", [square_frame(2 * i, rng) for i in range(10)])
+    talk = write_video(tmp_path / "talk.mp4", [square_frame(30 - 2 * i, rng) for i in range(10)])
+    Image.fromarray(square_frame(20, rng)).save(tmp_path / "one.png")
+    Image.fromarray(square_frame(10, rng)).save(tmp_path / "two.png")
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(checkpoint, predictor.model, classes=CLASSES)
+    out = tmp_path / "out"
+    run = lambda *paths: main(["predict", *map(str, paths), "--checkpoint", str(checkpoint), "--out", str(out)])
+
+    assert run(walk, tmp_path / "one.png") == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for other in ([talk], [tmp_path / "two.png"]):
+        capsys.readouterr()
+        assert run(*other) == 2
+        assert re.search(rf"--out {re.escape(str(out))} already holds predictions \(predictions.json, "
+                         r"predictions.csv, 000_one_faces.png…\): pass --overwrite to replace them \(they are deleted first\), or choose another "
+                         r"--out", one_error_line(capsys.readouterr().err))
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main(["predict", str(talk), "--checkpoint", str(checkpoint), "--out", str(out), "--overwrite"]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == sorted(
+        ["000_talk"] + [f"000_talk/{name}" for name in VIDEO_OUTPUTS])

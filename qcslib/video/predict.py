@@ -24,6 +24,7 @@ from .report import StageClock, csv_columns, csv_row, plot_timeline
 from .smooth import Smoother
 from .track import Tracker
 
+VIDEO_OUTPUTS = ("predictions.csv", "predictions.jsonl", "annotated.mp4", "timeline.png")  # what predict_video writes
 
 def _timed(frames: Iterator[Frame], clock: StageClock) -> Iterator[Frame]:
     """``frames`` with the time spent producing each one counted as ``decode``."""
