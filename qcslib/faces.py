@@ -122,6 +122,13 @@ def load_predictor(checkpoint, classes: str | None = None) -> Predictor:
     return Predictor(model, names, template, recipe_for(classes, report.meta))
 
 
+def classify(model, crops: torch.Tensor) -> np.ndarray:
+    """``softmax(model(crops))`` (crops N × 3 × S × S, on any device) computed on the device of ``model``'s
+    parameters → N × classes, on the CPU."""
+    with torch.inference_mode():
+        return torch.softmax(model(crops.to(next(model.parameters()).device)), dim=1).cpu().numpy()
+
+
 def predict_faces(model, files, classes, template: str, detector: FaceDetector | None = None,
                   recipe: str = "rafdb") -> tuple[list[dict], dict[str, tuple[Image.Image, list[Face]]]]:
     """Every face of every file → records ``{file, face, box, landmarks, probabilities, label}`` (faces best first),
@@ -147,8 +154,7 @@ def predict_faces(model, files, classes, template: str, detector: FaceDetector |
             records.append({"file": str(file), "error": "no face found"})
             continue
         crops = torch.stack([transform(align(photo, f.landmarks, template, size)) for f in faces])
-        with torch.inference_mode():
-            probabilities = torch.softmax(model(crops), dim=1).numpy()
+        probabilities = classify(model, crops)
         for i, (face, p) in enumerate(zip(faces, probabilities)):
             records.append({"file": str(file), "face": i, "box": [round(float(v), 1) for v in face.box],
                             "landmarks": [[round(float(v), 1) for v in xy] for xy in face.landmarks],

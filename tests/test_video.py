@@ -15,7 +15,7 @@ from scipy import ndimage
 import qcslib.__main__
 from qcslib import QCSConfig, QCSNet, save_checkpoint
 from qcslib.__main__ import main
-from qcslib.faces import TEMPLATES, Face, load_predictor
+from qcslib.faces import TEMPLATES, Face, Predictor, load_predictor, predict_faces
 from qcslib.video import VIDEO_OUTPUTS, Camera, Frame, Smoother, Tracker, VideoError, VideoFile, iou, predict_video
 
 CLASSES = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
@@ -361,3 +361,30 @@ def test_predict_refuses_an_out_holding_earlier_predictions_unless_overwrite(tmp
     assert main(["predict", str(talk), "--checkpoint", str(checkpoint), "--out", str(out), "--overwrite"]) == 0
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == sorted(
         ["000_talk"] + [f"000_talk/{name}" for name in VIDEO_OUTPUTS])
+
+
+class DeviceProbe(torch.nn.Module):
+    """A stand-in model that records the device of each input it gets; its one parameter is on ``meta``, where no
+    CPU tensor could meet it."""
+
+    def __init__(self, classes: int, config: QCSConfig):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1, device="meta"))
+        self.config, self.classes, self.devices = config, classes, []
+
+    def forward(self, x):
+        self.devices.append(x.device.type)
+        return torch.zeros(len(x), self.classes)
+
+
+def test_faces_go_to_the_device_of_the_model(tmp_path, predictor):
+    probe = DeviceProbe(len(CLASSES), predictor.model.config)
+    rng = np.random.default_rng(8)
+    clip = write_video(tmp_path / "walk.mp4", [square_frame(2 * i, rng) for i in range(3)])
+    summary = predict_video(Predictor(probe, CLASSES, predictor.template, predictor.recipe), VideoFile(clip),
+                            tmp_path / "out", SquareDetector(), progress=False)
+    assert summary["frames"] == 3 and probe.devices == ["meta"] * 3
+    Image.fromarray(square_frame(20, rng)).save(tmp_path / "one.png")
+    records, _ = predict_faces(probe, [tmp_path / "one.png"], CLASSES, predictor.template, SquareDetector(),
+                               predictor.recipe)
+    assert [r["label"] for r in records] == [CLASSES[0]] and probe.devices == ["meta"] * 4

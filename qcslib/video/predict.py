@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..data.transforms import build_transforms
-from ..faces import FaceDetector, Predictor, align
+from ..faces import FaceDetector, Predictor, align, classify
 from .decode import Frame, FrameSource
 from .draw import draw_records
 from .encode import VideoWriter
@@ -79,8 +79,8 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
                     with clock("align"):
                         crops = torch.stack([transform(align(photo, f.landmarks, predictor.template, size))
                                              for _, f in faces])
-                    with clock("classify"), torch.inference_mode():
-                        probabilities = torch.softmax(model(crops), dim=1).numpy()
+                    with clock("classify"):
+                        probabilities = classify(model, crops)
                 with clock("write"):
                     for (face_id, face), p in zip(faces, probabilities if faces else []):
                         s = smoother(face_id, frame.time, p)
