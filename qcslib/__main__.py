@@ -75,7 +75,8 @@ def _predict(args) -> int:
     if (videos or args.camera is not None) and not args.out:
         raise ValueError("videos and --camera write their predictions, annotated video and timeline to --out DIR: "
                          "pass --out")
-    earlier = _earlier_predictions(Path(args.out)) if args.out else []
+    out = Path(args.out) if args.out else None
+    earlier = _earlier_predictions(out) if out else []
     if earlier and not args.overwrite:
         shown = ", ".join(str(path.relative_to(args.out)) for path in earlier[:3]) + ("…" if len(earlier) > 3 else "")
         raise ValueError(f"--out {args.out} already holds predictions ({shown}): pass --overwrite to replace them "
@@ -84,7 +85,7 @@ def _predict(args) -> int:
     p = load_predictor(args.checkpoint, args.classes)
     for path in earlier:
         path.unlink()
-    for folder in {path.parent for path in earlier} - {Path(args.out)}:
+    for folder in {path.parent for path in earlier} - {out}:
         if not any(folder.iterdir()):
             folder.rmdir()
     if photos:
