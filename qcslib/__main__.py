@@ -57,7 +57,8 @@ from .train import fit, load_profile
 from .train.distillation import distill
 from .train.evaluation import evaluate_checkpoint
 from .train.loop import TrainingError
-from .video import VIDEO_OUTPUTS, VIDEO_SUFFIXES, Camera, FrameSource, VideoError, VideoFile, predict_video
+from .video import (VIDEO_OUTPUTS, VIDEO_SUFFIXES, Camera, FrameSource, VideoError, VideoFile, check_options,
+                    predict_video)
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +76,8 @@ def _predict(args) -> int:
     if (videos or args.camera is not None) and not args.out:
         raise ValueError("videos and --camera write their predictions, annotated video and timeline to --out DIR: "
                          "pass --out")
+    if videos or args.camera is not None:
+        check_options(args.every, args.smooth)
     out = Path(args.out) if args.out else None
     earlier = _earlier_predictions(out) if out else []
     if earlier and not args.overwrite:

@@ -358,6 +358,11 @@ def test_predict_refuses_an_out_holding_earlier_predictions_unless_overwrite(tmp
                          r"predictions.csv, 000_one_faces.png…\): pass --overwrite to replace them \(they are deleted first\), or choose another "
                          r"--out", one_error_line(capsys.readouterr().err))
         assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # a bad option is refused before --overwrite deletes anything
+    assert main(["predict", str(talk), "--checkpoint", str(checkpoint), "--out", str(out), "--overwrite",
+                 "--every", "0"]) == 2
+    assert "--every must be >= 1, got 0" in one_error_line(capsys.readouterr().err)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert main(["predict", str(talk), "--checkpoint", str(checkpoint), "--out", str(out), "--overwrite"]) == 0
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == sorted(
         ["000_talk"] + [f"000_talk/{name}" for name in VIDEO_OUTPUTS])

@@ -5,11 +5,11 @@ runs them in turn). The lower modules import nothing from ``predict``, ``analysi
 from .decode import VIDEO_SUFFIXES, Camera, Frame, FrameSource, VideoError, VideoFile
 from .draw import draw_records
 from .encode import VideoWriter
-from .predict import VIDEO_OUTPUTS, predict_video
+from .predict import VIDEO_OUTPUTS, check_options, predict_video
 from .report import STAGES, StageClock, csv_columns, csv_row, plot_timeline
-from .smooth import Smoother
+from .smooth import Smoother, check_tau
 from .track import Track, Tracker, iou
 
 __all__ = ["VIDEO_SUFFIXES", "Camera", "Frame", "FrameSource", "VideoError", "VideoFile", "draw_records",
-           "VideoWriter", "VIDEO_OUTPUTS", "predict_video", "STAGES", "StageClock", "csv_columns", "csv_row", "plot_timeline",
-           "Smoother", "Track", "Tracker", "iou"]
+           "VideoWriter", "VIDEO_OUTPUTS", "check_options", "predict_video", "STAGES", "StageClock", "csv_columns",
+           "csv_row", "plot_timeline", "Smoother", "check_tau", "Track", "Tracker", "iou"]

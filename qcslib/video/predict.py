@@ -21,7 +21,7 @@ from .decode import Frame, FrameSource
 from .draw import draw_records
 from .encode import VideoWriter
 from .report import StageClock, csv_columns, csv_row, plot_timeline
-from .smooth import Smoother
+from .smooth import Smoother, check_tau
 from .track import Tracker
 
 VIDEO_OUTPUTS = ("predictions.csv", "predictions.jsonl", "annotated.mp4", "timeline.png")  # what predict_video writes
@@ -37,6 +37,13 @@ def _timed(frames: Iterator[Frame], clock: StageClock) -> Iterator[Frame]:
         yield frame
 
 
+def check_options(every: int, smooth: float) -> None:
+    """Raise ValueError unless ``every`` >= 1 and ``smooth`` is a finite number >= 0 (``predict_video``'s options)."""
+    if every < 1:
+        raise ValueError(f"--every must be >= 1, got {every}")
+    check_tau(smooth)
+
+
 def predict_video(predictor: Predictor, source: FrameSource, out, detector=None, every: int = 1,
                   smooth: float = 0.0, progress: bool = True) -> dict:
     """Classify every face of every frame of ``source``, detecting faces every ``every`` frames and tracking them
@@ -48,8 +55,7 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
     summary ``{video, frames, frames_without_face, face_ids, error, out, seconds}``; ``error`` is the source's
     (frames before the damage are in the output) or ``"interrupted"``; ``seconds`` the wall time of each of
     ``STAGES`` (``write``: smoothing, the records and the annotated video; the timeline plot is not counted)."""
-    if every < 1:
-        raise ValueError(f"--every must be >= 1, got {every}")
+    check_options(every, smooth)
     tracker, smoother, clock = Tracker(max_gap=max(30, 3 * every)), Smoother(smooth), StageClock()
     detector = detector or FaceDetector()
     out = Path(out)

@@ -11,12 +11,17 @@ import math
 import numpy as np
 
 
+def check_tau(tau: float) -> None:
+    """Raise ValueError unless ``tau`` is a finite number of seconds >= 0."""
+    if not (math.isfinite(tau) and tau >= 0):
+        raise ValueError(f"--smooth must be a finite number >= 0 seconds, got {tau}")
+
+
 class Smoother:
     """Per-key EMA in time: ``p_t = p_{t−1} + (1 − exp(−Δt/τ)) (x_t − p_{t−1})``; the first value and τ = 0 give x."""
 
     def __init__(self, tau: float):
-        if not (math.isfinite(tau) and tau >= 0):
-            raise ValueError(f"--smooth must be a finite number >= 0 seconds, got {tau}")
+        check_tau(tau)
         self.tau = tau
         self.state: dict = {}
 
