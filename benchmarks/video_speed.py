@@ -22,19 +22,26 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
+from skimage import data
 
 from machine import machine_line, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
+from qcslib import QCSConfig, QCSNet, save_checkpoint
+from qcslib.data.synthfer.video import ClipSettings, render_clip, write_clips
+from qcslib.faces import TEMPLATES, Face, FaceDetector, load_predictor
+from qcslib.video import VideoFile, predict_video
+from qcslib.video.encode import VideoWriter
 
 CLASSES = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
 
 
 def write_frames(path, frames, fps):
-    from qcslib.video import VideoWriter
-
     writer = VideoWriter(Path(path), fps)
     for image in frames:
         writer.write(image)
@@ -44,8 +51,6 @@ def write_frames(path, frames, fps):
 
 def astronaut_pan(n=50, side=256):
     """``n`` frames of a ``side``-pixel window moving right and down over scikit-image's 512-pixel astronaut."""
-    from skimage import data
-
     photo = data.astronaut()  # (512, 512, 3) uint8
     for i in range(n):
         x, y = 60 + 2 * i, i
@@ -53,10 +58,6 @@ def astronaut_pan(n=50, side=256):
 
 
 def checkpoint(size, folder):
-    import torch
-
-    from qcslib import QCSConfig, QCSNet, save_checkpoint
-
     torch.manual_seed(0)
     path = Path(folder) / f"{size}.pt"
     save_checkpoint(path, QCSNet(QCSConfig.sized(size)), classes=CLASSES)
@@ -65,11 +66,6 @@ def checkpoint(size, folder):
 
 def synthfer_detection_rate(folder):
     """The share of a 6-second, 4 fps, 160-pixel SynthFER clip's frames where MTCNN finds a face."""
-    from PIL import Image
-
-    from qcslib.data.synthfer.video import ClipSettings, render_clip
-    from qcslib.faces import FaceDetector
-
     detector = FaceDetector()
     found = [bool(detector.detect(Image.fromarray(image)))
              for image, _ in render_clip(ClipSettings(seed=0, fps=4, seconds=6, size=160), 0)]
@@ -77,9 +73,6 @@ def synthfer_detection_rate(folder):
 
 
 def speed(clip, sizes, everies, folder):
-    from qcslib.faces import FaceDetector, load_predictor
-    from qcslib.video import VideoFile, predict_video
-
     detector, rows = FaceDetector(), []
     for size in sizes:
         predictor = load_predictor(checkpoint(size, folder))
@@ -100,8 +93,6 @@ class FixedFace:
     """A fake detector: one face, the same box and SynthFER-template landmarks, in every frame."""
 
     def detect(self, image, frame=None):
-        from qcslib.faces import TEMPLATES, Face
-
         box = np.array([8.0, 8.0, 56.0, 56.0])
         return [Face(box, box[:2] + TEMPLATES["synthfer"] * 48, 0.99)]
 
@@ -115,11 +106,6 @@ def rss_mb() -> float:
 def memory_case(clip, checkpoint_path):
     """Run in a subprocess: → ``{rss_before_mb, peak_rss_mb, frames}``: the RSS after loading the model, and the
     highest RSS sampled every 10 ms while predict_video runs on ``clip``."""
-    import threading
-
-    from qcslib.faces import load_predictor
-    from qcslib.video import VideoFile, predict_video
-
     predictor = load_predictor(checkpoint_path)
     before, peak, done = rss_mb(), [rss_mb()], threading.Event()
 
@@ -166,7 +152,6 @@ def main():
         rate, checked = synthfer_detection_rate(folder)
         print(f"MTCNN finds a face in {rate:.0%} of {checked} SynthFER clip frames", flush=True)
         if rate >= 0.5:
-            from qcslib.data.synthfer.video import ClipSettings, write_clips
             clip_name = "SynthFER clip (5 s, 10 fps, 160 px)"
             clip = write_clips(folder, ClipSettings(seed=0, fps=10, seconds=5, size=160))[0]["video"]
         else:

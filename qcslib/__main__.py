@@ -18,8 +18,9 @@
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test] [--trained-on DATASET]``: metrics of a
   checkpoint (ours or the authors' official release) on a split of its own dataset or another, as JSON; classes
   are matched by name and only the shared ones are scored
-- ``predict PATH... --checkpoint CKPT [--classes DATASET] [--json] [--out DIR]``: detect, align and classify
-  every face in images or folders; ``--json`` prints one list of records, a face's
+- ``predict PATH... --checkpoint CKPT [--classes DATASET] [--json] [--out DIR [--overwrite]]``: detect, align and
+  classify every face in images or folders (an ``--out`` that holds earlier predictions is refused unless
+  ``--overwrite``, which deletes them first); ``--json`` prints one list of records, a face's
   ``{file, face, box, landmarks, probabilities, label}`` or a failed file's ``{file, error}``; videos (by suffix)
   and ``--camera N`` go through ``qcslib.video`` (``--every K --smooth TAU --start S --end S``, ``--out`` needed)
 - ``export --checkpoint PATH --format onnx|torchscript [--out PATH]``: the base branch with a dynamic batch,
@@ -33,7 +34,7 @@ Exit codes: 0 done; 1 training stopped on a non-finite loss, an export failed it
 file had no face or could not be read, or a video could not be opened or stopped early (its frames before that
 are written) — the other files are still processed — or (data-report --verify) the
 copy differs from the manifest; 2 bad input (the message says
-what and where); 130 interrupted (Ctrl-C).
+what and where; predict: also a --start/--end outside a video, checked before any work); 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -47,11 +48,17 @@ from .data.manifest import hash_splits, item_ids, verify_manifest, write_manifes
 from .data.report import data_report, deviation_warning
 from .data.sources import DATASET_CLASSES, DATASETS, DataError, available_splits, load_split, verify_images
 from .data.synthfer import SynthFERSettings, generate
+from .data.synthfer.video import ClipSettings, write_clips
+from .faces import FaceDetector, image_files, load_predictor, predict_faces, write_predictions
 from .models.student import DEFAULT_STUDENT
 from .models.weights import CheckpointError
-from .export import ExportError
+from .export import ExportError, export, export_int8
+from .train import fit, load_profile
+from .train.distillation import distill
+from .train.evaluation import evaluate_checkpoint
 from .train.loop import TrainingError
-from .video import VIDEO_SUFFIXES
+from .video import (VIDEO_OUTPUTS, VIDEO_SUFFIXES, Camera, FrameSource, VideoError, VideoFile, check_options,
+                    predict_video)
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -64,15 +71,26 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _predict(args) -> int:
-    from .faces import image_files, load_predictor, predict_faces, write_predictions
-
     videos = [p for p in args.paths if Path(p).suffix.lower() in VIDEO_SUFFIXES]
     photos = [p for p in args.paths if p not in videos]
     if (videos or args.camera is not None) and not args.out:
         raise ValueError("videos and --camera write their predictions, annotated video and timeline to --out DIR: "
                          "pass --out")
+    if videos or args.camera is not None:
+        check_options(args.every, args.smooth)
+    out = Path(args.out) if args.out else None
+    earlier = _earlier_predictions(out) if out else []
+    if earlier and not args.overwrite:
+        shown = ", ".join(str(path.relative_to(args.out)) for path in earlier[:3]) + ("…" if len(earlier) > 3 else "")
+        raise ValueError(f"--out {args.out} already holds predictions ({shown}): pass --overwrite to replace them "
+                         f"(they are deleted first), or choose another --out")
+    sources, failed = _open_sources(videos, args)
     p = load_predictor(args.checkpoint, args.classes)
-    failed = False
+    for path in earlier:
+        path.unlink()
+    for folder in {path.parent for path in earlier} - {out}:
+        if not any(folder.iterdir()):
+            folder.rmdir()
     if photos:
         files, errors = image_files(photos)
         records, found = predict_faces(p.model, files, p.classes, p.template, recipe=p.recipe)
@@ -85,28 +103,45 @@ def _predict(args) -> int:
             for r in records:
                 print(f"{r['file']}: {r['error']}" if "error" in r else
                       f"{r['file']} face {r['face']}: {r['label']} ({r['probabilities'][r['label']]:.2f})")
-        failed = any("error" in r for r in records)
-    return int(_predict_videos(p, videos, args) or failed)
+        failed = failed or any("error" in r for r in records)
+    return int(_predict_videos(p, sources, args) or failed)
 
 
-def _predict_videos(predictor, videos: list[str], args) -> bool:
-    """Each video (and the camera) into its own folder under ``--out``; a summary line (or JSON object) each.
-    → whether any failed (could not be opened, or stopped early: its frames before that are still written)."""
-    from .faces import FaceDetector
-    from .video import Camera, VideoError, VideoFile, predict_video
+def _earlier_predictions(out: Path) -> list[Path]:
+    """What an earlier ``predict`` wrote into ``out``: the photos' ``predictions.json``, ``predictions.csv`` and
+    ``NNN_<name>_faces.png``, and the files of each video's folder (a folder holding ``predictions.jsonl``)."""
+    if not out.is_dir():
+        return []
+    found = [out / name for name in ("predictions.json", "predictions.csv") if (out / name).is_file()]
+    found += sorted(out.glob("[0-9][0-9][0-9]_*_faces.png"))
+    for folder in sorted(path for path in out.iterdir() if (path / "predictions.jsonl").is_file()):
+        found += [folder / name for name in VIDEO_OUTPUTS if (folder / name).is_file()]
+    return found
 
-    sources = [(f"{i:03d}_{Path(v).stem}", lambda v=v: VideoFile(v, args.start, args.end))
+
+def _open_sources(videos: list[str], args) -> tuple[list[tuple[str, FrameSource]], bool]:
+    """Each video (and the camera), opened before any work, with its folder under ``--out``; one that cannot be
+    opened is reported and left out. → (sources, whether any was left out). A ``--start``/``--end`` outside a
+    video raises ValueError (bad input: nothing has been done yet)."""
+    openers = [(f"{i:03d}_{Path(v).stem}", lambda v=v: VideoFile(v, args.start, args.end))
                for i, v in enumerate(videos)]
     if args.camera is not None:
-        sources.append((f"camera{args.camera}", lambda: Camera(args.camera, args.end)))
-    failed, detector = False, FaceDetector() if sources else None
-    for folder, open_source in sources:
+        openers.append((f"camera{args.camera}", lambda: Camera(args.camera, args.end)))
+    sources, failed = [], False
+    for folder, open_source in openers:
         try:
-            source = open_source()
+            sources.append((folder, open_source()))
         except VideoError as e:
             print(f"python -m qcslib predict: error: {e}", file=sys.stderr)
             failed = True
-            continue
+    return sources, failed
+
+
+def _predict_videos(predictor, sources: list[tuple[str, FrameSource]], args) -> bool:
+    """Each source into its own folder under ``--out``; a summary line (or JSON object) each. → whether any
+    stopped early (its frames before that are still written)."""
+    failed, detector = False, FaceDetector() if sources else None
+    for folder, source in sources:
         summary = predict_video(predictor, source, Path(args.out) / folder, detector, every=args.every,
                                 smooth=args.smooth)
         if summary["error"]:
@@ -119,7 +154,6 @@ def _predict_videos(predictor, videos: list[str], args) -> bool:
 
 
 def _export(args: argparse.Namespace) -> dict:
-    from .export import export, export_int8
     int8_only = {"--dataset": args.dataset, "--data-root": args.data_root, "--calibration": args.calibration,
                  "--test-images": args.test_images}
     if args.int8 is None:
@@ -200,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="print one JSON list of records (photos) and one JSON summary line per video")
     pr.add_argument("--out", help="write annotated images, predictions.csv and predictions.json here (for a video: "
                                   "a folder per video with predictions.csv/.jsonl, annotated.mp4 and timeline.png)")
+    pr.add_argument("--overwrite", action="store_true",
+                    help="replace the predictions an earlier run wrote into --out (default: refuse)")
     pr.add_argument("--camera", type=int, metavar="N", help="also read camera N (/dev/videoN) until --end or Ctrl-C")
     pr.add_argument("--every", type=int, default=1, metavar="K",
                     help="video: detect faces every K frames, track them in between (default 1)")
@@ -227,7 +263,6 @@ def main(argv: list[str] | None = None) -> int:
             values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthFERSettings)}
             print(generate(args.out, SynthFERSettings(**values), workers=args.workers))
         elif args.command == "synthfer-video":
-            from .data.synthfer.video import ClipSettings, write_clips
             settings = ClipSettings(seed=args.seed, fps=args.fps, seconds=args.seconds, size=args.size)
             print(json.dumps(write_clips(args.out, settings, args.clips), indent=1))
         elif args.command == "data-report":
@@ -250,7 +285,6 @@ def main(argv: list[str] | None = None) -> int:
                 write_manifest(args.manifest, splits, digests)
             print(json.dumps(reports[splits[0].split] if len(splits) == 1 else reports, indent=1))
         elif args.command == "train":
-            from .train import fit, load_profile
             overrides = list(args.overrides)
             if args.run_dir:
                 run_dir = Path(args.run_dir)
@@ -259,8 +293,6 @@ def main(argv: list[str] | None = None) -> int:
             if run.summary:
                 print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
         elif args.command == "distill":
-            from .train import load_profile
-            from .train.distillation import distill
             # augment_on_device (the cpu profile's) batches the quadruplet loader's augmentation; a student's loader
             # runs the same augmentation per image, as notebook 10's students do
             config = load_profile(args.profile, args.overrides).replace(augment_on_device=False)
@@ -276,7 +308,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             print(json.dumps(_export(args), indent=1))
         else:
-            from .train.evaluation import evaluate_checkpoint
             print(json.dumps(evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.split,
                                                  batch_size=args.batch_size, device=args.device,
                                                  num_workers=args.num_workers,

@@ -17,12 +17,20 @@ detected landmarks onto the template scaled to the crop size, and resamples the 
 """
 from __future__ import annotations
 
+import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+import pandas as pd
+import torch
+from PIL import Image, ImageDraw
 from skimage.transform import SimilarityTransform
+
+from .data.sources import checkpoint_classes
+from .data.transforms import build_transforms, recipe_for
+from .models.weights import load_checkpoint
 
 _ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
                          [70.7299, 92.2041]])
@@ -108,25 +116,25 @@ def load_predictor(checkpoint, classes: str | None = None) -> Predictor:
     """Load ``checkpoint`` (ours, or an official one, which stores no class names: then ``classes`` names the
     dataset whose label order it uses; ``checkpoint_classes``) → a Predictor. SynthFER models read SynthFER-framed
     crops; every other model RAF-DB-framed ones."""
-    from .data.sources import checkpoint_classes
-    from .data.transforms import recipe_for
-    from .models.weights import load_checkpoint
-
     model, report = load_checkpoint(checkpoint)
     names = checkpoint_classes(report, classes or None)
     template = "synthfer" if report.meta.get("dataset") == "synthfer" else "rafdb"
     return Predictor(model, names, template, recipe_for(classes, report.meta))
 
 
+def classify(model, crops: torch.Tensor) -> np.ndarray:
+    """``softmax(model(crops))`` (crops N × 3 × S × S, on any device) computed on the device of ``model``'s
+    parameters → N × classes, on the CPU."""
+    with torch.inference_mode():
+        return torch.softmax(model(crops.to(next(model.parameters()).device)), dim=1).cpu().numpy()
+
+
 def predict_faces(model, files, classes, template: str, detector: FaceDetector | None = None,
                   recipe: str = "rafdb") -> tuple[list[dict], dict[str, tuple[Image.Image, list[Face]]]]:
     """Every face of every file → records ``{file, face, box, landmarks, probabilities, label}`` (faces best first),
-    and ``{file: (photo, faces)}`` for annotating; a file that cannot be read or has no face gives
-    ``{file, error}`` and the others go on."""
-    import torch
-
-    from .data.transforms import build_transforms
-
+    and ``{file: (photo, faces)}`` for annotating; a file that cannot be read, has more pixels than PIL's
+    ``Image.MAX_IMAGE_PIXELS`` (a possible decompression bomb) or has no face gives ``{file, error}`` and the
+    others go on."""
     detector = detector or FaceDetector()
     size = model.config.image_size
     transform = build_transforms(recipe, size, train=False)
@@ -134,9 +142,11 @@ def predict_faces(model, files, classes, template: str, detector: FaceDetector |
     model.eval()
     for file in files:
         try:
-            with Image.open(file) as photo:
-                photo = photo.convert("RGB")
-        except (OSError, ValueError) as e:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(file) as photo:
+                    photo = photo.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             records.append({"file": str(file), "error": f"cannot read the image: {e}"})
             continue
         faces = detector.detect(photo)
@@ -144,8 +154,7 @@ def predict_faces(model, files, classes, template: str, detector: FaceDetector |
             records.append({"file": str(file), "error": "no face found"})
             continue
         crops = torch.stack([transform(align(photo, f.landmarks, template, size)) for f in faces])
-        with torch.inference_mode():
-            probabilities = torch.softmax(model(crops), dim=1).numpy()
+        probabilities = classify(model, crops)
         for i, (face, p) in enumerate(zip(faces, probabilities)):
             records.append({"file": str(file), "face": i, "box": [round(float(v), 1) for v in face.box],
                             "landmarks": [[round(float(v), 1) for v in xy] for xy in face.landmarks],
@@ -181,8 +190,6 @@ def predict_photos(predictor: Predictor, paths, detector: FaceDetector | None = 
 
 def annotate(photo: Image.Image, faces: list[Face], records: list[dict]) -> Image.Image:
     """The photo with each face's box, landmarks, top label and its probability drawn on it."""
-    from PIL import ImageDraw
-
     out = photo.copy()
     draw = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 250))
@@ -199,10 +206,6 @@ def annotate(photo: Image.Image, faces: list[Face], records: list[dict]) -> Imag
 def write_predictions(records: list[dict], found: dict, out: str | Path) -> None:
     """``out/predictions.json`` (the records), ``out/predictions.csv`` (one row per face or failed file) and
     ``out/<name>_faces.png`` (each photo with its faces annotated)."""
-    import json
-
-    import pandas as pd
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "predictions.json").write_text(json.dumps(records, indent=1))

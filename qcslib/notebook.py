@@ -33,12 +33,15 @@ from .paper import parse_domain_overrides
 from .students import parse_distill_overrides
 from .analysis.metrics import au_oracle
 from .data.sources import DATASET_CLASSES, DATASETS, SPLITS, Split, load_split, verify_images
+from .data.photo_clip import write_photo_clip
 from .data.synthfer import DOMAINS
+from .data.synthfer.video import ClipFaces, ClipSettings, write_clips
 from .models.weights import LoadReport, load_checkpoint
 from .train.evaluation import Scores, score_checkpoint
 from .train.config import ConfigError, TrainConfig, load_profile, parse_overrides, read_profile
 from .data.transforms import recipe_for
 from .typed import checked
+from .video import VideoFile, predict_video
 from .train.runtime import select_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -311,8 +314,6 @@ def synthfer_clips(config: TrainConfig, params: NotebookParameters) -> list[dict
     """09's SynthFER clips, rendered into ``run_dir/video/synthfer``: ``params.clips`` clips of
     ``params.clip_seconds`` at ``params.clip_fps``, drawn like the profile's SynthFER (its size, classes and
     look; the size made even), seed ``config.seed`` → ``write_clips``' records."""
-    from .data.synthfer.video import ClipSettings, write_clips
-
     look = config.synthfer
     settings = ClipSettings(seed=config.seed, fps=params.clip_fps, seconds=params.clip_seconds,
                             size=look.size + look.size % 2, classes=look.classes, look=look)
@@ -322,9 +323,6 @@ def synthfer_clips(config: TrainConfig, params: NotebookParameters) -> list[dict
 def predict_clips(predictor, clips: list[dict], params: NotebookParameters) -> list[dict]:
     """Each SynthFER clip through ``predict_video`` with its truth as the face detector (``ClipFaces``), every
     ``params.every`` frames, smoothed with τ = ``params.smooth`` → the summaries, each with its ``truth``."""
-    from .data.synthfer.video import ClipFaces
-    from .video import VideoFile, predict_video
-
     results = []
     for clip in clips:
         out = Path(clip["video"]).with_suffix("")  # clip000.mp4 → clip000/
@@ -338,9 +336,6 @@ def predict_real_video(predictor, config: TrainConfig, params: NotebookParameter
     """``params.video``, or (empty) a clip made of real photos (``data.photo_clip``) written to
     ``run_dir/video/photos.mp4``, through ``predict_video`` with MTCNN → its summary (``photos``: which frames
     show which photo, for the clip made here)."""
-    from .data.photo_clip import write_photo_clip
-    from .video import VideoFile, predict_video
-
     folder = Path(config.run_dir) / "video"
     clip = {"video": params.video} if params.video else write_photo_clip(folder / "photos.mp4")
     summary = predict_video(predictor, VideoFile(clip["video"]), folder / Path(clip["video"]).stem,

@@ -24,8 +24,10 @@ import yaml
 
 from .ablation import current, format_mean_std, read_run, run_all, run_table, summarize, train_variants
 from .analysis.stats import compare, verdict
+from .export import export, export_int8
 from .latency import onnx_latency, torch_latency
 from .models.qcs import QCSConfig, QCSNet, count_parameters, inference_flops
+from .models.student import StudentConfig, StudentNet
 from .models.weights import load_checkpoint
 from .train.config import ConfigError, TrainConfig, apply_overrides, parse_overrides
 from .train.distillation import DistillOptions, distill
@@ -174,8 +176,6 @@ def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
 def int8_students(runs: pd.DataFrame, mode: str, variant: str = "kd") -> pd.DataFrame:
     """Each ``variant`` run's best.pt quantised (``export_int8``, ``mode``) beside it as best.int8.onnx → one row
     per seed: path, top-1 agreement with fp32, fp32 and int8 test accuracy (%) and their difference (points)."""
-    from .export import export_int8
-
     rows = []
     for run in runs[runs["variant"] == variant].itertuples():
         result = export_int8(Path(run.run_dir) / "best.pt", mode=mode)
@@ -202,9 +202,6 @@ def cost_table(teacher: str | Path, runs: pd.DataFrame, int8: pd.DataFrame, runs
     PyTorch (one network, timed once: the variants differ only in their weights); the KD student as fp32 ONNX
     and as int8 ONNX in ONNX Runtime; and the student's network at the paper's 224 px (untrained: latency only).
     """
-    from .export import export
-    from .models.student import StudentConfig, StudentNet
-
     teacher_net, _ = load_checkpoint(teacher)
     paper = QCSNet(QCSConfig.sized("paper", num_classes=teacher_net.config.num_classes)).eval()
     kd = runs[runs["variant"] == "kd"]

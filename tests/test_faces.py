@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +10,10 @@ import torch
 from PIL import Image
 from skimage import data
 
+import qcslib.faces
 from qcslib import QCSConfig, QCSNet, save_checkpoint
-from qcslib.faces import TEMPLATES, FaceDetector, align
+from qcslib.__main__ import main
+from qcslib.faces import TEMPLATES, Face, FaceDetector, align
 
 CLASSES = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
 
@@ -125,3 +128,29 @@ def test_predict_photos_gives_each_face_its_crop_and_lists_the_failures(tmp_path
     assert [(r["file"], r["face"]) for r in photos.faces] == [(str(tmp_path / "a.png"), 0)]
     assert [r["file"] for r in photos.failures] == [str(tmp_path / "missing.png"), str(tmp_path / "b.jpg")]
     assert len(photos.crops) == 1 and photos.crops[0].size == (64, 64)  # what the model read, at its image size
+
+
+class WholePhotoFace:
+    """A stand-in detector (no MTCNN): one face in every photo, the whole photo, its landmarks on SynthFER's
+    template."""
+
+    def detect(self, image, frame=None):
+        side = np.array(image.size, dtype=float)
+        return [Face(np.concatenate([[0.0, 0.0], side]), TEMPLATES["synthfer"] * side, 0.99)]
+
+
+def test_a_possible_decompression_bomb_is_a_failed_file_and_the_others_go_on(tmp_path, checkpoint, monkeypatch,
+                                                                            capsys):
+    monkeypatch.setattr(qcslib.faces, "FaceDetector", WholePhotoFace)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # PIL warns above it, and raises above twice it
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (64, 64), (200, 150, 120)).save(photos / "a_small.png")
+    Image.new("RGB", (80, 80)).save(photos / "b_warned.png")  # 6,400 pixels: PIL's DecompressionBombWarning
+    Image.new("RGB", (120, 120)).save(photos / "c_bomb.png")  # 14,400 pixels: PIL's DecompressionBombError
+    code = main(["predict", str(photos), "--checkpoint", str(checkpoint), "--json", "--out", str(tmp_path / "out")])
+    assert code == 1
+    records = {Path(r["file"]).name: r for r in json.loads(capsys.readouterr().out)}
+    assert set(records) == {"a_small.png", "b_warned.png", "c_bomb.png"} and "label" in records["a_small.png"]
+    for name, pixels in [("b_warned.png", 6400), ("c_bomb.png", 14400)]:
+        assert records[name]["error"].startswith(f"cannot read the image: Image size ({pixels} pixels) exceeds")

@@ -12,9 +12,11 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+import qcslib.__main__
 from qcslib import QCSConfig, QCSNet, save_checkpoint
-from qcslib.faces import TEMPLATES, Face, load_predictor
-from qcslib.video import Camera, Frame, Smoother, Tracker, VideoError, VideoFile, iou, predict_video
+from qcslib.__main__ import main
+from qcslib.faces import TEMPLATES, Face, Predictor, load_predictor, predict_faces
+from qcslib.video import VIDEO_OUTPUTS, Camera, Frame, Smoother, Tracker, VideoError, VideoFile, iou, predict_video
 
 CLASSES = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
 SIDE, SQUARE = 64, 20
@@ -73,8 +75,12 @@ def test_a_video_file_yields_every_frame_with_its_index_and_time_and_honours_the
     assert frames[3].image[30, 2 * 3 + 10].min() > 200  # the square is where it was drawn, RGB decoded
     window = VideoFile(path, start=0.5, end=1.5)
     assert window.frames == 10 and [f.index for f in window] == list(range(5, 15)) and window.error is None
-    with pytest.raises(VideoError, match="start < end"):
+    with pytest.raises(ValueError, match="start < end"):
         VideoFile(path, start=2, end=1)
+    with pytest.raises(ValueError, match="at or past the end of the video, which its header says is 2.00 s long"):
+        VideoFile(path, start=2)
+    late = VideoFile(path, start=1.95)  # inside the header's 2 s, after the last frame (1.9 s)
+    assert list(late) == [] and late.error == f"{path}: no frame at or after start 1.95 s (the last is at 1.90 s)"
 
 
 def test_a_truncated_video_keeps_the_frames_before_the_damage_and_says_where_it_stopped(tmp_path, predictor):
@@ -180,7 +186,7 @@ def test_the_ema_depends_on_time_not_on_the_frame_rate():
     assert smoother("f", 0.3, np.array([1.0, 0.0]))[0] == pytest.approx(0.2 + 0.8 * (1 - math.exp(-0.3 / tau)))
     assert smoother("g", 0.3, np.array([1.0, 0.0]))[0] == 1.0  # another face: its own state
     assert Smoother(0)("f", 1.0, signal(1.0))[0] == signal(1.0)[0]
-    with pytest.raises(ValueError, match="--smooth must be >= 0"):
+    with pytest.raises(ValueError, match="--smooth must be a finite number >= 0"):
         Smoother(-1)
 
 
@@ -249,10 +255,7 @@ def test_a_camera_goes_through_the_same_path_and_a_missing_one_is_a_clear_error(
 
 
 def test_the_predict_command_sends_videos_to_the_video_path(tmp_path, predictor, monkeypatch, capsys):
-    import qcslib.faces
-    from qcslib.__main__ import main
-
-    monkeypatch.setattr(qcslib.faces, "FaceDetector", SquareDetector)
+    monkeypatch.setattr(qcslib.__main__, "FaceDetector", SquareDetector)
     rng = np.random.default_rng(4)
     clip = write_video(tmp_path / "walk.mp4", [square_frame(2 * i, rng) for i in range(20)])
     (tmp_path / "cut.mkv").write_bytes(b"")  # an empty file with a video suffix
@@ -269,11 +272,124 @@ def test_the_predict_command_sends_videos_to_the_video_path(tmp_path, predictor,
     assert summary["frames"] == 10 and summary["face_ids"] == [0]
     table = pd.read_csv(out / "000_walk" / "predictions.csv")
     assert list(table["frame"]) == list(range(5, 15)) and list(table["detected"]) == [1, 0, 0] * 3 + [1]
-    assert {p.name for p in (out / "000_walk").iterdir()} == {"predictions.csv", "predictions.jsonl",
-                                                               "annotated.mp4", "timeline.png"}
+    assert {p.name for p in (out / "000_walk").iterdir()} == set(VIDEO_OUTPUTS) == {
+        "predictions.csv", "predictions.jsonl", "annotated.mp4", "timeline.png"}
     assert main(["predict", str(clip), "--checkpoint", checkpoint]) == 2
     assert "pass --out" in capsys.readouterr().err
-    assert main(["predict", str(clip), "--checkpoint", checkpoint, "--every", "0", "--out", str(out)]) == 2
+    elsewhere = str(tmp_path / "elsewhere")  # out holds this run's predictions now
+    assert main(["predict", str(clip), "--checkpoint", checkpoint, "--every", "0", "--out", elsewhere]) == 2
     assert "--every must be >= 1, got 0" in capsys.readouterr().err
-    assert main(["predict", "--camera", "97", "--checkpoint", checkpoint, "--out", str(out)]) == 1
+    assert main(["predict", "--camera", "97", "--checkpoint", checkpoint, "--out", elsewhere]) == 1
     assert "/dev/video97 does not exist" in capsys.readouterr().err
+
+
+def one_error_line(err: str) -> str:
+    """The one error line of ``err`` (its other lines are the progress bar's)."""
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--end", "inf"], "need finite 0 <= start < end, got start 0.0, end inf"),
+    (["--start", "nan"], "need finite 0 <= start < end, got start nan"),
+    (["--start", "2", "--end", "1"], "need finite 0 <= start < end, got start 2.0, end 1.0"),
+    (["--start", "5"], "start 5 s is at or past the end of the video, which its header says is 2.00 s long"),
+    (["--smooth", "inf"], "--smooth must be a finite number >= 0 seconds, got inf"),
+])
+def test_a_bad_window_or_a_non_finite_value_is_a_one_line_error_before_any_work(tmp_path, predictor, capsys, flags,
+                                                                                message):
+    clip = write_video(tmp_path / "walk.mp4", [square_frame(2 * i, np.random.default_rng(5)) for i in range(20)])
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(checkpoint, predictor.model, classes=CLASSES)
+    out = tmp_path / "out"
+    assert main(["predict", str(clip), "--checkpoint", str(checkpoint), "--out", str(out), *flags]) == 2
+    assert message in one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_synthfer_video_refuses_a_non_finite_length(tmp_path, capsys):
+    assert main(["synthfer-video", "--out", str(tmp_path / "clips"), "--seconds", "inf"]) == 2
+    assert "ClipSettings.seconds must be finite" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "clips").exists()
+
+
+def test_a_truncated_mkv_whose_header_lists_no_frame_count_is_an_error_and_keeps_its_frames(tmp_path, predictor,
+                                                                                              monkeypatch, capsys):
+    monkeypatch.setattr(qcslib.__main__, "FaceDetector", SquareDetector)
+    rng = np.random.default_rng(6)
+    whole = write_video(tmp_path / "whole.mkv", [square_frame(2 * i, rng) for i in range(20)])
+    source = VideoFile(whole)
+    assert source.listed is None and source.duration == pytest.approx(2.0)  # Matroska: a duration, no count
+    assert len(list(source)) == 20 and source.error is None
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(checkpoint, predictor.model, classes=CLASSES)
+    out = tmp_path / "out"
+    assert main(["predict", str(cut), "--checkpoint", str(checkpoint), "--out", str(out)]) == 1
+    error = one_error_line(capsys.readouterr().err)
+    kept = len(pd.read_csv(out / "000_cut" / "predictions.csv")["frame"].unique())
+    assert 0 < kept < 20
+    assert re.search(rf"cut.mkv: the stream ended at [0-9.]+ s of the 2.00 s its header lists \(a truncated file\?\); "
+                     rf"the {kept} frames before it are kept", error)
+
+
+def test_predict_refuses_an_out_holding_earlier_predictions_unless_overwrite(tmp_path, predictor, monkeypatch,
+                                                                            capsys):
+    monkeypatch.setattr(qcslib.__main__, "FaceDetector", SquareDetector)  # videos
+    monkeypatch.setattr(qcslib.faces, "FaceDetector", SquareDetector)  # photos
+    rng = np.random.default_rng(7)
+    walk = write_video(tmp_path / "walk.mp4", [square_frame(2 * i, rng) for i in range(10)])
+    talk = write_video(tmp_path / "talk.mp4", [square_frame(30 - 2 * i, rng) for i in range(10)])
+    Image.fromarray(square_frame(20, rng)).save(tmp_path / "one.png")
+    Image.fromarray(square_frame(10, rng)).save(tmp_path / "two.png")
+    checkpoint = tmp_path / "tiny.pt"
+    save_checkpoint(checkpoint, predictor.model, classes=CLASSES)
+    out = tmp_path / "out"
+    run = lambda *paths: main(["predict", *map(str, paths), "--checkpoint", str(checkpoint), "--out", str(out)])
+
+    assert run(walk, tmp_path / "one.png") == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for other in ([talk], [tmp_path / "two.png"]):
+        capsys.readouterr()
+        assert run(*other) == 2
+        assert re.search(rf"--out {re.escape(str(out))} already holds predictions \(predictions.json, "
+                         r"predictions.csv, 000_one_faces.png…\): pass --overwrite to replace them \(they are deleted first\), or choose another "
+                         r"--out", one_error_line(capsys.readouterr().err))
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # a bad option is refused before --overwrite deletes anything
+    assert main(["predict", str(talk), "--checkpoint", str(checkpoint), "--out", str(out), "--overwrite",
+                 "--every", "0"]) == 2
+    assert "--every must be >= 1, got 0" in one_error_line(capsys.readouterr().err)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main(["predict", str(talk), "--checkpoint", str(checkpoint), "--out", str(out), "--overwrite"]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == sorted(
+        ["000_talk"] + [f"000_talk/{name}" for name in VIDEO_OUTPUTS])
+
+
+class DeviceProbe(torch.nn.Module):
+    """A stand-in model that records the device of each input it gets; its one parameter is on ``meta``, where no
+    CPU tensor could meet it."""
+
+    def __init__(self, classes: int, config: QCSConfig):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1, device="meta"))
+        self.config, self.classes, self.devices = config, classes, []
+
+    def forward(self, x):
+        self.devices.append(x.device.type)
+        return torch.zeros(len(x), self.classes)
+
+
+def test_faces_go_to_the_device_of_the_model(tmp_path, predictor):
+    probe = DeviceProbe(len(CLASSES), predictor.model.config)
+    rng = np.random.default_rng(8)
+    clip = write_video(tmp_path / "walk.mp4", [square_frame(2 * i, rng) for i in range(3)])
+    summary = predict_video(Predictor(probe, CLASSES, predictor.template, predictor.recipe), VideoFile(clip),
+                            tmp_path / "out", SquareDetector(), progress=False)
+    assert summary["frames"] == 3 and probe.devices == ["meta"] * 3
+    Image.fromarray(square_frame(20, rng)).save(tmp_path / "one.png")
+    records, _ = predict_faces(probe, [tmp_path / "one.png"], CLASSES, predictor.template, SquareDetector(),
+                               predictor.recipe)
+    assert [r["label"] for r in records] == [CLASSES[0]] and probe.devices == ["meta"] * 4

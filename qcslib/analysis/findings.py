@@ -12,6 +12,7 @@ import pandas as pd
 from ..data.sources import Split
 from ..train.rundir import Run
 from .metrics import PAPER_ACCURACY
+from .stats import verdict
 
 if TYPE_CHECKING:
     from ..train.evaluation import Scores
@@ -178,8 +179,6 @@ def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: d
     the clips' raw and smoothed accuracy and their paired comparison, what the ``sweep`` of τ
     (``temporal.smoothing_sweep``) found, the pipeline's speed, and what the clip of
     real photos gave (faces found, frames without one, the labels' caveat for a SynthFER model: ``template``)."""
-    from .stats import verdict
-
     summary_file = Path(checkpoint).with_name("summary.json")
     run = ""
     if summary_file.is_file():

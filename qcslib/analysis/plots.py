@@ -7,6 +7,8 @@ import pandas as pd
 import seaborn as sns
 
 from ..data.sources import Split, read_image
+from ..video import VideoFile
+from .temporal import frame_labels
 
 
 def class_counts(splits) -> plt.Figure:
@@ -211,8 +213,6 @@ def clip_timeline(result: dict, classes: list[str]) -> plt.Figure:
     """A SynthFER clip over time (``result``: a ``predict_video`` summary with its ``truth`` CSV): above, the
     smoothed probabilities of the clip's face (raw ones faint); below, one strip each for the true, raw and
     smoothed label of every frame, coloured by class (white: no face)."""
-    from .temporal import frame_labels
-
     predictions = pd.read_csv(f"{result['out']}/predictions.csv")
     labels = frame_labels(predictions, result["truth"])
     main = predictions.dropna(subset=["face_id"])
@@ -240,8 +240,6 @@ def clip_timeline(result: dict, classes: list[str]) -> plt.Figure:
 
 def video_frames(video: str, n: int = 4) -> plt.Figure:
     """``n`` frames spread evenly over ``video`` (e.g. an ``annotated.mp4``), each titled with its time."""
-    from ..video import VideoFile
-
     source = VideoFile(video)
     wanted = set(np.linspace(0, max(0, (source.frames or 1) - 1), n).round().astype(int).tolist())
     frames = [f for f in source if f.index in wanted]

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ..video import STAGES
 from .metrics import PAPER_ACCURACY
 
 if TYPE_CHECKING:
@@ -121,8 +122,6 @@ def video_stages(groups: dict[str, list[dict]]) -> pd.DataFrame:
     """Where ``predict_video``'s time went: per stage (``video.STAGES``) and per group of runs (``{name:
     summaries}``, each group's together), its share of the time and the frames per second the pipeline would run
     at if that stage were all it did (frames / seconds); a last row for the whole pipeline."""
-    from ..video import STAGES
-
     table = pd.DataFrame({"stage": list(STAGES) + ["all"]})
     for name, summaries in groups.items():
         frames = sum(s["frames"] for s in summaries)

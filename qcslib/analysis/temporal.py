@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..video import Smoother
+from .stats import compare
+
 
 def _table(source, needed: set[str], what: str) -> pd.DataFrame:
     table = source if isinstance(source, pd.DataFrame) else pd.read_csv(source)
@@ -102,8 +105,6 @@ def clip_scores(results: list[dict]) -> pd.DataFrame:
 def smoothing_effect(scores: pd.DataFrame) -> dict:
     """Smoothed − raw per-frame accuracy over the clips of ``clip_scores`` (the clip as the unit: frames of one
     clip are not independent), a paired 95 % t-interval (``stats.compare``, the clip in the seed's place)."""
-    from .stats import compare
-
     long = pd.concat([pd.DataFrame({"seed": range(len(scores)), "variant": name, "accuracy": scores[f"{name} accuracy"]})
                       for name in ("smoothed", "raw")])
     return compare(long, "smoothed", "raw", metric="accuracy")
@@ -122,8 +123,6 @@ def _difference(c: dict) -> dict:
 def resmoothed(predictions, tau: float) -> pd.DataFrame:
     """``predictions`` (a ``predictions.csv``) with its ``label`` recomputed by smoothing the raw ``p_<class>``
     columns again with time constant ``tau`` seconds (``video.Smoother``, per face id, in frame order)."""
-    from ..video import Smoother
-
     table = _table(predictions, {"frame", "time_s", "face_id", "label"}, "a predictions table").copy()
     probabilities = [c for c in table.columns if c.startswith("p_")]
     names, smoother = np.asarray([c[2:] for c in probabilities]), Smoother(tau)

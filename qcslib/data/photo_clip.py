@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..video.encode import VideoWriter
+
 
 def real_photos() -> dict[str, np.ndarray]:
     """``{name: H × W × 3 uint8 RGB}``: astronaut, grace_hopper, cameraman (grey, as RGB), coffee (no face)."""
@@ -43,8 +45,6 @@ def write_photo_clip(path, photos: dict[str, np.ndarray] | None = None, frames_p
                      side: int = 256, fps: float = 10.0) -> dict:
     """Write the clip of ``photos`` (default ``real_photos()``) to ``path`` (mp4) → ``{video, frames, photos}``,
     ``photos`` listing ``(name, first frame, last frame)``."""
-    from ..video import VideoWriter
-
     if frames_per_photo < 1 or side < 32 or side % 2:
         raise ValueError(f"need frames_per_photo >= 1 and an even side >= 32, got {frames_per_photo} and {side}")
     photos = real_photos() if photos is None else photos

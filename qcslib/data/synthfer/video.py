@@ -30,8 +30,11 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
+from ...faces import Face
+from ...video.encode import VideoWriter
 from .face import Canvas, sample_identity
 from .render import SUPERSAMPLE, draw_background, draw_face, draw_occluder, occluder_shapes, pose_matrix, shade
 from .settings import AUS, CLASSES, SynthFERSettings, sample_aus, seeded_rng
@@ -60,8 +63,9 @@ class ClipSettings:
     def __post_init__(self):
         if not (isinstance(self.fps, (int, float)) and 1 <= self.fps <= 120):
             raise ValueError(f"ClipSettings.fps must be a number in [1, 120], got {self.fps!r}")
-        if not (isinstance(self.seconds, (int, float)) and self.seconds * self.fps >= 1):
-            raise ValueError(f"ClipSettings.seconds must give at least one frame at {self.fps} fps, got "
+        if not (isinstance(self.seconds, (int, float)) and math.isfinite(self.seconds)
+                and self.seconds * self.fps >= 1):
+            raise ValueError(f"ClipSettings.seconds must be finite and give at least one frame at {self.fps} fps, got "
                              f"{self.seconds!r}")
         self.synthfer  # checks size, classes and seed
         if self.size % 2:
@@ -199,8 +203,6 @@ class ClipFaces:
     without a detector's misses (MTCNN, trained on photos, finds few of SynthFER's drawn faces)."""
 
     def __init__(self, truth):
-        import pandas as pd
-
         table = pd.read_csv(truth)
         if missing := [c for c in BOX_COLUMNS + LANDMARK_COLUMNS + ["frame"] if c not in table.columns]:
             raise ValueError(f"{truth}: a clip truth CSV without the face position columns {missing[:3]}…; "
@@ -209,8 +211,6 @@ class ClipFaces:
         self.landmarks = dict(zip(table["frame"], table[LANDMARK_COLUMNS].to_numpy(np.float64).reshape(-1, 5, 2)))
 
     def detect(self, image, frame: int | None = None):
-        from ...faces import Face
-
         if frame not in self.boxes:
             raise ValueError(f"ClipFaces: frame {frame} is not in the clip's truth")
         return [Face(self.boxes[frame], self.landmarks[frame], 1.0)]
@@ -220,8 +220,6 @@ def write_clips(out, settings: ClipSettings, clips: int = 1) -> list[dict]:
     """Write ``clipNNN.mp4`` (lossless H.264 via PyAV, so that every run decodes the same pixels; else MPEG-4) and ``clipNNN.csv`` (:func:`render_clip`'s rows) for
     each of ``clips`` clips under ``out``; → ``[{video, truth, frames}]``. Frames stream to the encoder one at a
     time."""
-    from ...video import VideoWriter
-
     if clips < 1:
         raise ValueError(f"--clips must be >= 1, got {clips}")
     out = Path(out)
