@@ -18,7 +18,7 @@ from qcslib import QCSConfig, QCSNet, TrainOutput
 from qcslib.analysis.metrics import classification_metrics
 from qcslib.models.weights import load_checkpoint
 from qcslib.train import SAM, ConfigError, Run, TrainingError, fit, head_names, load_profile, quadruplet_loss
-from qcslib.data.sources import DataError, load_split
+from qcslib.data.sources import DataError, Split, load_split
 from qcslib.train import evaluation, load_data, loop
 from qcslib.train.config import PROFILE_DIR, TrainConfig, parse_overrides, synthfer_domain
 from qcslib.train.evaluation import evaluate_checkpoint
@@ -640,6 +640,20 @@ def test_torchrun_two_processes_on_gloo_and_two_nodes_train_the_same(tmp_path, s
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
+
+def test_predict_leaves_the_model_in_its_mode_when_it_raises():
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("broken forward")
+
+    split = Split("list", "test", Path("."), ["a", "b"], np.array([0, 1]), None, np.zeros((2, 48, 48), np.uint8), None)
+    model = Broken().train()
+    with pytest.raises(RuntimeError, match="broken forward"):
+        evaluation.predict(model, split, 32, progress=False)
+    assert model.training
+    working = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2)).train()
+    assert evaluation.predict(working, split, 32, progress=False).shape == (2, 2) and working.training
+
 
 def test_evaluate_an_official_checkpoint_on_rafdb(tmp_path):
     from PIL import Image
