@@ -34,7 +34,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from . import progress
 from .notebook import ROOT, RUN_PARAMETERS, notebook_parameters
-from .train.config import ConfigError, load_profile
+from .train.config import ConfigError, load_profile, profile_path
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "scikit-learn", "papermill", "nbconvert", "numpy", "pandas",
@@ -50,7 +50,11 @@ def parameters(profile: str, extra: dict | None = None) -> dict:
     """What the notebooks get: profile, dataset, data_root, run_dir and device from the profile's config, every
     ``NotebookParameters`` field from its ``notebooks:`` mapping, then ``extra`` (``-p``). All are checked here,
     before any notebook runs: a bad key or value is a one-line ConfigError."""
-    config = load_profile(profile)
+    try:
+        config = load_profile(profile)
+    except UnicodeDecodeError as e:  # the profile is read as text
+        raise ConfigError(f"{profile_path(profile)}: not UTF-8 text ({e.reason} at byte {e.start}); save it, and any "
+                          f"base profile it names, as UTF-8") from None
     run = {"profile": profile, "dataset": config.dataset, "data_root": config.data_root,
            "run_dir": str(config.run_dir), "device": config.device}
     extra = dict(extra or {})
@@ -121,11 +125,14 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
 
     params = parameters(profile, extra)
     out_dir = Path(out_dir or ROOT / "reports" / profile)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    folder = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not folder.is_dir():
+        raise ConfigError(f"--out {out_dir}: {folder} is a file, not a folder; choose a folder for the reports")
     chosen = [nb for nb in notebooks() if not only or nb.name[:2] in only or nb.stem in only]
     if not chosen:
         print(f"no notebooks to run in {NOTEBOOK_DIR}" + (f" matching {only}" if only else ""), file=sys.stderr)
         return 1
+    out_dir.mkdir(parents=True, exist_ok=True)
     timings, failure = {}, None
     start = time.perf_counter()
     sockets = tempfile.TemporaryDirectory(prefix="qcs-kernels-")
@@ -256,6 +263,16 @@ def write_gallery(out_dir: Path, gallery: Path, scale: float = 0.6) -> int:
     return written
 
 
+def parameter_value(key: str, text: str):
+    """A ``-p KEY VALUE`` value, parsed as YAML (``5`` → 5, ``[0, 1]`` → a list, ``rafdb`` → a string); a one-line
+    ConfigError if it is not YAML."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"-p {key} {text!r}: not a YAML value ({getattr(e, 'problem', None) or type(e).__name__}); "
+                          f"quote a string that holds YAML's special characters") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qcslib.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
@@ -265,11 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="report directory (default: reports/<profile>)")
     parser.add_argument("--gallery", help="also copy the HTML reports here with downscaled figures (docs/study)")
     args = parser.parse_args(argv)
-    extra = {k: yaml.safe_load(v) for k, v in args.p}
     out = Path(args.out) if args.out else ROOT / "reports" / args.profile
     try:
-        status = run(args.profile, extra, args.only, out)
-    except ConfigError as e:  # a bad profile or parameter, found before any notebook ran
+        status = run(args.profile, {k: parameter_value(k, v) for k, v in args.p}, args.only, out)
+    except ConfigError as e:  # a bad profile, parameter or --out, found before any notebook ran
         print(f"pipeline: {e}", file=sys.stderr)
         return 2
     if status == 0 and args.gallery:

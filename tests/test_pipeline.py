@@ -168,3 +168,20 @@ def test_the_index_lists_runs_of_both_summary_formats(tmp_path):
     assert rows.loc["qcs-s0", ["epochs", "stopped early", "converged", "chosen on"]].tolist() == ["7/12", "yes", "yes", "val"]
     assert rows.loc["baseline-s1", ["epochs", "converged", "chosen on"]].tolist() == ["2", "unknown", "test (older run)"]
     assert rows.loc["qcs-s0", "test acc %"] == 75.0 and rows.loc["baseline-s1", "test acc %"] == 20.0
+
+
+@pytest.mark.parametrize("case", ["not UTF-8", "-p not YAML", "--out under a file"])
+def test_a_bad_profile_parameter_or_out_is_one_line_before_anything_runs(tmp_path, capsys, case):
+    (tmp_path / "notes.txt").write_text("keep")
+    profile = tmp_path / "latin1.yaml"
+    profile.write_bytes("base: smoke\n# café\n".encode("latin-1"))
+    out = tmp_path / ("notes.txt" if case == "--out under a file" else "reports") / "smoke"
+    argv = {"not UTF-8": ["--profile", str(profile)], "-p not YAML": ["--profile", "smoke", "-p", "seeds", "[0, 1"],
+            "--out under a file": ["--profile", "smoke"]}[case]
+    assert pipeline.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    expected = {"not UTF-8": f"pipeline: {profile}: not UTF-8 text (invalid continuation byte at byte 17)",
+                "-p not YAML": "pipeline: -p seeds '[0, 1': not a YAML value (expected ',' or ']'",
+                "--out under a file": f"pipeline: --out {out}: {tmp_path / 'notes.txt'} is a file, not a folder"}[case]
+    assert err.startswith(expected) and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latin1.yaml", "notes.txt"]
