@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -608,6 +609,14 @@ def test_ddp_keeps_only_epoch_boundaries_to_resume_from(tmp_path, smoke_data, mo
     assert not (ddp.run_dir / "last.pt").exists()  # no epoch finished: nothing to resume from, rather than a wrong state
 
 
+def free_port() -> int:
+    """A loopback TCP port that no one holds now, picked by the OS (a fixed port collides with another test session
+    on the same machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def torchrun_smoke(tmp_path, data, run_dir, *launch) -> subprocess.Popen:
     """``torchrun <launch> -m qcslib train`` of the smoke profile (2 epochs) into ``run_dir``, started."""
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -619,7 +628,7 @@ def torchrun_smoke(tmp_path, data, run_dir, *launch) -> subprocess.Popen:
 
 def test_torchrun_two_processes_on_gloo_and_two_nodes_train_the_same(tmp_path, smoke_data):
     run_dir = tmp_path / "ddp"
-    one = torchrun_smoke(tmp_path, smoke_data, run_dir, "--nproc-per-node", "2", "--master-port", "29517")
+    one = torchrun_smoke(tmp_path, smoke_data, run_dir, "--nproc-per-node", "2", "--master-port", str(free_port()))
     stdout, stderr = one.communicate(timeout=600)
     assert one.returncode == 0, stderr[-3000:]
     assert stdout.count('"run_dir"') == 1  # only rank 0 reports
@@ -631,7 +640,7 @@ def test_torchrun_two_processes_on_gloo_and_two_nodes_train_the_same(tmp_path, s
     # the same run as 2 "nodes" of 1 process each, meeting through c10d rendezvous on the loopback
     nodes_dir = tmp_path / "nodes"
     rendezvous = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
-                  "127.0.0.1:29518", "--rdzv-id", "qcs-two-nodes"]
+                  f"127.0.0.1:{free_port()}", "--rdzv-id", "qcs-two-nodes"]
     nodes = [torchrun_smoke(tmp_path, smoke_data, nodes_dir, *rendezvous, "--node-rank", str(r)) for r in (0, 1)]
     outputs = [node.communicate(timeout=600) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
