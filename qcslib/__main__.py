@@ -14,7 +14,8 @@
 - ``distill --teacher CKPT [--student NAME] [--profile P] [--set key=value ...] [--temperature T] [--alpha A]
   [--beta B] [--teacher-online] [--run-dir DIR] [--resume PATH] [--overwrite]``: train a timm student (default
   resnet10t, from scratch) on the profile's data and recipe with KD from a QCS checkpoint (the run is
-  ``<runs_dir>/<name>-<student>`` unless ``--run-dir``); prints the run's summary JSON
+  ``<runs_dir>/<name>-<student>``, or with ``--resume`` the folder of the last.pt it resumes, unless ``--run-dir``);
+  prints the run's summary JSON
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test] [--trained-on DATASET]``: metrics of a
   checkpoint (ours or the authors' official release) on a split of its own dataset or another, as JSON; classes
   are matched by name and only the shared ones are scored
@@ -209,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     ds.add_argument("--beta", type=float, default=0.0, help="weight of the feature term (default 0: off)")
     ds.add_argument("--teacher-online", action="store_true",
                     help="run the teacher on every augmented batch (default: once per image, un-augmented)")
-    ds.add_argument("--run-dir", help="the run directory (default: <runs_dir>/<name>-<student> of the profile)")
-    ds.add_argument("--resume", help="a last.pt to continue from")
+    ds.add_argument("--run-dir", help="the run directory (default: <runs_dir>/<name>-<student> of the profile; with "
+                                      "--resume: the folder of that last.pt)")
+    ds.add_argument("--resume", help="a last.pt to continue from, in its own folder unless --run-dir")
     ds.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     ev = commands.add_parser("evaluate", help="evaluate a checkpoint on a dataset split")
     ev.add_argument("--checkpoint", required=True, help="a qcslib .pt or an official QCS/DCS .pth")
@@ -296,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
             # augment_on_device (the cpu profile's) batches the quadruplet loader's augmentation; a student's loader
             # runs the same augmentation per image, as notebook 10's students do
             config = load_profile(args.profile, args.overrides).replace(augment_on_device=False)
-            if args.run_dir:
-                config = config.replace(runs_dir=str(Path(args.run_dir).parent), name=Path(args.run_dir).name)
+            if args.run_dir or args.resume:  # a resumed run goes on where it was, not in the default directory
+                run_dir = Path(args.run_dir) if args.run_dir else Path(args.resume).absolute().parent
+                config = config.replace(runs_dir=str(run_dir.parent), name=run_dir.name)
             else:
                 config = config.replace(name=f"{config.name}-{args.student}")
             run = distill(config, args.teacher, args.student, args.temperature, args.alpha, args.beta,

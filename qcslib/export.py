@@ -25,16 +25,32 @@ class ExportError(RuntimeError):
     """The exported model does not reproduce the PyTorch model."""
 
 
+def output_path(checkpoint: str | Path, out: str | Path | None, suffix: str) -> Path:
+    """Where an export of ``checkpoint`` goes: ``out``, or (None) the checkpoint's path with ``suffix``; its missing
+    folders are made. A ValueError, before any work, if it is the checkpoint itself, a folder, or lies under a
+    file."""
+    out = Path(out) if out else Path(checkpoint).with_suffix(suffix)
+    if out.resolve() == Path(checkpoint).resolve():
+        raise ValueError(f"--out {out}: is the checkpoint itself, which the export would replace; choose another file")
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a folder; name the file to write")
+    folder = next(p for p in out.parents if p.exists())
+    if not folder.is_dir():
+        raise ValueError(f"--out {out}: {folder} is a file, not a folder; choose a path in a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = None,
            batch_sizes: tuple[int, ...] = (1, 3, 8), tolerance: float = 1e-4) -> dict:
     """Write ``checkpoint``'s base branch as ``fmt`` to ``out`` (default: beside the checkpoint) and check it →
     ``{path, format, image_size, classes, max_abs_diff, batch_sizes}``; ExportError if the check fails."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    out = output_path(checkpoint, out, FORMATS[fmt])
     model, report = load_checkpoint(checkpoint)
     base = model.base.eval()
     size = model.config.image_size
-    out = Path(out) if out else Path(checkpoint).with_suffix(FORMATS[fmt])
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     if fmt == "onnx":
         import onnxruntime
@@ -109,6 +125,7 @@ def export_int8(checkpoint: str | Path, out: str | Path | None = None, mode: str
         raise ValueError(f"int8 mode must be one of {', '.join(INT8_MODES)}, got {mode!r}")
     if (calibration is not None and calibration < 1) or (test_images is not None and test_images < 1):
         raise ValueError(f"calibration and test_images must be ≥ 1 images, got {calibration} and {test_images}")
+    out = output_path(checkpoint, out, ".int8.onnx")
     model, report = load_checkpoint(checkpoint)
     if mode == "auto":
         mode = "static" if isinstance(model, StudentNet) else "dynamic"
@@ -134,7 +151,6 @@ def export_int8(checkpoint: str | Path, out: str | Path | None = None, mode: str
     for split in (train, test):
         if not len(split):
             raise DataError(f"{data_root}: the {dataset} {split.split} split has no images")
-    out = Path(out) if out else Path(checkpoint).with_suffix(".int8.onnx")
     picked = np.random.default_rng(seed).permutation(len(train))[:calibration] if mode == "static" else []
 
     class Calibration(CalibrationDataReader):

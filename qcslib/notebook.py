@@ -51,7 +51,8 @@ RUN_PARAMETERS = ("profile", "dataset", "data_root", "run_dir", "device")
 @dataclass(frozen=True)
 class NotebookParameters:
     """What the notebooks take beyond one run's config; a profile's ``notebooks:`` mapping may set any of them.
-    Each field is checked against its type hint (``typing.get_type_hints``); counts are at least 1."""
+    Each field is checked against its type hint (``typing.get_type_hints``) and keeps the value as the hint takes
+    it (``"1e-1"`` for a float: 0.1); counts are at least 1."""
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # 04's main variants; the others use seeds[0]
     ablation_seeds: list[int] = field(default_factory=lambda: [0])  # 04's other variants
@@ -99,6 +100,7 @@ class NotebookParameters:
                 value = checked(name, getattr(self, name), hint)
             except TypeError as e:
                 raise ConfigError(str(e)) from None
+            object.__setattr__(self, name, value)  # frozen: the checked value replaces the raw one
             if hint is int and value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
             if hint is float and value < 0:

@@ -3,12 +3,16 @@
 Each ``notebooks/NN_*.ipynb`` runs with papermill in a fresh kernel, from the project root, with the
 profile's parameters (``parameters``: checked, with any ``-p key value`` given, before the first notebook
 starts); the executed copy and its HTML (``render_html``) go to ``reports/<profile>/``. A failing
-notebook stops the pipeline, naming the notebook, the cell and the error; the reports rendered before it
-stay, and the partly executed notebook is saved (and rendered) too. ``reports/<profile>/index.html``
-links the reports and tabulates every run's ``summary.json`` with the environment it ran in. Data and
-finished runs are reused on reruns (SynthFER is cached; the notebooks skip finished runs), unless other code,
-libraries or data trained them (``rundir.version_change``): those are trained again, or with ``--reuse-stale``
-reused and named in the reports.
+notebook (or one whose kernel dies) stops the pipeline, naming the notebook, the cell and the error; the reports
+rendered before it stay, and the partly executed notebook is saved (and rendered) too. ``reports/<profile>/index.html``
+links the reports and tabulates every run's ``summary.json`` with the environment it ran in. ``timings.json``
+holds each notebook's seconds, written also when a notebook fails or Ctrl-C stops the pipeline; ``--only`` adds its
+notebooks' to those already there. Data and finished runs are reused on reruns (SynthFER is cached; the notebooks
+skip finished runs), unless other code, libraries or data trained them (``rundir.version_change``): those are
+trained again, or with ``--reuse-stale`` reused and named in the reports.
+
+Exit codes: 0 every notebook ran; 1 a notebook failed; 2 a bad profile, parameter or ``--out`` (nothing ran);
+130 interrupted (Ctrl-C).
 
 While a notebook trains, the terminal shows which run of how many, its epoch and val accuracy, and an
 estimate of the time left (``qcslib.progress``: the kernel writes to a file that a thread here reads).
@@ -35,7 +39,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from . import progress
 from .notebook import ROOT, RUN_PARAMETERS, notebook_parameters
-from .train.config import ConfigError, load_profile
+from .train.config import ConfigError, load_profile, profile_path
 from .train.rundir import code_fingerprint, git_commit
 
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -52,7 +56,11 @@ def parameters(profile: str, extra: dict | None = None) -> dict:
     """What the notebooks get: profile, dataset, data_root, run_dir and device from the profile's config, every
     ``NotebookParameters`` field from its ``notebooks:`` mapping, then ``extra`` (``-p``). All are checked here,
     before any notebook runs: a bad key or value is a one-line ConfigError."""
-    config = load_profile(profile)
+    try:
+        config = load_profile(profile)
+    except UnicodeDecodeError as e:  # the profile is read as text
+        raise ConfigError(f"{profile_path(profile)}: not UTF-8 text ({e.reason} at byte {e.start}); save it, and any "
+                          f"base profile it names, as UTF-8") from None
     run = {"profile": profile, "dataset": config.dataset, "data_root": config.data_root,
            "run_dir": str(config.run_dir), "device": config.device}
     extra = dict(extra or {})
@@ -116,52 +124,92 @@ def _kernel_manager(socket_dir: str) -> type:
     return IPCKernelManager
 
 
-def run(profile: str, extra: dict | None = None, only: list[str] | None = None, out_dir: Path | None = None) -> int:
-    """Run the pipeline → exit status (0: every notebook ran; 1: one failed, and the pipeline stopped there)."""
+def execute(nb: Path, executed: Path, params: dict, sockets: str) -> str | None:
+    """Run notebook ``nb`` with papermill into ``executed``, given the ``params`` it declares, its kernel talking
+    over IPC sockets in ``sockets``, its progress printed → None, or what failed: a cell (its error's first line),
+    or the kernel, which died."""
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
+    declared = papermill.inspect_notebook(str(nb))
+    report = Path(sockets) / "progress.json"
+    report.unlink(missing_ok=True)
+    printer = ProgressPrinter(report, nb.stem)
+    printer.start()
+    try:
+        papermill.execute_notebook(str(nb), str(executed), parameters={k: v for k, v in params.items() if k in declared},
+                                   kernel_name="python3", cwd=str(ROOT), progress_bar=False,
+                                   kernel_manager_class=_kernel_manager(sockets))
+    except PapermillExecutionError as e:
+        return f"{nb.name} failed in cell [{e.exec_count}]: {e.ename}: {e.evalue.splitlines()[0] if e.evalue else ''}"
+    except DeadKernelError as e:
+        return f"{nb.name} failed: its kernel died ({e})"
+    finally:
+        printer.stop()
+    return None
+
+
+def earlier_timings(path: Path, profile: str) -> dict:
+    """The ``seconds`` of the ``timings.json`` at ``path`` ({} if there is none), which an ``--only`` run adds to;
+    a one-line ConfigError if it is not one the pipeline wrote, or another profile's."""
+    if not path.exists():
+        return {}
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ConfigError(f"{path}: not a timings.json the pipeline wrote ({type(e).__name__}); move it away") from None
+    if not (isinstance(stored, dict) and isinstance(stored.get("seconds"), dict)):
+        raise ConfigError(f"{path}: not a timings.json the pipeline wrote (no \"seconds\" object); move it away")
+    if stored.get("profile") != profile:
+        raise ConfigError(f"{path}: holds the timings of profile {stored.get('profile')!r}, not {profile!r}; "
+                          f"choose another --out")
+    return stored["seconds"]
+
+
+def run(profile: str, extra: dict | None = None, only: list[str] | None = None, out_dir: Path | None = None) -> int:
+    """Run the pipeline → exit status (0: every notebook ran; 1: one failed or its kernel died, and the pipeline
+    stopped there). ``timings.json`` gets the seconds of the notebooks that ran (with ``only``: added to the
+    entries already there) and ``failed``, what stopped the pipeline (None: nothing), also when Ctrl-C stops it
+    (the KeyboardInterrupt is raised again once it is written); ``total`` is this call's seconds. The kernels'
+    temporary folder is removed in every case. A bad ``out_dir`` is a ConfigError before any notebook runs."""
     params = parameters(profile, extra)
     out_dir = Path(out_dir or ROOT / "reports" / profile)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    folder = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    if not folder.is_dir():
+        raise ConfigError(f"--out {out_dir}: {folder} is a file, not a folder; choose a folder for the reports")
     chosen = [nb for nb in notebooks() if not only or nb.name[:2] in only or nb.stem in only]
     if not chosen:
         print(f"no notebooks to run in {NOTEBOOK_DIR}" + (f" matching {only}" if only else ""), file=sys.stderr)
         return 1
+    earlier = earlier_timings(out_dir / "timings.json", profile) if only else {}
+    out_dir.mkdir(parents=True, exist_ok=True)
     timings, failure = {}, None
     start = time.perf_counter()
-    sockets = tempfile.TemporaryDirectory(prefix="qcs-kernels-")
-    report = Path(sockets.name) / "progress.json"
-    os.environ[progress.ENV] = str(report)  # the kernels inherit it
-    for i, nb in enumerate(chosen, 1):
-        print(f"[{i}/{len(chosen)}] {nb.name} ...", flush=True)
-        t = time.perf_counter()
-        executed = out_dir / nb.name
-        declared = papermill.inspect_notebook(str(nb))  # pass each notebook only the parameters it declares
-        report.unlink(missing_ok=True)
-        printer = ProgressPrinter(report, nb.stem)
-        printer.start()
+    with tempfile.TemporaryDirectory(prefix="qcs-kernels-") as sockets:
+        os.environ[progress.ENV] = str(Path(sockets) / "progress.json")  # the kernels inherit it (see execute)
         try:
-            papermill.execute_notebook(str(nb), str(executed), parameters={k: v for k, v in params.items() if k in declared},
-                                       kernel_name="python3", cwd=str(ROOT), progress_bar=False,
-                                       kernel_manager_class=_kernel_manager(sockets.name))
-        except PapermillExecutionError as e:
-            failure = (f"{nb.name} failed in cell [{e.exec_count}]: {e.ename}: "
-                       f"{e.evalue.splitlines()[0] if e.evalue else ''}")
+            for i, nb in enumerate(chosen, 1):
+                print(f"[{i}/{len(chosen)}] {nb.name} ...", flush=True)
+                t = time.perf_counter()
+                executed = out_dir / nb.name
+                failure = execute(nb, executed, params, sockets)
+                timings[nb.stem] = round(time.perf_counter() - t, 1)
+                if executed.exists():
+                    render_html(executed, out_dir / f"{nb.stem}.html")
+                status = "FAILED" if failure else "done"
+                print(f"[{i}/{len(chosen)}] {nb.name} {status} in {timings[nb.stem]:.1f} s", flush=True)
+                if failure:
+                    break
+        except BaseException as e:
+            stopped = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+            failure = failure or f"{stopped} during {nb.name}".replace("\n", " ")
+            raise
         finally:
-            printer.stop()
-        timings[nb.stem] = round(time.perf_counter() - t, 1)
-        if executed.exists():
-            render_html(executed, out_dir / f"{nb.stem}.html")
-        status = "FAILED" if failure else "done"
-        print(f"[{i}/{len(chosen)}] {nb.name} {status} in {timings[nb.stem]:.1f} s", flush=True)
-        if failure:
-            break
-    del os.environ[progress.ENV]
-    sockets.cleanup()
-    total = round(time.perf_counter() - start, 1)
-    (out_dir / "timings.json").write_text(json.dumps({"profile": profile, "seconds": timings, "total": total,
-                                                      "failed": failure}, indent=1))
+            del os.environ[progress.ENV]
+            total = round(time.perf_counter() - start, 1)
+            (out_dir / "timings.json").write_text(json.dumps({"profile": profile, "seconds": {**earlier, **timings},
+                                                              "total": total, "failed": failure}, indent=1))
     write_index(profile, params, out_dir, timings, failure)
     print(f"pipeline {'stopped' if failure else 'finished'} in {total:.1f} s: {out_dir / 'index.html'}")
     if failure:
@@ -259,6 +307,16 @@ def write_gallery(out_dir: Path, gallery: Path, scale: float = 0.6) -> int:
     return written
 
 
+def parameter_value(key: str, text: str):
+    """A ``-p KEY VALUE`` value, parsed as YAML (``5`` → 5, ``[0, 1]`` → a list, ``rafdb`` → a string); a one-line
+    ConfigError if it is not YAML."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"-p {key} {text!r}: not a YAML value ({getattr(e, 'problem', None) or type(e).__name__}); "
+                          f"quote a string that holds YAML's special characters") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qcslib.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
@@ -270,13 +328,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-stale", action="store_true",
                         help="reuse finished runs trained by other code (the reports name them); default: retrain them")
     args = parser.parse_args(argv)
-    extra = {k: yaml.safe_load(v) for k, v in args.p} | ({"reuse_stale": True} if args.reuse_stale else {})
     out = Path(args.out) if args.out else ROOT / "reports" / args.profile
     try:
+        extra = {k: parameter_value(k, v) for k, v in args.p} | ({"reuse_stale": True} if args.reuse_stale else {})
         status = run(args.profile, extra, args.only, out)
-    except ConfigError as e:  # a bad profile or parameter, found before any notebook ran
+    except ConfigError as e:  # a bad profile, parameter or --out, found before any notebook ran
         print(f"pipeline: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("pipeline: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     if status == 0 and args.gallery:
         size = write_gallery(out, Path(args.gallery))
         print(f"gallery: {size / 1e6:.1f} MB of HTML in {args.gallery}")

@@ -326,3 +326,12 @@ def test_cli_manifest_then_verify_exit_codes(rafdb, tmp_path, capsys):
     assert str(tmp_path / "bad.json") in err and "\n" not in err
     with pytest.raises(SystemExit):  # one of --manifest and --verify
         main(["data-report", *root, "--manifest", str(manifest), "--verify", str(manifest)])
+
+
+def test_verify_against_a_deeply_nested_json_file_is_bad_data(tmp_path, capsys):
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 200_000 + "]" * 200_000)  # valid JSON, deeper than the parser's recursion limit
+    assert main(["data-report", "--dataset", "synthfer", "--root", str(tmp_path), "--verify", str(nested)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m qcslib data-report: error: {nested}: not a manifest (RecursionError")
+    assert err.count("\n") == 1

@@ -203,3 +203,17 @@ def test_the_distill_command_names_its_run_after_the_profile_and_the_student(wor
     printed = json.loads(capsys.readouterr().out)
     assert printed["run_dir"] == str(config.run_dir.parent / f"cli-{STUDENT}") and printed["distill"]["alpha"] == 0
     assert yaml.safe_load(open(Path(printed["run_dir"]) / "config.yaml"))["augment_on_device"] is False
+
+
+def test_distill_resume_goes_on_in_the_folder_of_its_last_pt(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from qcslib.train import distillation as distill_module
+    seen = []
+    monkeypatch.setattr(distill_module, "distill", lambda config, *args, **kwargs: (
+        seen.append((config.run_dir, kwargs["resume"])), SimpleNamespace(dir=config.run_dir, summary={}))[1])
+    last = tmp_path / "mine" / "last.pt"
+    base = ["distill", "--teacher", "teacher.pt", "--student", STUDENT, "--profile", "smoke"]
+    assert main([*base, "--resume", str(last)]) == 0
+    assert main([*base, "--resume", str(last), "--run-dir", str(tmp_path / "elsewhere")]) == 0
+    assert seen == [(last.parent, str(last)), (tmp_path / "elsewhere", str(last))]

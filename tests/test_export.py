@@ -54,3 +54,26 @@ def test_export_command(checkpoint, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "qcslib", "export", "--checkpoint", str(tmp_path / "none.pt"),
                               "--format", "onnx"], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "none.pt" in missing.stderr and missing.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("where", ["under a file", "the checkpoint", "a folder"])
+def test_export_refuses_an_out_it_cannot_or_must_not_write(checkpoint, tmp_path, capsys, where):
+    from qcslib.__main__ import main
+    path, _ = checkpoint
+    (tmp_path / "notes.txt").write_text("keep")
+    out = {"under a file": tmp_path / "notes.txt" / "m.pt", "the checkpoint": path, "a folder": tmp_path}[where]
+    before = path.read_bytes()
+    assert main(["export", "--checkpoint", str(path), "--format", "torchscript", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m qcslib export: error: --out {out}: ") and err.count("\n") == 1
+    assert path.read_bytes() == before and (tmp_path / "notes.txt").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_int8_export_refuses_to_replace_the_checkpoint(checkpoint):
+    from qcslib.export import export_int8
+    path, _ = checkpoint
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"is the checkpoint itself, which the export would replace"):
+        export_int8(path, path, "dynamic", "synthfer", "no/data")
+    assert path.read_bytes() == before

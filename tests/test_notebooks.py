@@ -132,6 +132,13 @@ def test_the_pipeline_checks_the_parameters_before_any_notebook_runs(tmp_path, c
         ("elsewhere", "data/synthfer-smoke", 7, 4)
 
 
+def test_a_parameter_keeps_the_value_its_type_takes():
+    assert isinstance(yaml.safe_load("1e-1"), str)  # YAML 1.1: no dot, so -p smooth 1e-1 arrives as a string
+    params = pipeline.parameters("smoke", {"smooth": "1e-1", "smooth_sweep": ["1e-1", 1], "alpha": "5e-1"})
+    assert (params["smooth"], params["smooth_sweep"], params["alpha"]) == (0.1, [0.1, 1], 0.5)
+    assert isinstance(params["smooth"], float) and isinstance(params["smooth_sweep"][0], float)
+
+
 def test_setup_fills_what_is_none_from_the_profile_and_sends_shortened_runs_apart(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config, params = notebook.setup("smoke", seeds=None, tsne_points=9)

@@ -1,7 +1,9 @@
 """The notebooks and the papermill pipeline: clean committed notebooks, a full smoke run, a failing notebook."""
 import json
+import os
 import subprocess
 import sys
+import tempfile
 
 import nbformat
 import pandas as pd
@@ -178,3 +180,90 @@ def test_the_index_lists_runs_of_both_summary_formats(tmp_path):
                                             "other code (def5678)", "qcs-s0": "this code"}
     assert rows.loc["baseline-s1", ["epochs", "converged", "chosen on"]].tolist() == ["2", "unknown", "test (older run)"]
     assert rows.loc["qcs-s0", "test acc %"] == 75.0 and rows.loc["baseline-s1", "test acc %"] == 20.0
+
+
+@pytest.mark.parametrize("case", ["not UTF-8", "-p not YAML", "--out under a file"])
+def test_a_bad_profile_parameter_or_out_is_one_line_before_anything_runs(tmp_path, capsys, case):
+    (tmp_path / "notes.txt").write_text("keep")
+    profile = tmp_path / "latin1.yaml"
+    profile.write_bytes("base: smoke\n# café\n".encode("latin-1"))
+    out = tmp_path / ("notes.txt" if case == "--out under a file" else "reports") / "smoke"
+    argv = {"not UTF-8": ["--profile", str(profile)], "-p not YAML": ["--profile", "smoke", "-p", "seeds", "[0, 1"],
+            "--out under a file": ["--profile", "smoke"]}[case]
+    assert pipeline.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    expected = {"not UTF-8": f"pipeline: {profile}: not UTF-8 text (invalid continuation byte at byte 17)",
+                "-p not YAML": "pipeline: -p seeds '[0, 1': not a YAML value (expected ',' or ']'",
+                "--out under a file": f"pipeline: --out {out}: {tmp_path / 'notes.txt'} is a file, not a folder"}[case]
+    assert err.startswith(expected) and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latin1.yaml", "notes.txt"]
+
+
+def fake_papermill(monkeypatch, interrupt_at: str | None = None) -> list[str]:
+    """papermill.execute_notebook replaced by a stand-in that copies the notebook (no kernel), or raises
+    KeyboardInterrupt for ``interrupt_at``; → the names it ran."""
+    ran = []
+
+    def execute(source, executed, **kwargs):
+        if interrupt_at and interrupt_at in source:
+            raise KeyboardInterrupt
+        ran.append(source)
+        nbformat.write(nbformat.read(source, as_version=4), executed)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    return ran
+
+
+@pytest.fixture
+def three_notebooks(tmp_path, monkeypatch):
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    for name in ("01_one", "02_two", "03_three"):
+        write_notebook(books / f"{name}.ipynb", ["profile = 'x'", "print(1)"])
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
+    temp = tmp_path / "temp"  # where the kernels' temporary folder goes
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    return temp
+
+
+def test_ctrl_c_writes_the_timings_of_what_ran_and_removes_the_temporary_folder(tmp_path, monkeypatch, capsys,
+                                                                               three_notebooks):
+    fake_papermill(monkeypatch, interrupt_at="02_two")
+    out = tmp_path / "reports"
+    try:
+        status = pipeline.main(["--profile", "smoke", "-p", "run_dir", str(tmp_path / "runs"), "--out", str(out)])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C went through pipeline.main as a traceback")
+    assert status == 130
+    assert capsys.readouterr().err.endswith("pipeline: interrupted (Ctrl-C)\n")
+    timings = json.loads((out / "timings.json").read_text())
+    assert list(timings["seconds"]) == ["01_one"] and timings["failed"] == "interrupted (Ctrl-C) during 02_two.ipynb"
+    assert list(three_notebooks.iterdir()) == [] and progress.ENV not in os.environ
+
+
+def test_a_dead_kernel_stops_the_pipeline_with_its_timings(tmp_path, monkeypatch, capsys, three_notebooks):
+    books = pipeline.NOTEBOOK_DIR
+    write_notebook(books / "02_two.ipynb", ["profile = 'x'", "import os\nos._exit(1)"])
+    out = tmp_path / "reports"
+    assert pipeline.run("smoke", {"run_dir": str(tmp_path / "runs")}, out_dir=out) == 1
+    assert "pipeline stopped: 02_two.ipynb failed: its kernel died" in capsys.readouterr().err
+    timings = json.loads((out / "timings.json").read_text())
+    assert list(timings["seconds"]) == ["01_one", "02_two"] and "its kernel died" in timings["failed"]
+    assert not (out / "03_three.ipynb").exists() and list(three_notebooks.iterdir()) == []
+
+
+def test_only_adds_its_timings_to_those_of_earlier_runs(tmp_path, monkeypatch, capsys, three_notebooks):
+    ran = fake_papermill(monkeypatch)
+    out, runs = tmp_path / "reports", {"run_dir": str(tmp_path / "runs")}
+    assert pipeline.run("smoke", runs, out_dir=out) == 0
+    timings = json.loads((out / "timings.json").read_text())
+    (out / "timings.json").write_text(json.dumps({**timings, "seconds": {**timings["seconds"], "01_one": 123.4}}))
+    assert pipeline.run("smoke", runs, only=["02"], out_dir=out) == 0
+    assert len(ran) == 4
+    merged = json.loads((out / "timings.json").read_text())
+    assert list(merged["seconds"]) == ["01_one", "02_two", "03_three"] and merged["seconds"]["01_one"] == 123.4
+    assert merged["failed"] is None
+    with pytest.raises(pipeline.ConfigError, match=r"timings.json: holds the timings of profile 'smoke', not 'cpu'"):
+        pipeline.run("cpu", runs, only=["02"], out_dir=out)
+    assert len(ran) == 4 and json.loads((out / "timings.json").read_text()) == merged

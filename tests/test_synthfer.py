@@ -133,6 +133,19 @@ def test_a_foreign_non_empty_directory_is_an_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.parametrize("content", ["[1, 2]", b"\xff\xfe{}"], ids=["a JSON list", "not UTF-8"])
+def test_a_settings_json_that_is_not_an_object_of_settings_is_a_one_line_error(tmp_path, capsys, content):
+    from qcslib.__main__ import main
+    out = tmp_path / "data"
+    out.mkdir()
+    marker = out / "settings.json"
+    marker.write_bytes(content.encode() if isinstance(content, str) else content)
+    assert main(["synthfer", "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m qcslib synthfer: error: {marker} ") and err.count("\n") == 1
+    assert f"delete {out} to regenerate" in err and [p.name for p in out.iterdir()] == ["settings.json"]
+
+
 def test_an_interrupted_run_is_redone_from_scratch(tmp_path):
     tiny = SynthFERSettings(train_identities=1, val_identities=1, test_identities=1, images_per_identity=2, size=32)
     partial = tmp_path / ".data.partial"

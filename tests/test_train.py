@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from functools import partial
@@ -19,7 +20,7 @@ from qcslib import QCSConfig, QCSNet, TrainOutput
 from qcslib.analysis.metrics import classification_metrics
 from qcslib.models.weights import CheckpointError, load_checkpoint
 from qcslib.train import SAM, ConfigError, Run, TrainingError, fit, head_names, load_profile, quadruplet_loss
-from qcslib.data.sources import DataError, load_split
+from qcslib.data.sources import DataError, Split, load_split
 from qcslib.train import evaluation, load_data, loop
 from qcslib.train.config import PROFILE_DIR, TrainConfig, parse_overrides, synthfer_domain
 from qcslib.train.evaluation import evaluate_checkpoint
@@ -666,6 +667,14 @@ def test_ddp_keeps_only_epoch_boundaries_to_resume_from(tmp_path, smoke_data, mo
     assert not (ddp.run_dir / "last.pt").exists()  # no epoch finished: nothing to resume from, rather than a wrong state
 
 
+def free_port() -> int:
+    """A loopback TCP port that no one holds now, picked by the OS (a fixed port collides with another test session
+    on the same machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def torchrun_smoke(tmp_path, data, run_dir, *launch) -> subprocess.Popen:
     """``torchrun <launch> -m qcslib train`` of the smoke profile (2 epochs) into ``run_dir``, started."""
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -677,7 +686,7 @@ def torchrun_smoke(tmp_path, data, run_dir, *launch) -> subprocess.Popen:
 
 def test_torchrun_two_processes_on_gloo_and_two_nodes_train_the_same(tmp_path, smoke_data):
     run_dir = tmp_path / "ddp"
-    one = torchrun_smoke(tmp_path, smoke_data, run_dir, "--nproc-per-node", "2", "--master-port", "29517")
+    one = torchrun_smoke(tmp_path, smoke_data, run_dir, "--nproc-per-node", "2", "--master-port", str(free_port()))
     stdout, stderr = one.communicate(timeout=600)
     assert one.returncode == 0, stderr[-3000:]
     assert stdout.count('"run_dir"') == 1  # only rank 0 reports
@@ -689,7 +698,7 @@ def test_torchrun_two_processes_on_gloo_and_two_nodes_train_the_same(tmp_path, s
     # the same run as 2 "nodes" of 1 process each, meeting through c10d rendezvous on the loopback
     nodes_dir = tmp_path / "nodes"
     rendezvous = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
-                  "127.0.0.1:29518", "--rdzv-id", "qcs-two-nodes"]
+                  f"127.0.0.1:{free_port()}", "--rdzv-id", "qcs-two-nodes"]
     nodes = [torchrun_smoke(tmp_path, smoke_data, nodes_dir, *rendezvous, "--node-rank", str(r)) for r in (0, 1)]
     outputs = [node.communicate(timeout=600) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
@@ -698,6 +707,20 @@ def test_torchrun_two_processes_on_gloo_and_two_nodes_train_the_same(tmp_path, s
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
+
+def test_predict_leaves_the_model_in_its_mode_when_it_raises():
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("broken forward")
+
+    split = Split("list", "test", Path("."), ["a", "b"], np.array([0, 1]), None, np.zeros((2, 48, 48), np.uint8), None)
+    model = Broken().train()
+    with pytest.raises(RuntimeError, match="broken forward"):
+        evaluation.predict(model, split, 32, progress=False)
+    assert model.training
+    working = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2)).train()
+    assert evaluation.predict(working, split, 32, progress=False).shape == (2, 2) and working.training
+
 
 def test_evaluate_an_official_checkpoint_on_rafdb(tmp_path):
     from PIL import Image

@@ -126,7 +126,7 @@ def read_manifest(path: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
         raise ManifestError(f"{path}: manifest not found; {what}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # Recursion: nested too deep
         raise ManifestError(f"{path}: not a manifest ({type(e).__name__}: {e}); {what}".replace("\n", " ")) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ManifestError(f"{path}: not a manifest (no \"format\": \"{FORMAT}\"); {what}")

@@ -31,7 +31,7 @@ def predict(model: nn.Module, split: Split, image_size: int, recipe: str = "rafd
             columns: list[int] | None = None) -> np.ndarray:
     """Class probabilities (N, C) of the base branch on every image of ``split``, with the recipe's test
     transform at ``image_size``; float32 numpy. ``columns``: the softmax over those outputs only (in that order),
-    C = len(columns)."""
+    C = len(columns). The model is scored in eval mode and left in the mode it came in, also when this raises."""
     device = torch.device(device)
     dtype = autocast_dtype(precision, device)
     base = model.base if isinstance(model, QCSNet) else model
@@ -40,13 +40,15 @@ def predict(model: nn.Module, split: Split, image_size: int, recipe: str = "rafd
     loader = DataLoader(ImageDataset(split, build_transforms(recipe, image_size, train=False), cache),
                         batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     out = []
-    for images, _ in tqdm(loader, desc=f"eval {split.dataset}/{split.split}", leave=False, disable=not progress):
-        with autocast(device, dtype):
-            logits = base(to_device(images, device, channels_last))
-        if columns is not None:
-            logits = logits[:, columns]
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
-    base.train(was_training)
+    try:
+        for images, _ in tqdm(loader, desc=f"eval {split.dataset}/{split.split}", leave=False, disable=not progress):
+            with autocast(device, dtype):
+                logits = base(to_device(images, device, channels_last))
+            if columns is not None:
+                logits = logits[:, columns]
+            out.append(torch.softmax(logits.float(), dim=1).cpu())
+    finally:  # an error (or Ctrl-C) leaves the model in the mode it came in
+        base.train(was_training)
     return torch.cat(out).numpy()
 
 

@@ -93,8 +93,11 @@ def _check_existing(out: Path, settings: SynthFERSettings) -> bool:
         return False
     try:
         stored = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{marker} is not readable JSON ({error}); delete {out} to regenerate") from error
+    if not isinstance(stored, dict):
+        raise ValueError(f"{marker} holds a JSON {type(stored).__name__}, not the object of settings SynthFER "
+                         f"writes; delete {out} to regenerate")
     stored = {**ADDED_SETTINGS, **stored}  # a dataset made before a setting existed was drawn at its default
     wanted = _stored_settings(settings)
     diff = [f"{key}: {stored.get(key, '<missing>')!r} there, {wanted.get(key, '<missing>')!r} asked"
