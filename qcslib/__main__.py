@@ -10,7 +10,8 @@
   ``--manifest`` also writes every file's path, label and SHA-256; ``--verify`` checks a copy against a manifest
   instead and prints what is missing, changed or extra (exit 1 if anything is)
 - ``train --profile NAME [--set key=value ...] [--run-dir DIR] [--resume PATH] [--overwrite]``: train
-  (``torchrun --nproc-per-node N -m qcslib train ...`` for DDP); prints the run's summary JSON
+  (``torchrun --nproc-per-node N -m qcslib train ...`` for DDP) into ``<runs_dir>/<name>``, or with ``--resume``
+  the folder of the last.pt it resumes, unless ``--run-dir``; prints the run's summary JSON
 - ``distill --teacher CKPT [--student NAME] [--profile P] [--set key=value ...] [--temperature T] [--alpha A]
   [--beta B] [--teacher-online] [--run-dir DIR] [--resume PATH] [--overwrite]``: train a timm student (default
   resnet10t, from scratch) on the profile's data and recipe with KD from a QCS checkpoint (the run is
@@ -195,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--profile", default="cpu", help="a built-in profile name or a .yaml path")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a profile field (model.csa=s, lr=1e-4, ...); repeatable")
-    train.add_argument("--run-dir", help="the run directory (default: <runs_dir>/<name> of the profile)")
-    train.add_argument("--resume", help="a last.pt to continue from")
+    train.add_argument("--run-dir", help="the run directory (default: <runs_dir>/<name> of the profile; with "
+                                         "--resume: the folder of that last.pt)")
+    train.add_argument("--resume", help="a last.pt to continue from, in its own folder unless --run-dir")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     ds = commands.add_parser("distill", help="distil a QCS checkpoint into a timm student")
     ds.add_argument("--teacher", required=True, help="a QCS checkpoint (a run's best.pt, or an official .pth)")
@@ -288,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(reports[splits[0].split] if len(splits) == 1 else reports, indent=1))
         elif args.command == "train":
             overrides = list(args.overrides)
-            if args.run_dir:
-                run_dir = Path(args.run_dir)
+            if args.run_dir or args.resume:  # a resumed run goes on where it was, not in the default directory
+                run_dir = Path(args.run_dir) if args.run_dir else Path(args.resume).absolute().parent
                 overrides += [f"runs_dir={run_dir.parent}", f"name={run_dir.name}"]
             run = fit(load_profile(args.profile, overrides), resume=args.resume, overwrite=args.overwrite)
             if run.summary:

@@ -39,7 +39,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from . import progress
 from .notebook import ROOT, RUN_PARAMETERS, notebook_parameters
-from .train.config import ConfigError, load_profile, profile_path
+from .train.config import ConfigError, load_profile
 from .train.rundir import code_fingerprint, git_commit
 
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -56,11 +56,7 @@ def parameters(profile: str, extra: dict | None = None) -> dict:
     """What the notebooks get: profile, dataset, data_root, run_dir and device from the profile's config, every
     ``NotebookParameters`` field from its ``notebooks:`` mapping, then ``extra`` (``-p``). All are checked here,
     before any notebook runs: a bad key or value is a one-line ConfigError."""
-    try:
-        config = load_profile(profile)
-    except UnicodeDecodeError as e:  # the profile is read as text
-        raise ConfigError(f"{profile_path(profile)}: not UTF-8 text ({e.reason} at byte {e.start}); save it, and any "
-                          f"base profile it names, as UTF-8") from None
+    config = load_profile(profile)
     run = {"profile": profile, "dataset": config.dataset, "data_root": config.data_root,
            "run_dir": str(config.run_dir), "device": config.device}
     extra = dict(extra or {})

@@ -208,9 +208,9 @@ def test_the_distill_command_names_its_run_after_the_profile_and_the_student(wor
 def test_distill_resume_goes_on_in_the_folder_of_its_last_pt(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from qcslib.train import distillation as distill_module
+    import qcslib.__main__ as cli
     seen = []
-    monkeypatch.setattr(distill_module, "distill", lambda config, *args, **kwargs: (
+    monkeypatch.setattr(cli, "distill", lambda config, *args, **kwargs: (
         seen.append((config.run_dir, kwargs["resume"])), SimpleNamespace(dir=config.run_dir, summary={}))[1])
     last = tmp_path / "mine" / "last.pt"
     base = ["distill", "--teacher", "teacher.pt", "--student", STUDENT, "--profile", "smoke"]

@@ -192,7 +192,7 @@ def test_a_bad_profile_parameter_or_out_is_one_line_before_anything_runs(tmp_pat
             "--out under a file": ["--profile", "smoke"]}[case]
     assert pipeline.main([*argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    expected = {"not UTF-8": f"pipeline: {profile}: not UTF-8 text (invalid continuation byte at byte 17)",
+    expected = {"not UTF-8": f"pipeline: {profile}: not UTF-8 text (byte 17)",
                 "-p not YAML": "pipeline: -p seeds '[0, 1': not a YAML value (expected ',' or ']'",
                 "--out under a file": f"pipeline: --out {out}: {tmp_path / 'notes.txt'} is a file, not a folder"}[case]
     assert err.startswith(expected) and err.count("\n") == 1

@@ -1,4 +1,5 @@
 """The training engine: profiles, SAM, the loss, fit (learning, determinism, resume, non-finite loss, DDP) and evaluate."""
+import contextlib
 import json
 import os
 import shutil
@@ -163,6 +164,13 @@ def test_a_malformed_profile_is_one_line_with_its_line_and_column(tmp_path):
     message = str(e.value)
     assert message.startswith(f"{path}, line ") and ", column " in message and "not valid YAML" in message
     assert "\n" not in message
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1"))  # a profile saved in another encoding
+    with pytest.raises(ConfigError, match=f"^{path}: not UTF-8 text"):
+        load_profile(path)
+    base = tmp_path / "child.yaml"  # the message names the file at fault, a base profile too
+    base.write_text(f"base: {path}\n")
+    with pytest.raises(ConfigError, match=f"^{path}: not UTF-8 text"):
+        load_profile(base)
 
 
 def test_a_bad_data_option_stops_the_train_command_before_any_data_is_made(tmp_path, capsys):
@@ -170,6 +178,17 @@ def test_a_bad_data_option_stops_the_train_command_before_any_data_is_made(tmp_p
     data = tmp_path / "never"
     assert main(["train", "--profile", "smoke", "--set", f"data_root={data}", "--set", "data_options.bogus=1"]) == 2
     assert "data_options for synthfer: unknown option(s) bogus" in capsys.readouterr().err and not data.exists()
+
+
+def test_train_resume_goes_on_in_the_folder_of_its_last_pt(tmp_path, monkeypatch):
+    import qcslib.__main__ as cli
+    seen = []
+    monkeypatch.setattr(cli, "fit", lambda config, resume, overwrite: (seen.append((config.run_dir, resume)),
+                                                                        Run(config.run_dir, config, {}))[1])
+    last = tmp_path / "mine" / "last.pt"
+    assert cli.main(["train", "--profile", "smoke", "--resume", str(last)]) == 0
+    assert cli.main(["train", "--profile", "smoke", "--resume", str(last), "--run-dir", str(tmp_path / "other")]) == 0
+    assert seen == [(last.parent, str(last)), (tmp_path / "other", str(last))]
 
 
 def test_unknown_profile_lists_the_built_in_ones():
@@ -673,6 +692,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_a_notebook_launch_of_torchrun_trains_while_the_default_port_is_taken(tmp_path, smoke_data):
+    from qcslib.train.distributed import launch_torchrun
+    config = smoke(tmp_path, smoke_data, "epochs=1", "sam=false")
+    with socket.socket() as held:
+        with contextlib.suppress(OSError):  # torchrun's default port, held as another job on the machine would hold it
+            held.bind(("127.0.0.1", 29500))
+        run = launch_torchrun(config, 2)
+    assert run.summary["stopped_epoch"] == 1 and (config.run_dir / "best.pt").is_file()
 
 
 def torchrun_smoke(tmp_path, data, run_dir, *launch) -> subprocess.Popen:

@@ -258,7 +258,9 @@ def read_profile(profile: str | Path, seen: tuple = ()) -> tuple[Path, dict]:
     one's (``model``, ``synthfer``, ``data_options`` and ``notebooks`` merge key by key)."""
     path = profile_path(profile)
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the profile as UTF-8") from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""

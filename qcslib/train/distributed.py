@@ -62,12 +62,13 @@ def launch_torchrun(config, processes: int, resume: str | None = None):
     """Train ``config`` on ``processes`` GPUs (or CPU processes) with torchrun in a subprocess → the Run.
 
     For notebooks: the kernel itself never initialises CUDA or a process group. The config is written
-    as a profile next to its run directory, and ``python -m torch.distributed.run`` runs ``qcslib train``."""
+    as a profile next to its run directory, and ``python -m torch.distributed.run --standalone`` (its rendezvous on
+    a free loopback port, so two launches never collide) runs ``qcslib train``."""
     config.run_dir.parent.mkdir(parents=True, exist_ok=True)
     profile = config.run_dir.parent / f"{config.name}.yaml"
     profile.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes), "-m", "qcslib", "train",
-           "--profile", str(profile), "--overwrite"] + (["--resume", str(resume)] if resume else [])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
+           "-m", "qcslib", "train", "--profile", str(profile), "--overwrite"] + (["--resume", str(resume)] if resume else [])
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"torchrun exited with {result.returncode}: {result.stderr.strip().splitlines()[-1:]}")
