@@ -17,6 +17,7 @@ from qcslib.data.sources import Split, class_mapping
 from qcslib.faces import PhotoPredictions
 from qcslib.notebook import NotebookParameters, notebook_parameters
 from qcslib.train import ConfigError, Run, Scores, load_profile
+from qcslib.train import rundir
 
 LOGIC = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
          ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.If, ast.IfExp)
@@ -168,6 +169,7 @@ def write_run(run_dir, config, summary):
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
     (run_dir / "summary.json").write_text(json.dumps(summary))
+    (run_dir / "version.json").write_text(json.dumps(rundir.version(config)))
 
 
 SUMMARY = {"variant": "qcs", "seed": 0, "selection": "val", "stopped_epoch": 6, "max_epochs": 8, "stopped_early": True,
