@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from .ablation import format_mean_std, read_run, run_all, run_table, summarize, train_variants
-from .analysis.stats import compare, verdict
+from .analysis.stats import compare, verdict, with_holm
 from .latency import onnx_latency, torch_latency
 from .models.qcs import QCSConfig, QCSNet, count_parameters, inference_flops
 from .models.weights import load_checkpoint
@@ -157,15 +157,14 @@ def _teacher_words(teacher: dict) -> str:
 
 
 def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
-    """``COMPARISONS``, each a paired difference of test accuracy over seeds with its 95 % interval and verdict.
-    The teacher is one checkpoint, so ``kd − teacher``'s interval is over the student's seeds alone."""
+    """``COMPARISONS``, each a paired difference of test accuracy over seeds with its 95 % interval, the
+    Holm-adjusted p over the three (one family: ``with_holm``) and the verdict. The teacher is one checkpoint, so
+    ``kd − teacher``'s interval is over the student's seeds alone."""
     teacher = runs[runs["variant"] == "kd"].assign(variant="teacher", best_test_accuracy=runs["teacher_test_accuracy"])
     both = pd.concat([runs, teacher], ignore_index=True)
-    rows = []
-    for variant, reference, question in COMPARISONS:
-        c = compare(both, variant, reference)
-        rows.append({"comparison": f"{variant} − {reference}", "question": question, **c, "verdict": verdict(c)})
-    return pd.DataFrame(rows)
+    compared = with_holm([compare(both, variant, reference) for variant, reference, _ in COMPARISONS])
+    return pd.DataFrame([{"comparison": f"{c['variant']} − {c['reference']}", "question": question, **c,
+                          "verdict": verdict(c)} for (_, _, question), c in zip(COMPARISONS, compared)])
 
 
 def int8_students(runs: pd.DataFrame, mode: str, variant: str = "kd") -> pd.DataFrame:

@@ -35,8 +35,9 @@ def test_comparisons_pair_the_variants_by_seed_and_hold_the_teacher_fixed():
     kd = compared.loc["kd − labels"]
     assert kd["mean_diff"] == pytest.approx(np.mean([0.05, 0.06, 0.03])) and kd["seeds"] == 3 and kd["ahead"] == 3
     assert kd["ci_low"] > 0 and "kd is ahead of labels" in kd["verdict"]
-    same = compared.loc["kd_feature − kd"]  # identical on every seed: the interval is the point 0
-    assert same["mean_diff"] == 0 and "no detectable difference" in same["verdict"]
+    same = compared.loc["kd_feature − kd"]  # identical on every seed: no interval, and out of Holm's family
+    assert same["mean_diff"] == 0 and "interval undefined" in same["verdict"] and np.isnan(same["p_holm"])
+    assert kd["family"] == 2 and kd["p_holm"] >= kd["p_value"]
     gap = compared.loc["kd − teacher"]
     assert gap["mean_diff"] == pytest.approx(np.mean([0.55, 0.58, 0.57]) - 0.70) and gap["ci_high"] < 0
 
