@@ -211,8 +211,8 @@ def test_an_interval_from_too_few_seeds_or_identical_differences_is_undefined(b,
     """A zero-width interval from identical differences must not read "ahead"; nor may one from 2 seeds."""
     c = compare(fake_runs({"b": b, "a": a}), "a", "b")
     assert np.isnan(c["ci_low"]) and np.isnan(c["ci_high"]) and np.isnan(c["p_value"])
-    assert verdict(c) == (f"a − b: {100 * (np.mean(a) - np.mean(b)):+.2f} points on {len(a)} seeds, interval undefined ({reason}), "
-                          f"so no conclusion")
+    assert verdict(c) == (f"a − b: {100 * (np.mean(a) - np.mean(b)):+.2f} points on {len(a)} seeds, interval "
+                          f"undefined ({reason}), so no conclusion")
 
 
 def test_the_interval_label_follows_the_confidence_level():

@@ -88,7 +88,8 @@ def _detected(delays: list[dict]) -> list[float]:
 def clip_scores(results: list[dict]) -> pd.DataFrame:
     """One row per clip (``results``: ``predict_video`` summaries, each with its clip's ``truth`` CSV added):
     ``clip, frames, frames without face, raw accuracy, smoothed accuracy``, the median delay in seconds from the
-    truth label's switch to detection (``onset_delays``) of each over the onsets it detected (NaN: none), and how many of the onsets the smoothed one detected."""
+    truth label's switch to detection (``onset_delays``) of each over the onsets it detected (NaN: none), and how
+    many of the onsets the smoothed one detected."""
     rows = []
     for r in results:
         predictions = Path(r["out"]) / "predictions.csv"
