@@ -11,7 +11,10 @@ import pandas as pd
 
 from ..data.sources import Split
 from ..train.rundir import CONVERGED_RANGE, Run
+from .cam import resolves
+from .embedding import score_summary
 from .metrics import PAPER_ACCURACY
+from .stats import verdict
 
 if TYPE_CHECKING:
     from ..train.evaluation import Scores
@@ -92,30 +95,51 @@ def evaluation(checkpoint: str | Path, scores: Scores) -> str:
     return "\n".join(lines)
 
 
-def embeddings(scores: pd.DataFrame, images: int) -> str:
-    """05: silhouette and k-NN accuracy of QCS's features against the baseline's (``scores_by_model``)."""
-    b, q = scores.loc["baseline"], scores.loc["qcs"]
-    better = "QCS" if q["knn_accuracy"] > b["knn_accuracy"] else "The baseline"
-    return (f"- On {images} test images, QCS's features have silhouette {q['silhouette']:.3f} against the baseline's "
-            f"{b['silhouette']:.3f}, and {int(q['k'])}-NN accuracy {100 * q['knn_accuracy']:.1f} % against "
-            f"{100 * b['knn_accuracy']:.1f} % ({int(q['folds'])}-fold cross-validation on the features).\n"
-            f"- {better} separates the classes better by k-NN; one seed, so this is an illustration, not a test "
-            f"(04 has the multi-seed numbers).")
+def embeddings(scores: pd.DataFrame, compared: pd.DataFrame, images: int, selection: str) -> str:
+    """05: per variant, the silhouette and the k-NN accuracy as mean ± std over seeds (``scores``: one row per
+    variant and seed), and QCS against each baseline paired over seeds (``embedding.comparisons``, one family
+    under Holm's correction)."""
+    summary = score_summary(scores)
+    seeds = sorted(scores["seed"].unique())
+    lines = [f"- Each seed's runs ({', '.join(map(str, seeds))}; checkpoints chosen on the **{selection}** split) embed "
+             f"{images} test images drawn with the seed; the {int(scores['k'].iloc[0])}-NN vote is among {images} train "
+             f"images (the train split, not the test images themselves).",
+             "- Mean ± std over seeds: " + "; ".join(f"{v} silhouette {r['silhouette']}, k-NN accuracy "
+                                                    f"{r['k-NN accuracy %']} %" for v, r in summary.iterrows()) + "."]
+    if len(compared):
+        lines.append(f"- QCS against the baselines, paired over seeds, one family of {len(compared)} comparisons: a "
+                     f"difference is declared only where its Holm-adjusted p is below 0.05 (the intervals are "
+                     f"unadjusted).")
+        lines += [f"  - *{row.question}* {row.verdict}." for row in compared.itertuples()]
+    return "\n".join(lines)
 
 
-def localisation(table: pd.DataFrame | None) -> str:
+def localisation(table: pd.DataFrame | None, side: int, compared: dict | None = None) -> str:
     """06: the share of CAM energy inside the action-unit masks, QCS against the baseline and an even spread
-    (``cam.localisation``; None off SynthFER)."""
+    (``cam.localisation`` of the first seed; None off SynthFER); whether a map of ``side × side`` tokens
+    (``cam.grid_side``) can localise the masks at all (``cam.resolves``); and QCS − baseline paired over seeds
+    (``cam.compare_localisation``)."""
+    cell = 100 / side ** 2
+    grid = (f"- The maps are made of a {side} × {side} token grid per scale: one cell covers {cell:.1f} % of the "
+            f"image.")
     if table is None:
-        return "- The CAMs and CSA maps are shown above; the localisation score needs SynthFER's masks."
+        return grid + "\n- The CAMs and CSA maps are shown above; the localisation score needs SynthFER's masks."
     b, q, even = table.loc["baseline"], table.loc["qcs"], table.loc["even spread"]
-    closer = "QCS" if q["mean %"] > b["mean %"] else "The baseline"
+    lines = [grid + f" The action-unit masks cover {even['mean %']:.1f} % of it on average."]
+    if not resolves(side, even["mean %"] / 100):
+        lines[0] += (" A cell as large as the masks cannot single them out from the face around them: at this "
+                     "resolution the maps **cannot localise**, and the energy shares below are **not informative** "
+                     "about where the models look (a larger `backbone_size` gives a finer grid: the paper's 112 gives "
+                     "7 × 7).")
     zero = (f" (left out: the {int(q['zero maps'])} images where QCS's map and the {int(b['zero maps'])} where the "
             f"baseline's was zero everywhere)" if q["zero maps"] or b["zero maps"] else "")
-    return (f"- Share of CAM energy inside the AU masks, mean ± std over {int(q['images'])} test images{zero}: QCS "
-            f"**{q['mean %']:.1f} ± {q['std %']:.1f} %**, baseline {b['mean %']:.1f} ± {b['std %']:.1f} %; a map "
-            f"spread evenly would put {even['mean %']:.1f} % there (the masks' mean area).\n"
-            f"- {closer} concentrates more on the expression regions here (one seed each).")
+    lines.append(f"- Share of CAM energy inside the AU masks, first seed, mean ± std over {int(q['images'])} test "
+                 f"images{zero}: QCS **{q['mean %']:.1f} ± {q['std %']:.1f} %**, baseline {b['mean %']:.1f} ± "
+                 f"{b['std %']:.1f} %; a map spread evenly would put {even['mean %']:.1f} % there (the masks' mean "
+                 f"area).")
+    if compared is not None:
+        lines.append(f"- QCS against the baseline over seeds (mean share per seed, in points): {verdict(compared)}.")
+    return "\n".join(lines)
 
 
 def predictions(checkpoint: str | Path, template: str, photos) -> str:
@@ -142,8 +166,6 @@ def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: d
     the clips' raw and smoothed accuracy and their paired comparison, what the ``sweep`` of τ
     (``temporal.smoothing_sweep``) found, the pipeline's speed, and what the clip of
     real photos gave (faces found, frames without one, the labels' caveat for a SynthFER model: ``template``)."""
-    from .stats import verdict
-
     summary_file = Path(checkpoint).with_name("summary.json")
     run = ""
     if summary_file.is_file():
