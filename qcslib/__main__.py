@@ -29,8 +29,8 @@
   checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON. ``--int8 [auto|dynamic|static]`` (onnx only) also
   quantises it (``qcslib.export.export_int8``; auto: static for a student, dynamic for QCS; static: calibrated
   on ``--calibration N`` train images of the checkpoint's training data, or ``--dataset NAME --data-root DIR``),
-  and prints its top-1 agreement with fp32 and the accuracy difference on the test split (or its first
-  ``--test-images N``)
+  and prints its top-1 agreement with fp32 and the accuracy difference on the test split (or on
+  ``--test-images N`` of its images, drawn at random with seed 0)
 
 Exit codes: 0 done; 1 training stopped on a non-finite loss, an export failed its check, (predict) some
 file had no face or could not be read, or a video could not be opened or stopped early (its frames before that
@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                                                         "(default: the checkpoint's training dataset)")
     ex.add_argument("--data-root", help="--int8: its root (default: the checkpoint's training data_root)")
     ex.add_argument("--calibration", type=int, help="--int8 static: calibration images from train (default 64)")
-    ex.add_argument("--test-images", type=int, help="--int8: score on the first N test images (default: all)")
+    ex.add_argument("--test-images", type=int,
+                    help="--int8: score on N test images drawn at random (seed 0; default: all)")
     args = parser.parse_args(argv)
     if args.command == "predict" and not args.paths and args.camera is None:
         parser.error("predict: give image or video paths, or --camera N")

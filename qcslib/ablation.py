@@ -10,9 +10,10 @@ each reusing a finished run of the same config.
 Every run picks its checkpoint and stops on its selection split (val, unless a profile asks for the
 paper's protocol, ``selection: test``); the test scores in its ``summary.json`` come after that.
 ``summarize`` gives mean ± std over seeds; ``comparisons`` the paired differences of ``COMPARISONS``
-with 95 % intervals and their verdicts (``analysis.stats``); ``bias_table`` splits SynthFER's test set by
-the background attribute, where the truth about the redundant feature is known; ``findings`` writes
-notebook 04's conclusions from all of these.
+with 95 % intervals, Holm-adjusted p-values over the family and their verdicts (``analysis.stats``);
+``bias_table`` splits SynthFER's test set by the background attribute, where the truth about the redundant
+feature is known, and ``bias_comparisons`` pairs the variants' gaps (aligned − conflicting accuracy) over
+seeds; ``findings`` writes notebook 04's conclusions from all of these.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import yaml
 
 from . import progress
 from .analysis.findings import convergence
-from .analysis.stats import compare, verdict
+from .analysis.stats import compare, interval_label, verdict, with_holm
 from .data.sources import Split, load_split
 from .models.qcs import BRANCHES
 from .models.weights import load_checkpoint
@@ -74,6 +75,12 @@ COMPARISONS = [
     ("qcs_sdpa", "qcs", "does plain cross attention do as well as CSA?"),
     ("qcs_no_residual", "qcs", "does dropping the cross residual change QCS?"),
     ("qcs_per_sample", "qcs", "does per-sample normalisation change QCS?"),
+]
+# (variant, reference, question) on the bias gap, aligned − conflicting accuracy: the paper's claim on SynthFER
+GAP_COMPARISONS = [
+    ("qcs", "baseline_matched", "does QCS lean less on the background hue than the baseline at equal compute?"),
+    ("qcs", "baseline", "does QCS lean less on the background hue than the baseline at equal epochs?"),
+    ("qcs", "dcs", "does QCS lean less on the background hue than DCS (do the negatives help)?"),
 ]
 METRICS = ("val_accuracy", "test_accuracy", "test_mean_class_accuracy", "test_macro_f1")
 
@@ -253,29 +260,40 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     return format_mean_std(table)[shown].assign(n=table["n"])
 
 
-def comparison_table(compared: pd.DataFrame) -> pd.DataFrame:
-    """``comparisons`` for reading: the question, seeds, the mean difference and its 95 % interval in points."""
+def comparison_table(compared: pd.DataFrame | None, what: str = "test accuracy") -> pd.DataFrame | None:
+    """``comparisons`` (or ``bias_comparisons``) for reading: the question, seeds, the mean difference in points
+    of ``what``, its interval (unadjusted, at the comparisons' level) and the Holm-adjusted p over the family.
+    None (no bias check) gives None."""
+    if compared is None:
+        return None
+
     def points(v: float) -> str:
         return f"{100 * v:+.2f}" if np.isfinite(v) else "n/a"
 
+    label = f"{interval_label(compared.iloc[0])} (unadjusted)" if len(compared) else "interval"
     return pd.DataFrame({
         "question": compared["question"].to_numpy(), "seeds": compared["seeds"].to_numpy(),
         "ahead on": compared["ahead"].to_numpy(), "mean difference": [points(v) for v in compared["mean_diff"]],
-        "95 % interval": [f"[{points(a)},\u00a0{points(b)}]" if np.isfinite(a) else "n/a (one seed)"
-                          for a, b in zip(compared["ci_low"], compared["ci_high"])],
-    }, index=pd.Index(compared["comparison"], name="comparison (points of test accuracy)"))
+        label: [f"[{points(a)},\u00a0{points(b)}]" if np.isfinite(a) else "undefined"
+                for a, b in zip(compared["ci_low"], compared["ci_high"])],
+        f"Holm p (of {compared['family'].max() if len(compared) else 0})":
+            [f"{p:.3f}" if np.isfinite(p) else "n/a" for p in compared["p_holm"]],
+    }, index=pd.Index(compared["comparison"], name=f"comparison (points of {what})"))
 
 
 def comparisons(runs: pd.DataFrame, metric: str = "best_test_accuracy") -> pd.DataFrame:
-    """``COMPARISONS`` whose two variants both ran → one row each: the question, ``compare``'s numbers and
-    the ``verdict``."""
+    """``COMPARISONS`` whose two variants both ran → one row each: the question, ``compare``'s numbers, the
+    Holm-adjusted p over these comparisons (one family: ``with_holm``) and the ``verdict``."""
+    return _family(runs, COMPARISONS, metric)
+
+
+def _family(runs: pd.DataFrame, listed: list[tuple[str, str, str]], metric: str,
+            directions: tuple[str, str] = ("is ahead of", "is behind")) -> pd.DataFrame:
     present = set(runs["variant"])
-    rows = []
-    for variant, reference, question in COMPARISONS:
-        if {variant, reference} <= present:
-            c = compare(runs, variant, reference, metric)
-            rows.append({"comparison": f"{variant} − {reference}", "question": question, **c, "verdict": verdict(c)})
-    return pd.DataFrame(rows)
+    asked = [(v, r, q) for v, r, q in listed if {v, r} <= present]
+    compared = with_holm([compare(runs, v, r, metric) for v, r, _ in asked])
+    return pd.DataFrame([{"comparison": f"{c['variant']} − {c['reference']}", "question": q, **c,
+                          "verdict": verdict(c, directions=directions)} for (_, _, q), c in zip(asked, compared)])
 
 
 def bias_accuracy(model, split: Split, meta_csv: str | Path, image_size: int, recipe: str = "rafdb",
@@ -330,6 +348,16 @@ def bias_summary(bias: pd.DataFrame | None) -> pd.DataFrame | None:
     return format_mean_std(table).assign(n=grouped.size())
 
 
+def bias_comparisons(bias: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``GAP_COMPARISONS`` on ``bias_table``'s rows: per seed, the difference of two variants' gaps (aligned −
+    conflicting accuracy), paired over seeds, with Holm's correction over these comparisons (one family). A
+    negative difference means the first variant leans less on the background hue. None gives None."""
+    if bias is None:
+        return None
+    gaps = bias.assign(gap=bias["aligned"] - bias["conflicting"])
+    return _family(gaps, GAP_COMPARISONS, "gap", directions=("has a larger gap than", "has a smaller gap than"))
+
+
 def findings(runs: pd.DataFrame, table: pd.DataFrame, compared: pd.DataFrame, bias: pd.DataFrame | None,
              ceiling: float | None, chance: float) -> str:
     """Notebook 04's conclusions as markdown, each number with its seeds and each comparison read from its
@@ -346,11 +374,23 @@ def findings(runs: pd.DataFrame, table: pd.DataFrame, compared: pd.DataFrame, bi
     ceiling_text = f"the AU-oracle ceiling is {100 * ceiling:.2f} %" if ceiling is not None else "no ceiling is known"
     lines.append(f"- Mean test accuracy lies {span}; chance is {100 * chance:.2f} % and {ceiling_text}. "
                  f"Seeds per variant: {seeds}.")
-    for row in compared.itertuples():
-        lines.append(f"- *{row.question}* {row.verdict}.")
+    lines += _family_lines(compared, "test accuracy")
     if bias is not None and not bias.empty:
         conflicting = bias_summary(bias)["conflicting"]
         parts = [f"{v} {conflicting[v]} %" for v in MAIN if v in conflicting.index]
         lines.append(f"- On bias-conflicting test images (another class's background hue): {'; '.join(parts)} "
                      f"(mean ± std over seeds).")
+        lines += _family_lines(bias_comparisons(bias), "bias gap (aligned − conflicting accuracy)")
     return "\n".join(lines)
+
+
+def _family_lines(compared: pd.DataFrame, what: str) -> list[str]:
+    """One bullet per comparison of a family (``_family``), after one saying how the family is corrected."""
+    if compared.empty:
+        return []
+    level = interval_label(compared.iloc[0])
+    lines = [f"- Paired comparisons of the {what}, one family of {len(compared)}: each interval is an unadjusted "
+             f"{level}; a difference is declared only where its Holm-adjusted p (over the "
+             f"{int(compared['family'].max())} comparisons with an interval) is below "
+             f"{1 - compared['confidence'].iloc[0]:.2g}."]
+    return lines + [f"  - *{row.question}* {row.verdict}." for row in compared.itertuples()]

@@ -105,8 +105,9 @@ def export_int8(checkpoint: str | Path, out: str | Path | None = None, mode: str
     default): static for a distilled student, dynamic for QCS. The data are ``dataset`` under ``data_root``, by
     default the checkpoint's own (its stored training config's ``dataset``, ``data_root`` and ``data_options``;
     a relative root is taken from the current directory, as ``train`` took it), preprocessed with the
-    checkpoint's test transform (``recipe_for``). Agreement and accuracies are on the test split (its first
-    ``test_images``, or all), whose classes must be the checkpoint's, in its order.
+    checkpoint's test transform (``recipe_for``). Agreement and accuracies are on the test split (all of it, or
+    ``test_images`` of it drawn at random without replacement with ``seed``, so that the sample spans its
+    identities, which the split stores in runs), whose classes must be the checkpoint's, in its order.
 
     Why "auto" chooses as it does (2026-12-03, this 2-core machine, one onnxruntime thread, batch 1):
     - QCS, dynamic: on a tiny QCS (fitted for 60 steps to 84 SynthFER images; 56 test images;
@@ -177,8 +178,10 @@ def export_int8(checkpoint: str | Path, out: str | Path | None = None, mode: str
             quantize_dynamic(fp32_path, str(out), op_types_to_quantize=["MatMul", "Gemm"],
                              weight_type=QuantType.QInt8)
         fp32 = onnxruntime.InferenceSession(fp32_path, providers=["CPUExecutionProvider"])
-        scored = test.labels[:test_images]
-        images = _images(test, np.arange(len(scored)), recipe, size)
+        sample = np.arange(len(test)) if test_images is None or test_images >= len(test) else \
+            np.sort(np.random.default_rng(seed).choice(len(test), test_images, replace=False))
+        scored = test.labels[sample]
+        images = _images(test, sample, recipe, size)
         fp32_top1 = _logits(fp32, images).argmax(1)
     int8 = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     int8_top1 = _logits(int8, images).argmax(1)

@@ -31,6 +31,7 @@ from .ablation import reuse_or_fit, train_variants, variant_config
 from .export import INT8_MODES
 from .paper import parse_domain_overrides
 from .students import parse_distill_overrides
+from .analysis import cam, embedding
 from .analysis.metrics import au_oracle
 from .data.sources import DATASET_CLASSES, DATASETS, SPLITS, Split, load_split, verify_images
 from .data.photo_clip import write_photo_clip
@@ -261,11 +262,53 @@ def evaluate(config: TrainConfig, params: NotebookParameters, checkpoint: str | 
     return report, scores
 
 
-def load_pair(config: TrainConfig, seed: int, reuse_stale: bool = False) -> Loaded:
-    """The baseline and QCS runs of ``seed`` (trained here unless 04 finished them with this config and this
-    code), their best.pt (chosen on the selection split) loaded as ``models["baseline"]`` and ``models["qcs"]``."""
-    runs = train_variants(config, {"baseline": [seed], "qcs": [seed]}, reuse_stale=reuse_stale)
+def load_pair(config: TrainConfig, seed: int, variants: tuple[str, ...] = ("baseline", "qcs"),
+              reuse_stale: bool = False) -> Loaded:
+    """The runs of ``variants`` of ``seed`` (trained here unless 04 finished them with this config and this
+    code), their best.pt (chosen on the selection split) loaded as ``models[variant]``."""
+    runs = train_variants(config, {v: [seed] for v in variants}, reuse_stale=reuse_stale)
     return load_on_test(config, {r.variant: Path(r.run_dir) / "best.pt" for r in runs.itertuples()})
+
+
+def localisations(config: TrainConfig, seeds: list[int], images: int, reuse_stale: bool = False
+                  ) -> dict[int, pd.DataFrame | None]:
+    """06: for each seed, ``cam.localisation`` of the baseline and QCS runs (``load_pair``) on ``images`` test images
+    drawn with the seed (``sample``) → ``{seed: table}`` (None off SynthFER)."""
+    tables = {}
+    for seed in seeds:
+        pair = load_pair(config, seed, reuse_stale=reuse_stale)
+        tables[seed] = cam.localisation(pair.models, sample(pair.test, images, seed), pair.recipe)
+    return tables
+
+
+EMBEDDED = ("baseline", "baseline_matched", "qcs")  # 05's variants
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """05's study: the scores of every seed, and the first seed's test features for its t-SNE."""
+
+    scores: pd.DataFrame             # one row per variant and seed: silhouette, knn_accuracy, k
+    test: Split                      # the first seed's sample of test images
+    features: dict[str, np.ndarray]  # variant → its features of ``test`` (first seed)
+    first: pd.DataFrame              # the first seed's scores, one row per variant (index)
+
+
+def embeddings(config: TrainConfig, seeds: list[int], points: int, reuse_stale: bool = False) -> Embeddings:
+    """For each seed: the ``EMBEDDED`` runs (``load_pair``), ``points`` test and ``points`` train images drawn
+    with the seed (``sample``), each model's features of both, and ``embedding.scores_by_model`` (the k-NN fitted
+    on the train images, scored on the test images)."""
+    rows, first = [], None
+    for seed in seeds:
+        loaded = load_pair(config, seed, EMBEDDED, reuse_stale)  # generates the data first, where it must
+        train = load_split(config.dataset, config.data_root, config.train_split, **config.data_options.to_dict())
+        test, reference = sample(loaded.test, points, seed), sample(train, points, seed)
+        features = embedding.features_by_model(loaded.models, test, loaded.recipe, device=loaded.device)
+        known = embedding.features_by_model(loaded.models, reference, loaded.recipe, device=loaded.device)
+        scores = embedding.scores_by_model(known, reference.labels, features, test.labels)
+        rows.append(scores.rename_axis("variant").reset_index().assign(seed=seed))
+        first = first or (test, features, scores)
+    return Embeddings(pd.concat(rows, ignore_index=True), *first)
 
 
 def sample(split: Split, n: int, seed: int = 0) -> Split:

@@ -8,6 +8,9 @@ every variant the same initialisation and data order, so the variants are compar
 (``comparisons``, ``analysis.stats``). Runs land in ``<run_dir>/students/<student>-<variant>-s<seed>`` and a
 finished one of the same config and options is reused (``finished``).
 
+``bias_check`` scores the teacher and every student on SynthFER's bias-aligned and bias-conflicting test images
+(``ablation.bias_accuracy``) and ``bias_comparisons`` pairs their gaps over seeds.
+
 ``int8_students`` quantises each KD student's best.pt (``export.export_int8``); ``cost_table`` gives parameters,
 GFLOPs, batch-1 CPU latency (``latency``) and test accuracy of the paper-size QCS (untrained: latency only), the
 teacher, each student in fp32 and the int8 student.
@@ -22,8 +25,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .ablation import current, format_mean_std, read_run, run_all, run_table, summarize, train_variants
-from .analysis.stats import compare, verdict
+from .ablation import (bias_accuracy, current, format_mean_std, read_run, run_all, run_table, summarize,
+                       train_variants)
+from .analysis.stats import compare, verdict, with_holm
+from .data.sources import load_split
 from .export import export, export_int8
 from .latency import onnx_latency, torch_latency
 from .models.qcs import QCSConfig, QCSNet, count_parameters, inference_flops
@@ -33,6 +38,7 @@ from .train.config import ConfigError, TrainConfig, apply_overrides, parse_overr
 from .train.distillation import DistillOptions, distill
 from .train.loop import prepare_data
 from .train.rundir import version_change
+from .train.runtime import select_device
 
 VARIANTS = {  # name → (what it is, its loss weights given the notebook's α and β)
     "labels": ("labels only: cross-entropy, no teacher (α = 0)", lambda alpha, beta: (0.0, 0.0)),
@@ -162,15 +168,59 @@ def _teacher_words(teacher: dict) -> str:
 
 
 def comparisons(runs: pd.DataFrame) -> pd.DataFrame:
-    """``COMPARISONS``, each a paired difference of test accuracy over seeds with its 95 % interval and verdict.
-    The teacher is one checkpoint, so ``kd − teacher``'s interval is over the student's seeds alone."""
+    """``COMPARISONS``, each a paired difference of test accuracy over seeds with its 95 % interval, the
+    Holm-adjusted p over the three (one family: ``with_holm``) and the verdict. The teacher is one checkpoint, so
+    ``kd − teacher``'s interval is over the student's seeds alone."""
     teacher = runs[runs["variant"] == "kd"].assign(variant="teacher", best_test_accuracy=runs["teacher_test_accuracy"])
     both = pd.concat([runs, teacher], ignore_index=True)
+    compared = with_holm([compare(both, variant, reference) for variant, reference, _ in COMPARISONS])
+    return pd.DataFrame([{"comparison": f"{c['variant']} − {c['reference']}", "question": question, **c,
+                          "verdict": verdict(c)} for (_, _, question), c in zip(COMPARISONS, compared)])
+
+
+# (variant, reference, question) on the bias gap, aligned − conflicting test accuracy (SynthFER)
+GAP_COMPARISONS = [
+    ("labels", "teacher", "does the labels-only student lean more on the background hue than its teacher?"),
+    ("kd", "teacher", "does the KD student lean more on the background hue than its teacher?"),
+    ("kd", "labels", "does KD change how much the student leans on the background hue?"),
+]
+
+
+def bias_check(config: TrainConfig, teacher: dict, runs: pd.DataFrame) -> pd.DataFrame | None:
+    """``ablation.bias_accuracy`` of the teacher's checkpoint and of every student run's best.pt on the config's
+    test split, where there is a spurious attribute to check (SynthFER with ``bias_strength > 0``: in train and
+    val the background hue goes with the class, in test it does not) → one row per model: variant ("teacher" or
+    the student's), seed (the teacher's run's; NaN for a given checkpoint), accuracy, aligned, conflicting,
+    n_aligned, n_conflicting. None elsewhere."""
+    if config.dataset != "synthfer" or config.synthfer.bias_strength == 0:
+        return None
+    test = load_split("synthfer", config.data_root, config.test_split)
+    device, meta = select_device(config.device), Path(config.data_root) / "meta.csv"
+    models = [("teacher", teacher["seed"], Path(teacher["checkpoint"]))]
+    models += [(r.variant, r.seed, Path(r.run_dir) / "best.pt") for r in runs.itertuples()]
     rows = []
-    for variant, reference, question in COMPARISONS:
-        c = compare(both, variant, reference)
-        rows.append({"comparison": f"{variant} − {reference}", "question": question, **c, "verdict": verdict(c)})
+    for variant, seed, checkpoint in models:
+        model, _ = load_checkpoint(checkpoint)
+        rows.append({"variant": variant, "seed": seed, **bias_accuracy(
+            model.to(device), test, meta, model.config.image_size, config.transform, device=device, progress=False)})
     return pd.DataFrame(rows)
+
+
+def bias_comparisons(bias: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``GAP_COMPARISONS`` on ``bias_check``'s rows: per seed, the difference of two models' gaps (aligned −
+    conflicting accuracy), paired over the students' seeds (the teacher is one checkpoint, held fixed), with
+    Holm's correction over the three (one family). None gives None."""
+    if bias is None:
+        return None
+    gaps = bias.assign(gap=bias["aligned"] - bias["conflicting"])
+    seeds = gaps.loc[gaps["variant"] != "teacher", "seed"].unique()
+    fixed = gaps[gaps["variant"] == "teacher"].iloc[0]
+    teacher = pd.DataFrame({"variant": "teacher", "seed": seeds, "gap": fixed["gap"]})
+    both = pd.concat([gaps[gaps["variant"] != "teacher"], teacher], ignore_index=True)
+    compared = with_holm([compare(both, v, r, "gap") for v, r, _ in GAP_COMPARISONS])
+    return pd.DataFrame([{"comparison": f"{c['variant']} − {c['reference']}", "question": q, **c,
+                          "verdict": verdict(c, directions=("has a larger gap than", "has a smaller gap than"))}
+                         for (_, _, q), c in zip(GAP_COMPARISONS, compared)])
 
 
 def int8_students(runs: pd.DataFrame, mode: str, variant: str = "kd") -> pd.DataFrame:

@@ -15,7 +15,7 @@ import yaml
 from scipy import stats
 
 from qcslib import ablation
-from qcslib.analysis.stats import compare, verdict
+from qcslib.analysis.stats import compare, holm, verdict, with_holm
 from qcslib.data.sources import load_split
 from qcslib.data.synthfer import SynthFERSettings, generate
 from qcslib.models.backbone import IRBackbone
@@ -253,12 +253,47 @@ def test_a_verdict_follows_its_interval():
     assert verdict(ahead).startswith("a is ahead of b by 10.00 points (95 % interval [+")
     behind = compare(fake_runs({"b": [0.6, 0.71, 0.79, 0.7], "a": [0.5, 0.6, 0.7, 0.6]}), "a", "b")
     assert behind["ci_high"] < 0 and verdict(behind).startswith("a is behind b by 10.00 points")
-    one = compare(fake_runs({"b": [0.5], "a": [0.6]}), "a", "b")
-    assert np.isnan(one["ci_low"]) and "too few for an interval, so no conclusion" in verdict(one)
-    constant = compare(fake_runs({"b": [0.5, 0.6], "a": [0.6, 0.7]}), "a", "b")
-    assert constant["ci_low"] == pytest.approx(0.1) == constant["ci_high"]
     with pytest.raises(ValueError, match="no 'c' runs"):
         compare(fake_runs({"b": [0.5], "a": [0.6]}), "c", "b")
+
+
+@pytest.mark.parametrize("b, a, reason", [
+    ([0.5], [0.6], "fewer than 3 paired seeds"),
+    ([0.5, 0.6], [0.6, 0.75], "fewer than 3 paired seeds"),           # a t-interval exists, on one dof
+    ([0.5, 0.6, 0.7], [0.6, 0.7, 0.8], "every one of the seeds gives the same difference"),
+])
+def test_an_interval_from_too_few_seeds_or_identical_differences_is_undefined(b, a, reason):
+    """A zero-width interval from identical differences must not read "ahead"; nor may one from 2 seeds."""
+    c = compare(fake_runs({"b": b, "a": a}), "a", "b")
+    assert np.isnan(c["ci_low"]) and np.isnan(c["ci_high"]) and np.isnan(c["p_value"])
+    assert verdict(c) == (f"a − b: {100 * (np.mean(a) - np.mean(b)):+.2f} points on {len(a)} seeds, interval "
+                          f"undefined ({reason}), so no conclusion")
+
+
+def test_the_interval_label_follows_the_confidence_level():
+    runs = fake_runs({"b": [0.5, 0.6, 0.7, 0.6], "a": [0.6, 0.71, 0.79, 0.7]})
+    c = compare(runs, "a", "b", confidence=0.9)
+    low, high = stats.ttest_rel([0.61, 0.72, 0.8, 0.71], [0.51, 0.61, 0.71, 0.61]).confidence_interval(0.9)
+    assert (c["ci_low"], c["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert f"(90 % interval [{100 * low:+.2f}, {100 * high:+.2f}] points, 4 seeds)" in verdict(c)
+
+
+def test_holm_adjusts_a_family_and_leaves_undefined_comparisons_out():
+    """p = 0.01, 0.04, 0.03 and one undefined (m = 3): 3 · 0.01, max(0.03, 2 · 0.03), max(0.06, 1 · 0.04)."""
+    assert holm([0.01, 0.04, 0.03, np.nan]) == pytest.approx([0.03, 0.06, 0.06, np.nan], nan_ok=True)
+    assert holm([0.9, 0.02]) == pytest.approx([0.9, 0.04]) and holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_a_difference_that_does_not_survive_holm_is_not_declared():
+    runs = fake_runs({"b": [0.5, 0.6, 0.7, 0.6], "a": [0.6, 0.71, 0.79, 0.7], "c": [0.55, 0.6, 0.71, 0.6]})
+    c, d = with_holm([compare(runs, "a", "b"), compare(runs, "c", "b")])
+    assert c["ci_low"] > 0 and c["p_value"] < 0.05 and c["family"] == 2
+    assert c["p_holm"] == pytest.approx(min(1, 2 * c["p_value"]) if c["p_value"] < d["p_value"] else
+                                        max(min(1, 2 * d["p_value"]), c["p_value"]))
+    text = verdict({**c, "p_holm": 0.2})
+    assert text.startswith("a − b: no detectable difference after Holm's correction (+10.00 points; 95 % interval, "
+                           "unadjusted [+") and text.endswith("Holm-adjusted p = 0.200 over 2 comparisons)")
+    assert verdict({**c, "p_holm": 0.01}).startswith("a is ahead of b by 10.00 points (95 % interval, unadjusted [+")
 
 
 def test_comparisons_answer_the_listed_questions_for_the_variants_that_ran():
@@ -328,3 +363,33 @@ def test_bias_summary_gives_mean_and_std_of_each_accuracy_and_of_the_gap():
     runs = fake_runs({"baseline": [0.5], "qcs": [0.6, 0.7]})
     text = ablation.findings(runs, ablation.summarize(runs), ablation.comparisons(runs), bias, None, 0.1)
     assert "baseline 45.00 %; qcs 70.00 ± 0.00 %" in text
+
+
+def test_bias_comparisons_pair_the_gaps_of_qcs_and_each_baseline_over_seeds():
+    """Gaps (aligned − conflicting) per seed: qcs 0.10, 0.12, 0.08; baseline_matched 0.30, 0.35, 0.28, so the
+    per-seed differences are −0.20, −0.23, −0.20; dcs did not run, so its comparison is left out."""
+    bias = pd.DataFrame({"variant": ["qcs"] * 3 + ["baseline_matched"] * 3, "seed": [0, 1, 2] * 2,
+                         "aligned": [0.9, 0.92, 0.88, 0.95, 0.95, 0.93],
+                         "conflicting": [0.8, 0.8, 0.8, 0.65, 0.6, 0.65]})
+    compared = ablation.bias_comparisons(bias)
+    assert compared["comparison"].tolist() == ["qcs − baseline_matched"]
+    row = compared.iloc[0]
+    diff = np.array([-0.20, -0.23, -0.20])
+    half = stats.t.ppf(0.975, 2) * diff.std(ddof=1) / np.sqrt(3)
+    assert (row["mean_diff"], row["ci_low"], row["ci_high"]) == (pytest.approx(diff.mean()),
+                                                                  pytest.approx(diff.mean() - half),
+                                                                  pytest.approx(diff.mean() + half))
+    assert row["family"] == 1 and row["p_holm"] == pytest.approx(row["p_value"])
+    assert row["verdict"].startswith("qcs has a smaller gap than baseline_matched by 21.00 points (95 % interval, "
+                                     "unadjusted [")
+    assert ablation.bias_comparisons(None) is None and ablation.comparison_table(None) is None
+    table = ablation.comparison_table(compared, "bias gap")
+    assert table.index.name == "comparison (points of bias gap)"
+    assert list(table.columns) == ["question", "seeds", "ahead on", "mean difference", "95 % interval (unadjusted)",
+                                   "Holm p (of 1)"]
+    runs = fake_runs({"baseline_matched": [0.5, 0.6, 0.7], "qcs": [0.51, 0.62, 0.73]})
+    text = ablation.findings(runs, ablation.summarize(runs), ablation.comparisons(runs), bias, None, 0.1)
+    assert ("- Paired comparisons of the bias gap (aligned − conflicting accuracy), one family of 1: each interval "
+            "is an unadjusted 95 % interval; a difference is declared only where its Holm-adjusted p (over the 1 "
+            "comparisons with an interval) is below 0.05.\n  - *does QCS lean less on the background hue than the "
+            "baseline at equal compute?* qcs has a smaller gap than") in text

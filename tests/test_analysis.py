@@ -1,11 +1,14 @@
 """Analysis: base-branch embeddings and their scores, t-SNE, Grad-CAM, CSA maps, and mask energy shares."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from qcslib import QCSConfig, QCSNet
+from qcslib.analysis import cam, embedding
 from qcslib.analysis import (csa_maps, embedding_scores, extract_features, gradcam, mask_energy_share,
                              mask_energy_shares, read_masks, token_grid, tsne_2d)
 from qcslib.data.sources import load_split, read_image
@@ -57,23 +60,54 @@ def test_tsne_is_2d_seeded_and_works_for_few_points():
 def test_embedding_scores_high_for_separate_clusters_and_chance_for_random_labels():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 100)
-    clusters = rng.normal(size=(300, 4)) + 8 * np.eye(3, 4)[labels]  # three unit blobs 8 apart, one noise dimension
-    scores = embedding_scores(clusters, labels)
+    centres = 8 * np.eye(3, 4)  # three unit blobs 8 apart, one noise dimension
+    train, test = (rng.normal(size=(300, 4)) + centres[labels] for _ in range(2))
+    scores = embedding_scores(train, labels, test, labels)
     assert scores["silhouette"] > 0.5 and scores["knn_accuracy"] == 1.0
-    assert (scores["k"], scores["folds"]) == (5, 5) and isinstance(scores["silhouette"], float)
+    assert scores["k"] == 5 and isinstance(scores["silhouette"], float)
 
-    shuffled = embedding_scores(clusters, rng.permutation(labels))
-    assert abs(shuffled["silhouette"]) < 0.05
-    assert abs(shuffled["knn_accuracy"] - 1 / 3) < 0.08
+    shuffled = rng.permutation(labels)
+    random = embedding_scores(train, shuffled, test, shuffled)
+    assert abs(random["silhouette"]) < 0.05
+    assert abs(random["knn_accuracy"] - 1 / 3) < 0.08
 
 
-def test_embedding_scores_clip_folds_and_k_for_small_classes():
+def test_the_knn_votes_among_train_images_not_among_the_other_test_images():
+    """Train's labels sit on the wrong clusters: a vote of train neighbours is always wrong, however well the test
+    images cluster among themselves (a vote cross-validated among the test images would score 1.0)."""
     rng = np.random.default_rng(0)
-    labels = np.array([0, 0, 1, 1, 1])
-    scores = embedding_scores(rng.normal(size=(5, 4)), labels, k=5)
-    assert (scores["folds"], scores["k"]) == (2, 2)  # the smallest training fold holds 5 − ⌈5/2⌉ = 2 samples
-    with pytest.raises(ValueError, match="at least 2 samples"):
-        embedding_scores(rng.normal(size=(5, 4)), np.array([0, 1, 1, 1, 1]))
+    labels = np.repeat(np.arange(3), 50)
+    train, test = (rng.normal(size=(150, 4)) + 8 * np.eye(3, 4)[labels] for _ in range(2))
+    right = embedding_scores(train, labels, test, labels)
+    wrong = embedding_scores(train, (labels + 1) % 3, test, labels)
+    assert (right["knn_accuracy"], wrong["knn_accuracy"]) == (1.0, 0.0)
+    assert wrong["silhouette"] == right["silhouette"]  # the silhouette is the test features' own
+
+
+def test_embedding_scores_clip_k_and_need_two_test_classes():
+    rng = np.random.default_rng(0)
+    scores = embedding_scores(rng.normal(size=(4, 4)), np.array([0, 0, 1, 1]), rng.normal(size=(5, 4)),
+                              np.array([0, 0, 1, 1, 1]), k=5)
+    assert scores["k"] == 4  # only 4 train images to vote
+    with pytest.raises(ValueError, match="2 to N − 1 classes among the N test images"):
+        embedding_scores(rng.normal(size=(4, 4)), np.array([0, 0, 1, 1]), rng.normal(size=(5, 4)), np.ones(5))
+
+
+def test_embedding_comparisons_pair_qcs_with_each_baseline_over_seeds_under_holm():
+    """k-NN accuracy, QCS − baseline_matched = +0.10, +0.12, +0.08 over seeds 0-2; silhouette − 0.01, 0, +0.01."""
+    scores = pd.DataFrame({"variant": ["qcs"] * 3 + ["baseline_matched"] * 3, "seed": [0, 1, 2] * 2,
+                           "knn_accuracy": [0.7, 0.72, 0.68, 0.6, 0.6, 0.6], "silhouette": [0.2, 0.2, 0.21, 0.21, 0.2, 0.2],
+                           "k": 5})
+    compared = embedding.comparisons(scores).set_index("comparison")
+    assert list(compared.index) == ["qcs − baseline_matched (knn_accuracy)", "qcs − baseline_matched (silhouette)"]
+    knn = compared.loc["qcs − baseline_matched (knn_accuracy)"]
+    test = stats.ttest_1samp([0.1, 0.12, 0.08], 0)
+    assert knn["mean_diff"] == pytest.approx(0.1) and knn["p_value"] == pytest.approx(test.pvalue)
+    assert knn["family"] == 2 and knn["p_holm"] >= knn["p_value"]
+    assert knn["verdict"].startswith("qcs is ahead of baseline_matched by 10.00 points (95 % interval, unadjusted")
+    assert "no detectable difference" in compared.loc["qcs − baseline_matched (silhouette)", "verdict"]
+    summary = embedding.score_summary(scores)
+    assert summary.loc["qcs"].tolist() == ["0.203 ± 0.006", "70.0 ± 2.0", 3]
 
 
 # --------------------------------------------------------------------------------------------------------- Grad-CAM
@@ -133,6 +167,13 @@ def test_csa_maps_follow_the_variant():
 
 # ------------------------------------------------------------------------------------------------- mask energy share
 
+def test_the_token_grid_side_and_whether_it_can_resolve_a_mask():
+    assert cam.grid_side(tiny()) == 4  # 64-px backbone input / 16
+    assert cam.grid_side(QCSNet(QCSConfig.sized("paper"))) == 7  # 224 px
+    assert cam.resolves(7, 0.10) and not cam.resolves(2, 0.10)  # a cell: 2 % against 25 % of the image
+    assert not cam.resolves(2, 0.25)  # a cell exactly the mask's size cannot single it out
+
+
 def test_mask_energy_share_by_hand():
     left = np.zeros((4, 4), dtype=np.uint8)
     left[:, :2] = 255
@@ -164,13 +205,15 @@ def test_synthfer_masks_align_with_their_images_and_score_gradcam(synthfer):
     transform = build_transforms("rafdb", 64, train=False)  # 48 → 64 px; the masks are resized to match
     images = torch.stack([transform(read_image(synthfer, i)) for i in range(4)])
     shares = mask_energy_shares(gradcam(tiny(), images), masks[:4])
-    assert shares.shape == (4,) and np.all((shares >= 0) & (shares <= 1))
+    assert shares.shape == (4,) and np.isfinite(shares).all()
+    # an even map's share is the mask's area once resized (nearest) to the 64-px map
+    areas = [(np.asarray(m.resize((64, 64), Image.NEAREST)) > 0).mean() for m in masks[:4]]
+    assert mask_energy_shares(np.ones((4, 64, 64)), masks[:4]) == pytest.approx(areas)
 
 
 def test_the_split_helpers_batch_each_model_at_its_own_size(synthfer):
     from dataclasses import replace
 
-    from qcslib.analysis import cam, embedding
     models = {"baseline": tiny("baseline").eval(), "qcs": tiny().eval()}
     first = synthfer.subset([0, 1, 2])
     transform = build_transforms("rafdb", 64, train=False)
@@ -182,9 +225,8 @@ def test_the_split_helpers_batch_each_model_at_its_own_size(synthfer):
                                atol=1e-5)
     features = embedding.features_by_model(models, synthfer)
     np.testing.assert_array_equal(features["qcs"], extract_features(models["qcs"], synthfer, 64))
-    scores = embedding.scores_by_model(features, synthfer.labels)
-    assert list(scores.index) == ["baseline", "qcs"] and list(scores.columns) == ["silhouette", "knn_accuracy", "k",
-                                                                                 "folds"]
+    scores = embedding.scores_by_model(features, synthfer.labels, features, synthfer.labels)
+    assert list(scores.index) == ["baseline", "qcs"] and list(scores.columns) == ["silhouette", "knn_accuracy", "k"]
     with threadpool_limits(1, "openmp"):
         assert embedding.tsne_by_model(features)["qcs"].shape == (14, 2)
     quad = [0, 1, 2, 3]

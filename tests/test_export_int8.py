@@ -83,6 +83,19 @@ def test_dynamic_int8_quantises_the_linear_layers_without_calibration(fitted, tm
     assert result["calibration_images"] == 0 and result["test_images"] == 20 and result["top1_agreement"] >= AGREEMENT
 
 
+def test_a_limited_test_sample_is_drawn_at_random_with_the_seed(fitted, tmp_path, monkeypatch):
+    """20 of the 28 test images (2 identities × 14, stored in runs): a seeded random sample, not the first 20."""
+    path, top1, labels = fitted
+    real, drawn = export_module._images, []
+    monkeypatch.setattr(export_module, "_images", lambda split, indices, recipe, size: drawn.append(
+        (split.split, list(indices))) or real(split, indices, recipe, size))
+    result = export_int8(path, tmp_path / "m.onnx", "dynamic", test_images=20, seed=3)
+    expected = np.sort(np.random.default_rng(3).choice(28, 20, replace=False))
+    assert drawn == [("test", list(expected))] and list(expected) != list(range(20))
+    assert result["test_images"] == 20
+    assert result["fp32_accuracy"] == pytest.approx(100 * (top1[expected] == labels[expected]).mean())
+
+
 def cli(*args):
     return subprocess.run([sys.executable, "-m", "qcslib", "export", *map(str, args)], capture_output=True,
                           text=True, timeout=300)

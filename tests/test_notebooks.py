@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from qcslib import ablation, notebook, pipeline
-from qcslib.analysis import findings, tables
+from qcslib.analysis import cam, embedding, findings, tables
 from qcslib.data.sources import Split, class_mapping
 from qcslib.faces import PhotoPredictions
 from qcslib.notebook import NotebookParameters, notebook_parameters
@@ -328,17 +328,32 @@ def test_evaluation_findings_name_the_hardest_class_and_the_commonest_confusion(
 
 
 def test_embedding_and_localisation_findings_compare_qcs_with_the_baseline():
-    scores = pd.DataFrame({"silhouette": [0.1, 0.2], "knn_accuracy": [0.5, 0.6], "k": [5, 5], "folds": [5, 5]},
-                          index=["baseline", "qcs"])
-    text = findings.embeddings(scores, 100)
-    assert "silhouette 0.200 against the baseline's 0.100, and 5-NN accuracy 60.0 % against 50.0 %" in text
-    assert "- QCS separates the classes better" in text
+    scores = pd.DataFrame({"variant": ["baseline"] * 3 + ["qcs"] * 3, "seed": [0, 1, 2] * 2, "k": 5,
+                           "silhouette": [0.1, 0.12, 0.11, 0.2, 0.2, 0.2], "knn_accuracy": [0.5, 0.52, 0.48, 0.6, 0.6, 0.6]})
+    text = findings.embeddings(scores, embedding.comparisons(scores), 100, "val")
+    assert ("- Each seed's runs (0, 1, 2; checkpoints chosen on the **val** split) embed 100 test images drawn with "
+            "the seed; the 5-NN vote is among 100 train images (the train split, not the test images themselves).") in text
+    assert ("- Mean ± std over seeds: baseline silhouette 0.110 ± 0.010, k-NN accuracy 50.0 ± 2.0 %; qcs silhouette "
+            "0.200 ± 0.000, k-NN accuracy 60.0 ± 0.0 %.") in text
+    assert "one family of 2 comparisons: a difference is declared only where its Holm-adjusted p" in text
+    assert "*is QCS's k-NN accuracy higher than baseline's?* qcs is ahead of baseline by 10.00 points" in text
     table = pd.DataFrame({"mean %": [20.0, 30.0, 10.0], "std %": [5.0, 6.0, 2.0], "images": [90, 90, 90],
                           "zero maps": [3, 10, 0]}, index=["baseline", "qcs", "even spread"])
-    text = findings.localisation(table)
+    text = findings.localisation(table, 7)  # the paper's size: a cell is 2.0 % of the image, the masks 10 %
+    assert "a 7 × 7 token grid per scale: one cell covers 2.0 % of the image. The action-unit masks cover 10.0 %" in text
+    assert "cannot localise" not in text
     assert "over 90 test images (left out: the 10 images where QCS's map and the 3 where the baseline's" in text
     assert "QCS **30.0 ± 6.0 %**, baseline 20.0 ± 5.0 %; a map spread evenly would put 10.0 %" in text
-    assert "needs SynthFER's masks" in findings.localisation(None)
+    coarse = findings.localisation(table, 2)  # 32 px: a cell is a quarter of the image
+    assert "one cell covers 25.0 % of the image" in coarse and "the maps **cannot localise**" in coarse
+    assert "**not informative**" in coarse
+    shares = {s: table.assign(**{"mean %": [20.0, 30.0 + s, 10.0]}) for s in range(3)}  # QCS +10, +11, +12 points
+    compared = cam.compare_localisation(shares)
+    assert compared["mean_diff"] == pytest.approx(0.11) and compared["seeds"] == 3
+    assert "QCS against the baseline over seeds (mean share per seed, in points): qcs is ahead of baseline by 11.00" \
+        in findings.localisation(table, 7, compared)
+    assert "needs SynthFER's masks" in findings.localisation(None, 2)
+    assert cam.compare_localisation({0: None}) is None
 
 
 def test_prediction_findings_list_every_face_and_warn_about_synthfer_models():

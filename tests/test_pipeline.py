@@ -149,9 +149,10 @@ def test_the_gallery_copies_the_reports_with_smaller_figures(tmp_path):
     reports.mkdir()
     (reports / "04_ablations.html").write_text(f'<p>table</p><img src="data:image/png;base64,{figure}">')
     (reports / "04_ablations.ipynb").write_text("{}")
-    assert pipeline.write_gallery(reports, tmp_path / "gallery", scale=0.5) > 0
+    written = pipeline.write_gallery(reports, tmp_path / "gallery", scale=0.5)
     assert [p.name for p in (tmp_path / "gallery").iterdir()] == ["04_ablations.html"]
     page = (tmp_path / "gallery" / "04_ablations.html").read_text()
+    assert written == len(page)  # what it says it wrote is the page
     small = Image.open(io.BytesIO(base64.b64decode(page.split("base64,")[1].split('"')[0])))
     assert small.size == (250, 150) and page.startswith("<p>table</p>")
 

@@ -1,15 +1,20 @@
 """Notebook 10's study (qcslib.students): the teacher chosen on val, the student plan and its reuse, the paired
 comparisons, the int8 students and the cost table; qcslib.latency's timing loop."""
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import onnxruntime
 import torch
+from scipy import stats
 
-from qcslib import QCSNet, save_checkpoint, students
+from qcslib import QCSNet, load_checkpoint, save_checkpoint, students
 from qcslib.analysis import findings
 from qcslib.data.sources import load_split
+from qcslib.export import _images
 from qcslib.latency import timed
 from qcslib.notebook import NotebookParameters
 from qcslib.train import ConfigError, load_profile
@@ -35,8 +40,9 @@ def test_comparisons_pair_the_variants_by_seed_and_hold_the_teacher_fixed():
     kd = compared.loc["kd − labels"]
     assert kd["mean_diff"] == pytest.approx(np.mean([0.05, 0.06, 0.03])) and kd["seeds"] == 3 and kd["ahead"] == 3
     assert kd["ci_low"] > 0 and "kd is ahead of labels" in kd["verdict"]
-    same = compared.loc["kd_feature − kd"]  # identical on every seed: the interval is the point 0
-    assert same["mean_diff"] == 0 and "no detectable difference" in same["verdict"]
+    same = compared.loc["kd_feature − kd"]  # identical on every seed: no interval, and out of Holm's family
+    assert same["mean_diff"] == 0 and "interval undefined" in same["verdict"] and np.isnan(same["p_holm"])
+    assert kd["family"] == 2 and kd["p_holm"] >= kd["p_value"]
     gap = compared.loc["kd − teacher"]
     assert gap["mean_diff"] == pytest.approx(np.mean([0.55, 0.58, 0.57]) - 0.70) and gap["ci_high"] < 0
 
@@ -121,9 +127,18 @@ def test_finished_students_are_reused_and_changed_options_retrain(study, monkeyp
 
 
 def test_the_int8_students_and_the_cost_table(study):
-    _, plan, runs = study
+    config, plan, runs = study
     int8 = students.int8_students(runs, "auto")
-    assert list(int8["seed"]) == [0] and int8["mode"].iloc[0] == "static" and 0 <= int8["top1_agreement"].iloc[0] <= 1
+    assert list(int8["seed"]) == [0] and int8["mode"].iloc[0] == "static"
+    # the agreement is int8's top-1 against the fp32 student's on every test image, measured here independently
+    student, _ = load_checkpoint(Path(runs.loc[runs.variant == "kd", "run_dir"].iloc[0]) / "best.pt")
+    test = load_split("synthfer", config.data_root, "test")
+    images = _images(test, np.arange(len(test)), config.transform, student.config.image_size)
+    with torch.no_grad():
+        fp32 = student.eval()(torch.from_numpy(images)).argmax(1).numpy()
+    quantised = onnxruntime.InferenceSession(int8["path"].iloc[0]).run(None, {"images": images})[0].argmax(1)
+    assert int8["top1_agreement"].iloc[0] == pytest.approx((fp32 == quantised).mean())
+    assert int8["int8_accuracy"].iloc[0] == pytest.approx(100 * (quantised == test.labels).mean())
     costs = students.cost_table(plan["teacher"], runs, int8, runs_timed=2)
     assert list(costs.index) == ["paper-size QCS (untrained)", "teacher: QCS, width 32",
                                  *[f"{STUDENT} · {v}" for v in ("labels", "kd", "kd_feature")],
@@ -136,7 +151,40 @@ def test_the_int8_students_and_the_cost_table(study):
     assert view.loc["paper-size QCS (untrained)", "test acc %"] == "— (not trained here)"
 
 
-def test_the_findings_give_the_verdicts_and_flag_a_val_test_gap_on_synthfer():
+def test_the_bias_check_scores_the_teacher_and_every_student_where_the_hue_goes_with_the_class(study, monkeypatch):
+    config, plan, runs = study
+    assert students.bias_check(config, {}, runs) is None  # smoke's SynthFER has bias_strength 0
+    scored = []
+
+    def bias_accuracy(model, split, meta_csv, image_size, recipe, **options):
+        scored.append((type(model).__name__, split.split, image_size, recipe))
+        return {"accuracy": 0.5, "aligned": 0.6, "conflicting": 0.4, "n_aligned": 8, "n_conflicting": 6}
+
+    monkeypatch.setattr(students, "bias_accuracy", bias_accuracy)
+    biased = config.replace(synthfer=dataclasses.replace(config.synthfer, bias_strength=0.9))
+    bias = students.bias_check(biased, students.pick_teacher(runs, str(plan["teacher"])), runs)
+    assert bias["variant"].tolist() == ["teacher", "labels", "kd", "kd_feature"]
+    assert np.isnan(bias["seed"].iloc[0]) and bias["seed"].iloc[1:].tolist() == [0, 0, 0]  # a given teacher: no seed
+    assert scored == [("QCSNet", "test", 32, "rafdb")] + [("StudentNet", "test", 32, "rafdb")] * 3
+
+
+def test_bias_comparisons_pair_the_students_gaps_with_each_other_and_the_fixed_teacher():
+    """Gaps (aligned − conflicting): teacher 0.05; labels 0.30, 0.34, 0.29 and kd 0.10, 0.12, 0.11 over seeds 0-2."""
+    gaps = {"labels": [0.30, 0.34, 0.29], "kd": [0.10, 0.12, 0.11]}
+    bias = pd.DataFrame([{"variant": "teacher", "seed": 1, "aligned": 0.9, "conflicting": 0.85}] +
+                        [{"variant": v, "seed": s, "aligned": 0.9, "conflicting": 0.9 - g[s]}
+                         for v, g in gaps.items() for s in range(3)])
+    compared = students.bias_comparisons(bias).set_index("comparison")
+    assert list(compared.index) == ["labels − teacher", "kd − teacher", "kd − labels"]
+    labels = compared.loc["labels − teacher"]
+    low, high = stats.ttest_1samp(np.array(gaps["labels"]) - 0.05, 0).confidence_interval(0.95)
+    assert (labels["seeds"], labels["ci_low"], labels["ci_high"]) == (3, pytest.approx(low), pytest.approx(high))
+    assert labels["family"] == 3 and labels["verdict"].startswith("labels has a larger gap than teacher by 26.00 points")
+    assert compared.loc["kd − labels", "mean_diff"] == pytest.approx(-0.2)
+    assert students.bias_comparisons(None) is None
+
+
+def test_the_findings_give_the_verdicts_and_the_measured_hue_gaps():
     runs = pd.DataFrame([{"variant": v, "seed": s, "best_test_accuracy": test + 0.01 * s, "best_val_accuracy": val,
                           "teacher_test_accuracy": 0.77, "converged": True, "selection": "val",
                           "stopped_early": True, "still_improving_at_limit": False}
@@ -148,10 +196,20 @@ def test_the_findings_give_the_verdicts_and_flag_a_val_test_gap_on_synthfer():
     costs = pd.DataFrame({"p50 ms": [391.0, 1.3, 0.7, 67.0], "input px": [224, 32, 32, 224]},
                          index=["paper-size QCS (untrained)", "resnet10t · kd · fp32", "resnet10t · kd · int8 static",
                                 "resnet10t at 224 px (untrained)"])
-    text = findings.distillation(teacher, runs, students.comparisons(runs), int8, costs, "resnet10t", "synthfer")
+    text = findings.distillation(teacher, runs, students.comparisons(runs), int8, costs, "resnet10t")
     assert "labels +28.0, kd +24.0, kd_feature +23.0; the teacher -2.0." in text
-    assert "learned the shortcut" in text and "kd is ahead of labels by 6.00 points" in text
+    assert ("kd − labels: +6.00 points on 3 seeds, interval undefined (every one of the seeds gives the same "
+            "difference)") in text  # +6 on every seed: no spread, so no claim
     assert "**not met** (42.0 points behind)" in text
     assert "0.70 ms at 32 px (559× faster" in text
-    assert "learned the shortcut" not in findings.distillation(teacher, runs, students.comparisons(runs), int8, costs,
-                                                               "resnet10t", "rafdb")
+    assert "hue" not in text  # no bias check, no claim about the hue
+    bias = pd.DataFrame([{"variant": "teacher", "seed": 0, "aligned": 0.8, "conflicting": 0.75, "n_aligned": 40,
+                          "n_conflicting": 60}] +
+                        [{"variant": v, "seed": s, "aligned": 0.9, "conflicting": 0.9 - g - 0.01 * s, "n_aligned": 40,
+                          "n_conflicting": 60} for v, g in [("labels", 0.3), ("kd", 0.1)] for s in range(3)])
+    text = findings.distillation(teacher, runs, students.comparisons(runs), int8, costs, "resnet10t", bias,
+                                 students.bias_comparisons(bias))
+    assert ("- Background hue, measured: on SynthFER's test split, accuracy on the 40 images whose hue is their "
+            "class's (as in train and val) minus that on the 60 whose hue is another class's, in points (mean ± std "
+            "over seeds): teacher +5.0 (one checkpoint); labels +31.0 ± 1.0 (3 seeds); kd +11.0 ± 1.0 (3 seeds).") in text
+    assert "one family of 3 comparisons" in text and "labels has a larger gap than teacher by 26.00 points" in text

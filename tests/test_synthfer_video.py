@@ -159,14 +159,16 @@ def test_accuracy_raw_and_smoothed_with_absent_face_wrong():
     assert frames["raw"].tolist()[5:7] == ["sad", None]  # face 7 (one frame) is not the clip's face
 
 
-def test_onset_delays_first_matching_frame_before_next_onset():
-    raw = ["neutral", "neutral", "neutral", "happy", "happy", "neutral", "neutral", "sad"]
+def test_onset_delays_count_from_the_truth_labels_switch_to_the_first_matching_frame_before_next_onset():
+    raw = ["neutral", "happy", "neutral", "happy", "happy", "neutral", "neutral", "sad"]
     smooth = ["neutral", "neutral", "neutral", "neutral", "neutral", "neutral", "neutral", "neutral"]
     table = predictions(raw, smooth)
     delays = onset_delays(table, TRUTH, column="raw")
-    # onsets at frames 1 (happy: first hit frame 3, 1.0 s later) and 4 (sad: first hit frame 7, 1.5 s later)
-    assert [(d["onset_s"], d["label"]) for d in delays] == [(0.5, "happy"), (2.0, "sad")]
-    assert [d["delay_s"] for d in delays] == pytest.approx([1.0, 1.5])
+    # onsets at frames 1 and 4; the truth label switches half-way through each, at frames 2 (happy) and 5 (sad).
+    # happy: the hit at frame 1 comes before the switch; the first one after it is frame 3, 0.5 s after the switch.
+    # sad: first hit frame 7, 1.0 s after the switch (1.5 s after the onset began).
+    assert [(d["onset_s"], d["switch_s"], d["label"]) for d in delays] == [(0.5, 1.0, "happy"), (2.0, 2.5, "sad")]
+    assert [d["delay_s"] for d in delays] == pytest.approx([0.5, 1.0])
     assert all(math.isnan(d["delay_s"]) for d in onset_delays(table, TRUTH))  # smoothed never gets there
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from qcslib import QCSConfig, QCSNet, notebook, save_checkpoint
 from qcslib.analysis import findings, tables, temporal
@@ -77,17 +78,33 @@ def test_clip_scores_compare_smoothed_with_raw_over_clips(tmp_path):
 def test_resmoothing_recomputes_the_labels_from_the_raw_probabilities_and_the_sweep_compares_each_tau(tmp_path):
     truth = ["neutral"] * 2 + ["happy"] * 4
     flicker = ["neutral", "sad", "neutral", "happy", "sad", "happy"]  # raw labels; the smoothed ones are ignored
-    results = [summary(tmp_path, name, flicker, ["anger"] * 6, truth) for name in "abc"]
-    table = temporal.resmoothed(f"{results[0]['out']}/predictions.csv", 0.0)
+    first = summary(tmp_path, "x", flicker, ["anger"] * 6, truth)
+    table = temporal.resmoothed(f"{first['out']}/predictions.csv", 0.0)
     assert list(table["label"]) == flicker  # τ = 0: the raw labels
-    slow = temporal.resmoothed(f"{results[0]['out']}/predictions.csv", 100.0)
+    slow = temporal.resmoothed(f"{first['out']}/predictions.csv", 100.0)
     assert list(slow["label"]) == ["neutral"] * 6  # τ ≫ the clip: stays with the first frame's probabilities
+    # raw right on 4, 5 and 4 of 6 frames; smoothed with τ = 100 s on the 2 neutral ones: −2/6, −3/6, −2/6
+    raws = [["neutral", "neutral", "happy", "happy", "sad", "sad"], ["neutral", "neutral", "happy", "happy", "happy", "sad"],
+            ["neutral", "sad", "happy", "happy", "happy", "sad"]]
+    results = [summary(tmp_path, name, raw, ["anger"] * 6, truth) for name, raw in zip("abc", raws)]
     sweep = temporal.smoothing_sweep(results, [0.0, 100.0])
-    assert list(sweep["raw accuracy (%)"]) == [50.0, 50.0]  # frames 0, 3 and 5 of 6
-    assert list(sweep["smoothed accuracy (%)"]) == [50.0, round(100 * 2 / 6, 1)]
-    assert list(sweep["smoothed − raw (points)"]) == ["+0.0 [+0.0, +0.0]", "-16.7 [-16.7, -16.7]"]
-    assert list(sweep["reading"]) == ["no detectable difference", "smoothing hurts"]
+    assert list(sweep["raw accuracy (%)"]) == [round(100 * 13 / 18, 1)] * 2
+    assert list(sweep["smoothed accuracy (%)"]) == [round(100 * 13 / 18, 1), round(100 * 2 / 6, 1)]
+    diff = -np.array([2, 3, 2]) / 6
+    test = stats.ttest_1samp(diff, 0)
+    low, high = test.confidence_interval(0.95)
+    assert list(sweep["smoothed − raw (points)"]) == ["+0.0", f"{100 * diff.mean():+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"]
+    # τ = 0 gives the same difference on every clip: no interval, and out of the family, so Holm's m is 1
+    assert list(sweep["Holm p"]) == ["n/a", f"{test.pvalue:.3f}"]
+    assert list(sweep["reading"]) == ["interval undefined (every one of the clips gives the same difference)",
+                                      "smoothing hurts"]
     assert list(sweep["onsets detected"]) == ["3 of 3", "0 of 3"] and np.isnan(sweep["median delay (s)"][1])
+
+
+def test_a_sweep_difference_that_does_not_survive_holm_reads_no_detectable_difference():
+    c = {"seeds": 3, "mean_diff": -0.3, "ci_low": -0.5, "ci_high": -0.1, "confidence": 0.95, "p_holm": 0.08}
+    assert temporal._difference(c)["reading"] == "no detectable difference"
+    assert temporal._difference({**c, "p_holm": 0.04})["reading"] == "smoothing hurts"
 
 
 def test_stage_table_shares_and_rates_per_group():
@@ -136,9 +153,11 @@ def test_video_findings_say_what_the_run_is_and_compare_over_clips(tmp_path):
                                                                  "smoothing hurts"], "median delay (s)": [0.2, 0.4, 1.1]})
     text = findings.video(ckpt, load_predictor(ckpt).template, scores, effect, sweep, runs, real, every=5,
                           smooth=0.5)
-    assert ("Over τ = 0.1, 0.5, 2 s: no detectable difference at τ = 0.1 s; smoothing hurts at τ = 0.5, 2 s; the "
-            "median delay from onset to detection grew from 0.2 s to 1.1 s") in text
+    assert ("Over τ = 0.1, 0.5, 2 s: no detectable difference at τ = 0.1 s; smoothing hurts at τ = 0.5, 2 s (the 3 "
+            "τs are one family: a difference is declared only where its Holm-adjusted p is below 0.05; the intervals "
+            "are unadjusted); the median delay from the truth label's switch (half-way through the onset) to "
+            "detection grew from 0.2 s to 1.1 s") in text
     assert "one run, seed 3; chosen on the val split; **not converged" in text
-    assert "raw 45.0 %, smoothed 70.0 %" in text and "2 clips)" in text
+    assert "raw 45.0 %, smoothed 70.0 %" in text and "on 2 clips, interval undefined (fewer than 3 paired clips)" in text
     assert "3.3 frames/s on the SynthFER clips" in text and "6.7 frames/s on the real clip (MTCNN every 5" in text
     assert "20 frame(s) had no face" in text

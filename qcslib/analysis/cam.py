@@ -14,9 +14,15 @@ after the last block, so the patch tokens there get no gradient.
 
 On a split: ``gradcams`` (each model, in batches), ``quadruplet_csa_maps`` and ``localisation``, the share
 of each model's CAM energy inside SynthFER's action-unit masks beside that of a map spread evenly.
+
+The maps are no finer than the token grid, ``side = backbone_size / 16`` tokens a side (``grid_side``): one
+cell covers ``1 / side²`` of the image. Where a cell is as large as the masks' mean area share (``resolves``
+false), a map cannot put its energy on the masks rather than on the face around them, and its energy share
+says nothing about where the model looks.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +35,19 @@ from torch import Tensor, nn
 from ..data.sources import Split, read_image
 from ..data.transforms import build_transforms
 from ..models.qcs import QCSNet
+from .stats import compare
+
+
+def grid_side(model: nn.Module) -> int:
+    """The side of each scale's token grid, which Grad-CAM's maps and the CSA gates are made of:
+    ``√tokens_per_scale = backbone_size / 16`` (the backbone's total stride)."""
+    return math.isqrt(model.config.tokens_per_scale)
+
+
+def resolves(side: int, mask_area: float) -> bool:
+    """Whether a ``side × side`` map can single out a mask covering ``mask_area`` of the image (a fraction): one
+    cell, ``1 / side²`` of the image, must be smaller than the mask."""
+    return 1 / side ** 2 < mask_area
 
 
 def token_grid(tokens: Tensor) -> Tensor:
@@ -83,7 +102,7 @@ def csa_maps(model: QCSNet, images: Sequence[Tensor]) -> list[list[np.ndarray]]:
         raise ValueError("csa 'sdpa' mixes the partner's tokens with an (n × n) attention; it has no gate per token")
     if len(images) != model.branches:
         raise ValueError(f"the {model.config.variant} variant takes {model.branches} image batches, got {len(images)}")
-    device, side = next(model.parameters()).device, model.config.backbone_size // 16
+    device, side = next(model.parameters()).device, grid_side(model)
     was_training = model.training
     model.eval()
     try:
@@ -178,3 +197,13 @@ def localisation(models: dict[str, nn.Module], split: Split, recipe: str = "rafd
     return pd.DataFrame.from_dict({name: {"mean %": 100 * s[common].mean(), "std %": 100 * s[common].std(ddof=1),
                                           "images": int(common.sum()), "zero maps": int(np.isnan(s).sum())}
                                    for name, s in shares.items()}, orient="index").round(2)
+
+
+def compare_localisation(tables: dict[int, pd.DataFrame | None]) -> dict | None:
+    """QCS − baseline mean energy share (a fraction) paired over the seeds of ``{seed: localisation(...)}``
+    (``stats.compare``); None where there are no masks (the tables are None)."""
+    if any(t is None for t in tables.values()):
+        return None
+    long = pd.DataFrame([{"variant": v, "seed": seed, "share": t.loc[v, "mean %"] / 100}
+                         for seed, t in tables.items() for v in ("baseline", "qcs")])
+    return compare(long, "qcs", "baseline", "share")

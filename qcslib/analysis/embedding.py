@@ -2,16 +2,17 @@
 
 The embedding is what the base classifier reads: ``e = SE(z_cls)``, the squeeze-excited class token
 after the encoder's final LayerNorm, so that ``logits = head(e)``. Both scores work on standardised
-features (each dimension to zero mean and unit variance), so that no single wide dimension rules the
-Euclidean distances:
+features (each dimension to zero mean and unit variance, the scaler fitted on the *train* features), so that
+no single wide dimension rules the Euclidean distances:
 
-- ``silhouette``: scikit-learn's ``silhouette_score``, ``mean_i (b_i − a_i) / max(a_i, b_i)`` with
-  ``a_i`` the mean distance to i's own class and ``b_i`` to the nearest other class; in [−1, 1].
-- ``knn_accuracy``: the accuracy of a k-nearest-neighbour vote, by stratified cross-validation
-  (``StratifiedKFold``, shuffled with ``seed``; the scaler is fitted on each training fold only).
+- ``silhouette``: scikit-learn's ``silhouette_score`` of the test features, ``mean_i (b_i − a_i) / max(a_i,
+  b_i)`` with ``a_i`` the mean distance to i's own class and ``b_i`` to the nearest other class; in [−1, 1].
+- ``knn_accuracy``: the test accuracy of a vote of the k nearest *train* images (``KNeighborsClassifier``
+  fitted on the train features). On SynthFER train and test hold different identities, so a test image cannot
+  be classified by its own identity's other images, as it could by cross-validation within the test images.
 
 ``features_by_model``, ``scores_by_model`` and ``tsne_by_model`` do the same for several models at once, as
-notebook 05 compares the baseline and QCS.
+notebook 05 compares the baselines and QCS; ``comparisons`` pairs their scores over seeds.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ import pandas as pd
 import torch
 from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
-from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -31,6 +31,7 @@ from ..data.datasets import ImageDataset
 from ..data.sources import Split
 from ..data.transforms import build_transforms
 from ..models.qcs import QCSNet
+from .stats import compare, verdict, with_holm
 
 
 def extract_features(model: nn.Module, split: Split, image_size: int, recipe: str = "rafdb", batch_size: int = 64,
@@ -65,25 +66,24 @@ def tsne_2d(features: np.ndarray, seed: int = 0, perplexity: float = 30.0) -> np
     return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
 
 
-def embedding_scores(features: np.ndarray, labels: np.ndarray, k: int = 5, seed: int = 0) -> dict:
-    """→ ``{silhouette, knn_accuracy, k, folds}`` on standardised features (see the module docstring).
-
-    ``folds = min(5, smallest class size)``; ``k`` is clipped to the smallest training fold. Every class needs at
-    least 2 samples, and there must be at least 2 classes.
-    """
-    features, labels = np.asarray(features), np.asarray(labels)
-    if features.ndim != 2 or labels.shape != (len(features),):
-        raise ValueError(f"need features (N, D) and labels (N,), got {features.shape} and {labels.shape}")
-    classes, counts = np.unique(labels, return_counts=True)
-    if len(classes) < 2 or counts.min() < 2:
-        raise ValueError(f"need at least 2 classes with at least 2 samples each, got counts "
-                         f"{dict(zip(classes.tolist(), counts.tolist()))}")
-    folds = int(min(5, counts.min()))
-    k = int(min(k, len(labels) - -(-len(labels) // folds)))  # the smallest training fold: N − ⌈N / folds⌉
-    knn = make_pipeline(StandardScaler(), KNeighborsClassifier(k))
-    accuracy = cross_val_score(knn, features, labels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
-    return {"silhouette": float(silhouette_score(StandardScaler().fit_transform(features), labels)),
-            "knn_accuracy": float(accuracy.mean()), "k": k, "folds": folds}
+def embedding_scores(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                     test_labels: np.ndarray, k: int = 5) -> dict:
+    """→ ``{silhouette, knn_accuracy, k}`` of the test features, the scaler and the k-NN fitted on the train
+    features (see the module docstring). ``k`` is clipped to the number of train images; the test images need at
+    least 2 classes and fewer classes than images (``silhouette_score``)."""
+    train_features, train_labels = np.asarray(train_features), np.asarray(train_labels)
+    test_features, test_labels = np.asarray(test_features), np.asarray(test_labels)
+    for name, f, y in (("train", train_features, train_labels), ("test", test_features, test_labels)):
+        if f.ndim != 2 or y.shape != (len(f),):
+            raise ValueError(f"need {name} features (N, D) and labels (N,), got {f.shape} and {y.shape}")
+    if not 2 <= len(np.unique(test_labels)) < len(test_labels):
+        raise ValueError(f"the silhouette needs 2 to N − 1 classes among the N test images, got "
+                         f"{len(np.unique(test_labels))} classes in {len(test_labels)} images")
+    k = int(min(k, len(train_labels)))
+    knn = make_pipeline(StandardScaler(), KNeighborsClassifier(k)).fit(train_features, train_labels)
+    scaled = knn[0].transform(test_features)
+    return {"silhouette": float(silhouette_score(scaled, test_labels)),
+            "knn_accuracy": float(knn.score(test_features, test_labels)), "k": k}
 
 
 def features_by_model(models: dict[str, nn.Module], split: Split, recipe: str = "rafdb",
@@ -93,10 +93,46 @@ def features_by_model(models: dict[str, nn.Module], split: Split, recipe: str = 
             for name, model in models.items()}
 
 
-def scores_by_model(features: dict[str, np.ndarray], labels: np.ndarray, seed: int = 0) -> pd.DataFrame:
-    """``embedding_scores`` of each model's features → one row per model (silhouette, knn_accuracy, k, folds)."""
-    return pd.DataFrame.from_dict({name: embedding_scores(f, labels, seed=seed) for name, f in features.items()},
-                                  orient="index")
+def scores_by_model(train_features: dict[str, np.ndarray], train_labels: np.ndarray,
+                    test_features: dict[str, np.ndarray], test_labels: np.ndarray) -> pd.DataFrame:
+    """``embedding_scores`` of each model's train and test features → one row per model (silhouette,
+    knn_accuracy, k)."""
+    return pd.DataFrame.from_dict({name: embedding_scores(train_features[name], train_labels, f, test_labels)
+                                   for name, f in test_features.items()}, orient="index")
+
+
+SCORE_NAMES = {"knn_accuracy": "k-NN accuracy", "silhouette": "silhouette"}
+SCORE_UNITS = {"knn_accuracy": "points", "silhouette": "hundredths of silhouette"}  # both scores × 100
+# (variant, reference, score): QCS against each baseline, on both scores; one family (Holm)
+COMPARISONS = [("qcs", reference, score) for score in ("knn_accuracy", "silhouette")
+               for reference in ("baseline", "baseline_matched")]
+
+
+def comparisons(scores: pd.DataFrame) -> pd.DataFrame:
+    """``COMPARISONS`` whose variants are in ``scores`` (one row per variant and seed: silhouette, knn_accuracy)
+    → one row each: ``stats.compare``'s paired difference over seeds, the Holm-adjusted p over these comparisons
+    (one family: ``stats.with_holm``), the verdict, and a question naming the score."""
+    present = set(scores["variant"])
+    asked = [(v, r, m) for v, r, m in COMPARISONS if {v, r} <= present]
+    compared = with_holm([compare(scores, v, r, m) for v, r, m in asked])
+    return pd.DataFrame([{"comparison": f"{v} − {r} ({m})", "question": f"is QCS's {SCORE_NAMES[m]} higher than "
+                          f"{r}'s?", **c, "verdict": verdict(c, unit=SCORE_UNITS[m])}
+                         for (v, r, m), c in zip(asked, compared)])
+
+
+def score_summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per variant (in order of appearance): mean and sample std over seeds of the silhouette and the k-NN
+    accuracy, as "mean ± std" (silhouette as is, k-NN in %), and the number of seeds."""
+    grouped = scores.groupby("variant", sort=False)
+    mean, std = grouped[["silhouette", "knn_accuracy"]].mean(), grouped[["silhouette", "knn_accuracy"]].std(ddof=1)
+
+    def cell(m: float, s: float, scale: float, digits: int) -> str:
+        return f"{scale * m:.{digits}f}" + (f" ± {scale * s:.{digits}f}" if np.isfinite(s) else "")
+
+    return pd.DataFrame({"silhouette": [cell(m, s, 1, 3) for m, s in zip(mean["silhouette"], std["silhouette"])],
+                         "k-NN accuracy %": [cell(m, s, 100, 1) for m, s in zip(mean["knn_accuracy"],
+                                                                                std["knn_accuracy"])],
+                         "seeds": grouped.size()}, index=mean.index)
 
 
 def tsne_by_model(features: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:

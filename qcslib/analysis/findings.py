@@ -11,6 +11,8 @@ import pandas as pd
 
 from ..data.sources import Split
 from ..train.rundir import Run
+from .cam import resolves
+from .embedding import score_summary
 from .metrics import PAPER_ACCURACY
 from .stats import verdict
 
@@ -129,30 +131,51 @@ def evaluation(checkpoint: str | Path, scores: Scores) -> str:
     return "\n".join(lines)
 
 
-def embeddings(scores: pd.DataFrame, images: int) -> str:
-    """05: silhouette and k-NN accuracy of QCS's features against the baseline's (``scores_by_model``)."""
-    b, q = scores.loc["baseline"], scores.loc["qcs"]
-    better = "QCS" if q["knn_accuracy"] > b["knn_accuracy"] else "The baseline"
-    return (f"- On {images} test images, QCS's features have silhouette {q['silhouette']:.3f} against the baseline's "
-            f"{b['silhouette']:.3f}, and {int(q['k'])}-NN accuracy {100 * q['knn_accuracy']:.1f} % against "
-            f"{100 * b['knn_accuracy']:.1f} % ({int(q['folds'])}-fold cross-validation on the features).\n"
-            f"- {better} separates the classes better by k-NN; one seed, so this is an illustration, not a test "
-            f"(04 has the multi-seed numbers).")
+def embeddings(scores: pd.DataFrame, compared: pd.DataFrame, images: int, selection: str) -> str:
+    """05: per variant, the silhouette and the k-NN accuracy as mean ± std over seeds (``scores``: one row per
+    variant and seed), and QCS against each baseline paired over seeds (``embedding.comparisons``, one family
+    under Holm's correction)."""
+    summary = score_summary(scores)
+    seeds = sorted(scores["seed"].unique())
+    lines = [f"- Each seed's runs ({', '.join(map(str, seeds))}; checkpoints chosen on the **{selection}** split) embed "
+             f"{images} test images drawn with the seed; the {int(scores['k'].iloc[0])}-NN vote is among {images} train "
+             f"images (the train split, not the test images themselves).",
+             "- Mean ± std over seeds: " + "; ".join(f"{v} silhouette {r['silhouette']}, k-NN accuracy "
+                                                    f"{r['k-NN accuracy %']} %" for v, r in summary.iterrows()) + "."]
+    if len(compared):
+        lines.append(f"- QCS against the baselines, paired over seeds, one family of {len(compared)} comparisons: a "
+                     f"difference is declared only where its Holm-adjusted p is below 0.05 (the intervals are "
+                     f"unadjusted).")
+        lines += [f"  - *{row.question}* {row.verdict}." for row in compared.itertuples()]
+    return "\n".join(lines)
 
 
-def localisation(table: pd.DataFrame | None) -> str:
+def localisation(table: pd.DataFrame | None, side: int, compared: dict | None = None) -> str:
     """06: the share of CAM energy inside the action-unit masks, QCS against the baseline and an even spread
-    (``cam.localisation``; None off SynthFER)."""
+    (``cam.localisation`` of the first seed; None off SynthFER); whether a map of ``side × side`` tokens
+    (``cam.grid_side``) can localise the masks at all (``cam.resolves``); and QCS − baseline paired over seeds
+    (``cam.compare_localisation``)."""
+    cell = 100 / side ** 2
+    grid = (f"- The maps are made of a {side} × {side} token grid per scale: one cell covers {cell:.1f} % of the "
+            f"image.")
     if table is None:
-        return "- The CAMs and CSA maps are shown above; the localisation score needs SynthFER's masks."
+        return grid + "\n- The CAMs and CSA maps are shown above; the localisation score needs SynthFER's masks."
     b, q, even = table.loc["baseline"], table.loc["qcs"], table.loc["even spread"]
-    closer = "QCS" if q["mean %"] > b["mean %"] else "The baseline"
+    lines = [grid + f" The action-unit masks cover {even['mean %']:.1f} % of it on average."]
+    if not resolves(side, even["mean %"] / 100):
+        lines[0] += (" A cell as large as the masks cannot single them out from the face around them: at this "
+                     "resolution the maps **cannot localise**, and the energy shares below are **not informative** "
+                     "about where the models look (a larger `backbone_size` gives a finer grid: the paper's 112 gives "
+                     "7 × 7).")
     zero = (f" (left out: the {int(q['zero maps'])} images where QCS's map and the {int(b['zero maps'])} where the "
             f"baseline's was zero everywhere)" if q["zero maps"] or b["zero maps"] else "")
-    return (f"- Share of CAM energy inside the AU masks, mean ± std over {int(q['images'])} test images{zero}: QCS "
-            f"**{q['mean %']:.1f} ± {q['std %']:.1f} %**, baseline {b['mean %']:.1f} ± {b['std %']:.1f} %; a map "
-            f"spread evenly would put {even['mean %']:.1f} % there (the masks' mean area).\n"
-            f"- {closer} concentrates more on the expression regions here (one seed each).")
+    lines.append(f"- Share of CAM energy inside the AU masks, first seed, mean ± std over {int(q['images'])} test "
+                 f"images{zero}: QCS **{q['mean %']:.1f} ± {q['std %']:.1f} %**, baseline {b['mean %']:.1f} ± "
+                 f"{b['std %']:.1f} %; a map spread evenly would put {even['mean %']:.1f} % there (the masks' mean "
+                 f"area).")
+    if compared is not None:
+        lines.append(f"- QCS against the baseline over seeds (mean share per seed, in points): {verdict(compared)}.")
+    return "\n".join(lines)
 
 
 def predictions(checkpoint: str | Path, template: str, photos) -> str:
@@ -194,7 +217,9 @@ def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: d
              f"- Over τ = {', '.join(f'{t:g}' for t in sweep['τ (s)'])} s: "
              + "; ".join(f"{reading} at τ = {', '.join(f'{t:g}' for t in group['τ (s)'])} s"
                          for reading, group in sweep.groupby("reading", sort=False))
-             + f"; the median delay from onset to detection grew from {sweep['median delay (s)'].iloc[0]} s to "
+             + f" (the {len(sweep)} τs are one family: a difference is declared only where its Holm-adjusted p is "
+               f"below 0.05; the intervals are unadjusted); the median delay from the truth label's switch (half-way "
+               f"through the onset) to detection grew from {sweep['median delay (s)'].iloc[0]} s to "
                f"{sweep['median delay (s)'].iloc[-1]} s.",
              f"- The pipeline ran at {_frame_rate(results):.1f} frames/s on the SynthFER clips (no detector) and "
              f"{_frame_rate([real]):.1f} frames/s on the real clip (MTCNN every {every} frame(s)), on this machine.",
@@ -207,7 +232,7 @@ def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: d
     return "\n".join(lines)
 
 
-def _val_over_test(teacher: dict, runs: pd.DataFrame, dataset: str) -> str:
+def _val_over_test(teacher: dict, runs: pd.DataFrame) -> str:
     """One line: val − test accuracy (points) of each student variant (mean over seeds) and of the teacher."""
     val, test = (runs.groupby("variant", sort=False)[f"best_{split}_accuracy"].mean() for split in ("val", "test"))
     gaps = 100 * (val - test)
@@ -215,19 +240,33 @@ def _val_over_test(teacher: dict, runs: pd.DataFrame, dataset: str) -> str:
             + ", ".join(f"{v} {g:+.1f}" for v, g in gaps.items()))
     if np.isnan(teacher["val_accuracy"]):
         return line + "."
-    own = 100 * (teacher["val_accuracy"] - runs["teacher_test_accuracy"].iloc[0])
-    line += f"; the teacher {own:+.1f}."
-    if dataset == "synthfer" and gaps.min() > own + 5:
-        line += (" SynthFER's val split carries train's class-linked background hue (`bias_strength`) and its "
-                 "test split does not, so a model that leans on the hue scores far higher on val than on test: "
-                 "the students learned the shortcut that the teacher did not, and val selection cannot see it.")
-    return line
+    return line + f"; the teacher {100 * (teacher['val_accuracy'] - runs['teacher_test_accuracy'].iloc[0]):+.1f}."
+
+
+def _bias_lines(bias: pd.DataFrame, compared: pd.DataFrame) -> list[str]:
+    """The teacher's and the students' gaps on SynthFER's bias-aligned and -conflicting test images (``students.
+    bias_check``), and their paired comparisons (``students.bias_comparisons``, one Holm family)."""
+    gaps = bias.assign(gap=100 * (bias["aligned"] - bias["conflicting"])).groupby("variant", sort=False)["gap"]
+    mean, std, n = gaps.mean(), gaps.std(ddof=1), gaps.size()
+    parts = [f"{v} {mean[v]:+.1f}" + (f" ± {std[v]:.1f} ({n[v]} seeds)" if n[v] > 1 else " (one checkpoint)")
+             for v in mean.index]
+    first = bias.iloc[0]
+    lines = [f"- Background hue, measured: on SynthFER's test split, accuracy on the {int(first['n_aligned'])} images "
+             f"whose hue is their class's (as in train and val) minus that on the {int(first['n_conflicting'])} whose "
+             f"hue is another class's, in points (mean ± std over seeds): {'; '.join(parts)}. The larger the gap, the "
+             f"more a model leans on the hue.",
+             f"- The gaps paired over the students' seeds (the teacher held fixed), one family of {len(compared)} "
+             f"comparisons: a difference is declared only where its Holm-adjusted p is below 0.05 (the intervals are "
+             f"unadjusted)."]
+    return lines + [f"  - *{row.question}* {row.verdict}." for row in compared.itertuples()]
 
 
 def distillation(teacher: dict, runs: pd.DataFrame, compared: pd.DataFrame, int8: pd.DataFrame,
-                 costs: pd.DataFrame, student: str, dataset: str) -> str:
+                 costs: pd.DataFrame, student: str, bias: pd.DataFrame | None = None,
+                 bias_compared: pd.DataFrame | None = None) -> str:
     """10: which teacher (chosen how), whether the students converged, how far each model's val accuracy is
-    above its test accuracy (on SynthFER, a sign of the background-hue shortcut that val shares with train), the
+    above its test accuracy, on SynthFER with a spurious attribute how much each model leans on the background
+    hue (``bias``: ``students.bias_check``, and its paired comparisons ``bias_compared``; None elsewhere), the
     paired verdicts of ``students.comparisons`` (KD against labels only, the feature term, the gap to the teacher
     and the issue's 3-point goal), the int8 student's agreement and speed-up, and the latency ratios to the
     paper-size QCS."""
@@ -241,13 +280,15 @@ def distillation(teacher: dict, runs: pd.DataFrame, compared: pd.DataFrame, int8
     lines = [f"- Teacher: {who}. Students: `{student}`, {len(runs)} runs ({runs['seed'].nunique()} seeds × "
              f"{runs['variant'].nunique()} losses), checkpoints chosen on the {runs['selection'].iloc[0]} split.",
              convergence(runs, runs["selection"].iloc[0]),
-             _val_over_test(teacher, runs, dataset),
+             _val_over_test(teacher, runs),
              f"- Does KD help? {verdicts['kd − labels']}.",
              f"- The feature term: {verdicts['kd_feature − kd']}.",
              f"- Against the teacher (one checkpoint; the interval is over the student's seeds): "
              f"{verdicts['kd − teacher']}. The goal, a student at most 3 points behind its teacher, is "
              + ("**met**" if gap["mean_diff"] >= -0.03 else f"**not met** ({100 * -gap['mean_diff']:.1f} points behind)")
              + " on the mean over seeds."]
+    if bias is not None:
+        lines += _bias_lines(bias, bias_compared)
     int8_row = costs.loc[[n for n in costs.index if " int8 " in n][0]]
     fp32_row = costs.loc[[n for n in costs.index if n.endswith("· kd · fp32")][0]]
     lines.append(f"- int8 ({int8['mode'].iloc[0]}): the KD students agreed with their fp32 selves on "

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..video import Smoother
-from .stats import compare
+from .stats import compare, undefined_reason, with_holm
 
 
 def _table(source, needed: set[str], what: str) -> pd.DataFrame:
@@ -58,10 +58,12 @@ def temporal_accuracy(predictions, truth) -> dict:
 
 
 def onset_delays(predictions, truth, column: str = "smoothed") -> list[dict]:
-    """For each onset (the first frame of a run of ``phase == "onset"``): ``{onset_s, label, delay_s}``, the label
-    being the expression's class (the truth label in that episode that is not neutral) and ``delay_s`` the time from
-    the onset to the first frame, before the next onset, whose ``column`` (``raw`` or ``smoothed``) label is that
-    class; NaN if there is none."""
+    """For each onset (the first frame of a run of ``phase == "onset"``): ``{onset_s, switch_s, label, delay_s}``,
+    the label being the expression's class (the truth label in that episode that is not neutral), ``switch_s`` the
+    time of the episode's first frame whose truth label is that class (mid-onset, where the envelope reaches half
+    its apex), and ``delay_s = t_detect − switch_s`` with ``t_detect`` the first frame at or after the switch, and
+    before the next onset, whose ``column`` (``raw`` or ``smoothed``) label is that class. NaN (and ``switch_s``
+    NaN where the label never switches) if there is none."""
     if column not in ("raw", "smoothed"):
         raise ValueError(f"column must be 'raw' or 'smoothed', got {column!r}")
     frames = frame_labels(predictions, truth).sort_values("frame").reset_index(drop=True)
@@ -70,12 +72,13 @@ def onset_delays(predictions, truth, column: str = "smoothed") -> list[dict]:
     delays = []
     for k, start in enumerate(starts):
         episode = frames.iloc[start: starts[k + 1] if k + 1 < len(starts) else len(frames)]
-        classes = episode["label"][episode["label"] != "neutral"]
-        label = classes.iloc[0] if len(classes) else None
-        hits = episode[episode[column] == label] if label is not None else episode.iloc[:0]
-        onset_s = float(frames["time_s"][start])
-        delays.append({"onset_s": onset_s, "label": label,
-                       "delay_s": float(hits["time_s"].iloc[0]) - onset_s if len(hits) else math.nan})
+        expressed = episode[episode["label"] != "neutral"]
+        label = expressed["label"].iloc[0] if len(expressed) else None
+        switch_s = float(expressed["time_s"].iloc[0]) if len(expressed) else math.nan
+        after = episode[episode["time_s"] >= switch_s]
+        hits = after[after[column] == label] if label is not None else after.iloc[:0]
+        delays.append({"onset_s": float(frames["time_s"][start]), "switch_s": switch_s, "label": label,
+                       "delay_s": float(hits["time_s"].iloc[0]) - switch_s if len(hits) else math.nan})
     return delays
 
 
@@ -85,8 +88,9 @@ def _detected(delays: list[dict]) -> list[float]:
 
 def clip_scores(results: list[dict]) -> pd.DataFrame:
     """One row per clip (``results``: ``predict_video`` summaries, each with its clip's ``truth`` CSV added):
-    ``clip, frames, frames without face, raw accuracy, smoothed accuracy``, the median onset-to-detection delay in
-    seconds of each over the onsets it detected (NaN: none), and how many of the onsets the smoothed one detected."""
+    ``clip, frames, frames without face, raw accuracy, smoothed accuracy``, the median delay in seconds from the
+    truth label's switch to detection (``onset_delays``) of each over the onsets it detected (NaN: none), and how
+    many of the onsets the smoothed one detected."""
     rows = []
     for r in results:
         predictions = Path(r["out"]) / "predictions.csv"
@@ -111,13 +115,17 @@ def smoothing_effect(scores: pd.DataFrame) -> dict:
 
 
 def _difference(c: dict) -> dict:
-    """A ``stats.compare`` result as two table cells: the difference in points with its interval, and its reading."""
-    if c["seeds"] < 2:
-        return {"smoothed − raw (points)": f"{100 * c['mean_diff']:+.1f}", "reading": "too few clips for an interval"}
-    reading = ("no detectable difference" if c["ci_low"] <= 0 <= c["ci_high"] else
-               "smoothing helps" if c["mean_diff"] > 0 else "smoothing hurts")
+    """A ``stats.compare`` result with ``p_holm`` (``with_holm``) as three table cells: the difference in points
+    with its unadjusted interval, the Holm-adjusted p, and its reading: a difference is declared only where the
+    interval excludes 0 and the adjusted p is below 1 − confidence."""
+    if (reason := undefined_reason(c, "clips")) is not None:
+        return {"smoothed − raw (points)": f"{100 * c['mean_diff']:+.1f}", "Holm p": "n/a",
+                "reading": f"interval undefined ({reason})"}
+    reading = ("no detectable difference" if c["ci_low"] <= 0 <= c["ci_high"] or c["p_holm"] >= 1 - c["confidence"]
+               else "smoothing helps" if c["mean_diff"] > 0 else "smoothing hurts")
     return {"smoothed − raw (points)": f"{100 * c['mean_diff']:+.1f} [{100 * c['ci_low']:+.1f}, "
-                                       f"{100 * c['ci_high']:+.1f}]", "reading": reading}
+                                       f"{100 * c['ci_high']:+.1f}]", "Holm p": f"{c['p_holm']:.3f}",
+            "reading": reading}
 
 
 def resmoothed(predictions, tau: float) -> pd.DataFrame:
@@ -135,9 +143,11 @@ def resmoothed(predictions, tau: float) -> pd.DataFrame:
 
 def smoothing_sweep(results: list[dict], taus: list[float]) -> pd.DataFrame:
     """For each time constant τ: the clips' mean per-frame accuracy smoothed with it (``resmoothed``), its paired
-    difference from raw over the clips with a 95 % interval (``smoothing_effect``), and the median delay from
-    onset to detection over every detected onset of the clips (how many were detected, of how many)."""
-    rows = []
+    difference from raw over the clips with an unadjusted 95 % interval (``smoothing_effect``), the p-value
+    Holm-adjusted over the τs (one family: ``with_holm``) and the reading it gives (``_difference``), and the
+    median delay from the truth label's switch to detection over every detected onset of the clips (how many
+    were detected, of how many)."""
+    rows, effects = [], []
     for tau in taus:
         scores, delays = [], []
         for r in results:
@@ -147,9 +157,11 @@ def smoothing_sweep(results: list[dict], taus: list[float]) -> pd.DataFrame:
         found = [d["delay_s"] for d in delays if not math.isnan(d["delay_s"])]
         table = pd.DataFrame({"raw accuracy": [s["raw"] for s in scores],
                               "smoothed accuracy": [s["smoothed"] for s in scores]})
+        effects.append(smoothing_effect(table))
         rows.append({"τ (s)": tau, "smoothed accuracy (%)": round(100 * table["smoothed accuracy"].mean(), 1),
                      "raw accuracy (%)": round(100 * table["raw accuracy"].mean(), 1),
-                     **_difference(smoothing_effect(table)),
                      "median delay (s)": round(float(np.median(found)), 2) if found else math.nan,
                      "onsets detected": f"{len(found)} of {len(delays)}"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{**row, **_difference(c)} for row, c in zip(rows, with_holm(effects))])[
+        ["τ (s)", "smoothed accuracy (%)", "raw accuracy (%)", "smoothed − raw (points)", "Holm p", "reading",
+         "median delay (s)", "onsets detected"]]
