@@ -130,7 +130,8 @@ def distill_variants(config: TrainConfig, teacher: str | Path, student: str, see
     for variant, seed, c, o in planned:
         summary = json.loads((c.run_dir / "summary.json").read_text())
         rows.append({"variant": variant, "seed": seed, **read_run(summary), "reused": (c, o) not in todo,
-                     "other_code": version_change(c.run_dir, c) is not None, "run_dir": str(c.run_dir), "teacher_test_accuracy": summary["teacher_test_accuracy"]})
+                     "other_code": version_change(c.run_dir, c) is not None, "run_dir": str(c.run_dir),
+                     "teacher_test_accuracy": summary["teacher_test_accuracy"]})
     return pd.DataFrame(rows)
 
 

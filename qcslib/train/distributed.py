@@ -68,7 +68,8 @@ def launch_torchrun(config, processes: int, resume: str | None = None):
     profile = config.run_dir.parent / f"{config.name}.yaml"
     profile.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
-           "-m", "qcslib", "train", "--profile", str(profile), "--overwrite"] + (["--resume", str(resume)] if resume else [])
+           "-m", "qcslib", "train", "--profile", str(profile), "--overwrite"]
+    cmd += ["--resume", str(resume)] if resume else []
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"torchrun exited with {result.returncode}: {result.stderr.strip().splitlines()[-1:]}")

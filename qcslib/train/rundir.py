@@ -326,7 +326,7 @@ def write_confusion(metrics: dict, classes, path: Path) -> None:
 
 
 def standard_error(accuracy: float, images: int) -> float:
-    """The standard error of an accuracy measured on ``images`` images: √(p (1 − p) / n), at least 1/n (one image)."""
+    """The standard error of an accuracy measured on ``images`` images: √(p (1 − p) / n), at least 1/n."""
     return max(math.sqrt(accuracy * (1 - accuracy) / images), 1 / images)
 
 
