@@ -203,3 +203,28 @@ def test_the_distill_command_names_its_run_after_the_profile_and_the_student(wor
     printed = json.loads(capsys.readouterr().out)
     assert printed["run_dir"] == str(config.run_dir.parent / f"cli-{STUDENT}") and printed["distill"]["alpha"] == 0
     assert yaml.safe_load(open(Path(printed["run_dir"]) / "config.yaml"))["augment_on_device"] is False
+
+
+def test_teacher_online_with_the_feature_term_trains_resumes_and_exports(world, tmp_path, monkeypatch, capsys):
+    """The online teacher's features are a target the feature term's backward saves: inference tensors could not be."""
+    from qcslib.train import distillation as distill_module
+    config, _, _, teacher_path, _, _ = world
+    config = config.replace(name="online-feature", epochs=2)
+    kwargs = dict(temperature=2.0, alpha=0.5, beta=0.5, teacher_online=True, progress=False)
+    calls, evaluate = [], distill_module.evaluate
+
+    def interrupt_in_the_second_epoch(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(distill_module, "evaluate", interrupt_in_the_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            distill(config, teacher_path, STUDENT, **kwargs)
+    resumed = distill(config, teacher_path, STUDENT, resume=config.run_dir / "last.pt", **kwargs)
+    assert list(resumed.metrics().epoch) == [1, 2] and resumed.metrics().loss_feature.gt(0).all()
+    out = tmp_path / "student.onnx"
+    assert main(["export", "--checkpoint", str(resumed.best_checkpoint), "--format", "onnx", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["max_abs_diff"] <= 1e-4 and out.is_file()

@@ -90,7 +90,7 @@ class IndexedImages(ImageDataset):
         return (*super().__getitem__(index), index)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the features are a target the feature term's backward saves
 def teacher_outputs(teacher: nn.Module, images: Tensor, features: bool) -> tuple[Tensor, Tensor | None]:
     """The teacher's base logits (B, C) and, if ``features``, its pre-logit features (B, D), in fp32."""
     z = teacher.forward_features(images)
