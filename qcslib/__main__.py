@@ -14,7 +14,8 @@
 - ``distill --teacher CKPT [--student NAME] [--profile P] [--set key=value ...] [--temperature T] [--alpha A]
   [--beta B] [--teacher-online] [--run-dir DIR] [--resume PATH] [--overwrite]``: train a timm student (default
   resnet10t, from scratch) on the profile's data and recipe with KD from a QCS checkpoint (the run is
-  ``<runs_dir>/<name>-<student>`` unless ``--run-dir``); prints the run's summary JSON
+  ``<runs_dir>/<name>-<student>`` unless ``--run-dir``; ``torchrun --nproc-per-node N -m qcslib distill ...`` for
+  DDP); prints the run's summary JSON
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test] [--trained-on DATASET]``: metrics of a
   checkpoint (ours or the authors' official release) on a split of its own dataset or another, as JSON; classes
   are matched by name and only the shared ones are scored
@@ -259,8 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             if run.summary:
                 print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
         elif args.command == "distill":
-            from .train import load_profile
-            from .train.distillation import distill
+            from .train import distill, load_profile
             # augment_on_device (the cpu profile's) batches the quadruplet loader's augmentation; a student's loader
             # runs the same augmentation per image, as notebook 10's students do
             config = load_profile(args.profile, args.overrides).replace(augment_on_device=False)
@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                 config = config.replace(name=f"{config.name}-{args.student}")
             run = distill(config, args.teacher, args.student, args.temperature, args.alpha, args.beta,
                           args.teacher_online, resume=args.resume, overwrite=args.overwrite)
-            print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
+            if run.summary:
+                print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
         elif args.command == "predict":
             return _predict(args)
         elif args.command == "export":
