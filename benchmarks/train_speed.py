@@ -21,7 +21,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from machine import machine_line, write_json  # benchmarks/machine.py (scripts run from benchmarks/)
 from qcslib import QCSConfig, QCSNet
 from qcslib.train.distributed import World
-from qcslib.train.loop import TrainForward, train_step
+from qcslib.train.loop import train_step
+from qcslib.train.runtime import to_device
+from qcslib.train.tasks import TrainForward, quadruplet_objective
 from qcslib.train.sam import SAM
 
 SETTINGS = {  # name: (channels_last, concat_branches, bf16)
@@ -41,9 +43,10 @@ def make_step(size, batch, device, channels_last, concat, bf16, compile_model=Fa
     optimizer = SAM(model.parameters(), torch.optim.Adam, lr=1e-5)
     step_model = torch.compile(TrainForward(model)) if compile_model else TrainForward(model)
     s = model.config.image_size
-    data = [torch.randn(batch, 3, s, s) for _ in range(4)] + [torch.randint(0, 7, (batch,))] * 2
+    images, labels = [torch.randn(batch, 3, s, s) for _ in range(4)], torch.randint(0, 7, (batch,))
     dtype = torch.bfloat16 if bf16 else None
-    return lambda: train_step(step_model, optimizer, None, data, device, dtype, channels_last, True, World())
+    return lambda: train_step(step_model, optimizer, None, [to_device(x, device, channels_last) for x in images],
+                              (labels.to(device), labels.to(device)), quadruplet_objective, dtype, True, World())
 
 
 def sync(device):

@@ -15,8 +15,8 @@
 - ``distill --teacher CKPT [--student NAME] [--profile P] [--set key=value ...] [--temperature T] [--alpha A]
   [--beta B] [--teacher-online] [--run-dir DIR] [--resume PATH] [--overwrite]``: train a timm student (default
   resnet10t, from scratch) on the profile's data and recipe with KD from a QCS checkpoint (the run is
-  ``<runs_dir>/<name>-<student>``, or with ``--resume`` the folder of the last.pt it resumes, unless ``--run-dir``);
-  prints the run's summary JSON
+  ``<runs_dir>/<name>-<student>``, or with ``--resume`` the folder of the last.pt it resumes, unless ``--run-dir``;
+  ``torchrun --nproc-per-node N -m qcslib distill ...`` for DDP); prints the run's summary JSON
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test] [--trained-on DATASET]``: metrics of a
   checkpoint (ours or the authors' official release) on a split of its own dataset or another, as JSON; classes
   are matched by name and only the shared ones are scored
@@ -55,8 +55,7 @@ from .faces import FaceDetector, image_files, load_predictor, predict_faces, wri
 from .models.student import DEFAULT_STUDENT
 from .models.weights import CheckpointError
 from .export import ExportError, export, export_int8
-from .train import fit, load_profile
-from .train.distillation import distill
+from .train import distill, fit, load_profile
 from .train.evaluation import evaluate_checkpoint
 from .train.loop import TrainingError
 from .video import (VIDEO_OUTPUTS, VIDEO_SUFFIXES, Camera, FrameSource, VideoError, VideoFile, check_options,
@@ -308,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                 config = config.replace(name=f"{config.name}-{args.student}")
             run = distill(config, args.teacher, args.student, args.temperature, args.alpha, args.beta,
                           args.teacher_online, resume=args.resume, overwrite=args.overwrite)
-            print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
+            if run.summary:
+                print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
         elif args.command == "predict":
             return _predict(args)
         elif args.command == "export":

@@ -5,8 +5,9 @@ checkpoint given. Every student variant (``VARIANTS``) is the same timm network 
 (the profile's, with ``distill_overrides``) over the same seeds; only the loss differs (``train.losses.
 distillation_loss``): labels only (α = 0), Hinton KD (α, T), and KD plus the feature term (β). A seed gives
 every variant the same initialisation and data order, so the variants are compared pairwise over seeds
-(``comparisons``, ``analysis.stats``). Runs land in ``<run_dir>/students/<student>-<variant>-s<seed>`` and a
-finished one of the same config and options is reused (``finished``).
+(``comparisons``, ``analysis.stats``). Each run is a ``kd`` config (``train.loop.distill_config``) trained by
+``fit``; runs land in ``<run_dir>/students/<student>-<variant>-s<seed>`` and a finished one of the same config
+(teacher and loss weights included) is reused (``ablation.finished``).
 
 ``bias_check`` scores the teacher and every student on SynthFER's bias-aligned and bias-conflicting test images
 (``ablation.bias_accuracy``) and ``bias_comparisons`` pairs their gaps over seeds.
@@ -23,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from .ablation import (bias_accuracy, current, format_mean_std, read_run, run_all, run_table, summarize,
+from .ablation import (bias_accuracy, finished, format_mean_std, read_run, run_all, run_table, summarize,
                        train_variants)
 from .analysis.stats import compare, verdict, with_holm
 from .data.sources import load_split
@@ -35,8 +35,8 @@ from .models.qcs import QCSConfig, QCSNet, count_parameters, inference_flops
 from .models.student import StudentConfig, StudentNet
 from .models.weights import load_checkpoint
 from .train.config import ConfigError, TrainConfig, apply_overrides, parse_overrides
-from .train.distillation import DistillOptions, distill
-from .train.loop import prepare_data
+from .train.distillation import load_teacher
+from .train.loop import distill_config, fit, prepare_data
 from .train.rundir import version_change
 from .train.runtime import select_device
 
@@ -53,15 +53,17 @@ COMPARISONS = [  # (variant, reference, the question the paired difference answe
 
 
 def parse_distill_overrides(overrides: list[str]) -> dict:
-    """``key=value`` overrides of the student runs' recipe, parsed; one of the model or the data is a one-line
-    ConfigError (the student's network is ``student``, its data the teacher's)."""
+    """``key=value`` overrides of the student runs' recipe, parsed; one of the model, the data, the objective or
+    the distillation options is a one-line ConfigError (the student's network is ``student``, its data the
+    teacher's, its loss the parameters' temperature, alpha and beta)."""
     try:
         changes = parse_overrides(overrides)
     except ConfigError as e:
         raise ConfigError(f"distill_overrides: {e}") from None
-    if refused := [k for k in changes if k.partition(".")[0] in ("model", "dataset", "data_root", "synthfer")]:
+    mine = ("model", "dataset", "data_root", "synthfer", "objective", "distill")
+    if refused := [k for k in changes if k.partition(".")[0] in mine]:
         raise ConfigError(f"distill_overrides: {refused[0]} is not the students' to change (their network is the "
-                          f"`student` parameter, their data the teacher's)")
+                          f"`student` parameter, their data the teacher's, their loss temperature, alpha and beta)")
     return changes
 
 
@@ -83,36 +85,16 @@ def pick_teacher(candidates: pd.DataFrame, checkpoint: str = "") -> dict:
             "candidates": len(candidates)}
 
 
-def student_config(config: TrainConfig, student: str, variant: str, seed: int, overrides: list[str]) -> TrainConfig:
-    """The recipe of one student run: ``config`` with ``overrides``, ``seed``, named
-    ``<student>-<variant>-s<seed>`` under ``<run_dir>/students``. ``augment_on_device`` (quadruplet training's
-    batched augmentation, which distill does not support) is off: the same augmentation, per image."""
+def student_config(config: TrainConfig, teacher: str | Path, teacher_model: QCSConfig, student: str, variant: str,
+                   seed: int, overrides: list[str], temperature: float, alpha: float, beta: float) -> TrainConfig:
+    """The ``kd`` config of one student run: ``config`` with ``overrides`` and ``seed``, named
+    ``<student>-<variant>-s<seed>`` under ``<run_dir>/students``, with the variant's α and β (``VARIANTS``).
+    ``augment_on_device`` (quadruplet training's batched augmentation, which kd does not support) is off: the same
+    augmentation, per image."""
     changes = {**parse_distill_overrides(overrides), "augment_on_device": False, "seed": seed}
     base = TrainConfig.from_dict(apply_overrides(config.to_dict(), changes), where="distill_overrides")
-    return base.replace(runs_dir=str(Path(config.run_dir) / "students"), name=f"{student}-{variant}-s{seed}")
-
-
-def options(teacher: str | Path, student: str, variant: str, temperature: float, alpha: float,
-            beta: float) -> DistillOptions:
-    """The distillation options of ``variant`` (its α and β from ``VARIANTS``)."""
-    a, b = VARIANTS[variant][1](alpha, beta)
-    return DistillOptions(str(teacher), student, temperature, a, b)
-
-
-def finished(config: TrainConfig, opts: DistillOptions, reuse_stale: bool = False) -> bool:
-    """A distilled run of this recipe (every field but the model, which is the teacher's) and these options
-    that has stopped (its summary.json is written when it ends), trained by what would train it here
-    (``ablation.current``)."""
-    run_dir = config.run_dir
-    try:
-        stored = TrainConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).to_dict()
-        same = json.loads((run_dir / "distill.json").read_text()) == opts.to_dict()
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError, ConfigError):
-        return False
-    mine = config.to_dict()
-    return same and "stopped_epoch" in summary and {k: v for k, v in stored.items() if k != "model"} == \
-        {k: v for k, v in mine.items() if k != "model"} and current(config, reuse_stale)
+    base = base.replace(runs_dir=str(Path(config.run_dir) / "students"), name=f"{student}-{variant}-s{seed}")
+    return distill_config(base, teacher, teacher_model, student, temperature, *VARIANTS[variant][1](alpha, beta))
 
 
 def distill_variants(config: TrainConfig, teacher: str | Path, student: str, seeds: list[int],
@@ -120,24 +102,24 @@ def distill_variants(config: TrainConfig, teacher: str | Path, student: str, see
                      jobs: int = 1, reuse_stale: bool = False) -> pd.DataFrame:
     """Distil (or reuse) every variant × seed, ``jobs`` at a time (``ablation.run_all``) → one row per run:
     ``read_run``'s columns plus variant, seed, reused, other_code, run_dir and the teacher's test accuracy."""
-    planned = [(v, s, student_config(config, student, v, s, overrides),
-                options(teacher, student, v, temperature, alpha, beta)) for v in VARIANTS for s in seeds]
-    todo = [(c, o) for _, _, c, o in planned if force or not finished(c, o, reuse_stale)]
-    for c, _ in todo:
+    teacher_model = load_teacher(teacher)[0].config
+    planned = [(v, s, student_config(config, teacher, teacher_model, student, v, s, overrides, temperature, alpha,
+                                     beta)) for v in VARIANTS for s in seeds]
+    todo = [c for _, _, c in planned if force or not finished(c, reuse_stale)]
+    for c in todo:
         prepare_data(c)
-    run_all([partial(_distill, c, o, len(todo) == 1 or jobs == 1) for c, o in todo], jobs)
+    run_all([partial(_fit, c, len(todo) == 1 or jobs == 1) for c in todo], jobs)
     rows = []
-    for variant, seed, c, o in planned:
+    for variant, seed, c in planned:
         summary = json.loads((c.run_dir / "summary.json").read_text())
-        rows.append({"variant": variant, "seed": seed, **read_run(summary), "reused": (c, o) not in todo,
+        rows.append({"variant": variant, "seed": seed, **read_run(summary), "reused": c not in todo,
                      "other_code": version_change(c.run_dir, c) is not None, "run_dir": str(c.run_dir),
                      "teacher_test_accuracy": summary["teacher_test_accuracy"]})
     return pd.DataFrame(rows)
 
 
-def _distill(config: TrainConfig, opts: DistillOptions, progress: bool) -> None:
-    distill(config, opts.teacher, opts.student, opts.temperature, opts.alpha, opts.beta, overwrite=True,
-            progress=progress)
+def _fit(config: TrainConfig, progress: bool) -> None:
+    fit(config, overwrite=True, progress=progress)
 
 
 def run_view(runs: pd.DataFrame) -> pd.DataFrame:

@@ -1,10 +1,17 @@
-"""Distillation: the KD loss on known numbers, the teacher-logit cache, and a distilled student through
-evaluate, predict and export."""
+"""Distillation: the KD loss on known numbers, the teacher-logit cache, the kd config, a distilled student
+through fit (resume, DDP) and then evaluate, predict and export."""
+import dataclasses
 import json
 import math
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,10 +24,14 @@ from qcslib.data.sources import load_split, read_image
 from qcslib.data.transforms import build_transforms
 from qcslib.models.weights import load_checkpoint
 from qcslib.models.student import StudentNet
-from qcslib.train import ConfigError, load_profile
-from qcslib.train.distillation import distill, teacher_targets
+from qcslib.train import ConfigError, distill, load_data, load_profile, loop
+from qcslib.train.config import TrainConfig
+from qcslib.train.distillation import DistillationTask, teacher_targets
+from qcslib.train.distributed import World
+from qcslib.train.loop import distill_config
 from qcslib.train.evaluation import evaluate_checkpoint
 from qcslib.train.losses import distillation_loss
+from qcslib.train.tasks import QuadrupletTask
 from tests.test_faces import TemplateDetector
 
 STUDENT = "mobilenetv3_small_050"
@@ -90,14 +101,20 @@ def test_the_cache_runs_the_teacher_once_per_image_and_keys_rows_by_index(world)
 def test_a_distilled_run_has_the_train_layout_and_its_checkpoint_rebuilds_the_student(world):
     _, root, _, teacher_path, run, _ = world
     assert sorted(p.name for p in run.dir.iterdir()) == ["best.pt", "config.yaml", "confusion.csv", "data.json",
-                                                         "distill.json", "last.pt", "metrics.csv", "summary.json"]
+                                                         "last.pt", "metrics.csv", "summary.json"]
     metrics = run.metrics()
     assert list(metrics.epoch) == [1] and metrics.loss_feature[0] > 0 and metrics.loss_kd[0] > 0
+    # L = (1 − α) CE + α KD + β feature, with α = β = 0.5
+    assert metrics.loss[0] == pytest.approx(0.5 * (metrics.loss_ce[0] + metrics.loss_kd[0] + metrics.loss_feature[0]))
     summary = json.loads((run.dir / "summary.json").read_text())
     assert summary["student"] == summary["variant"] == STUDENT and summary["teacher"] == str(teacher_path)
     # the teacher's score is its own on the test split (the student's is checked against evaluate below)
     assert summary["teacher_test_accuracy"] == pytest.approx(
         evaluate_checkpoint(teacher_path, "synthfer", root, "test", device="cpu")["accuracy"])
+    stored = yaml.safe_load((run.dir / "config.yaml").read_text())  # the student and the teacher, apart
+    assert stored["objective"] == "kd" and stored["model"]["architecture"] == "timm"
+    assert stored["model"]["timm_name"] == STUDENT and stored["distill"]["teacher"] == str(teacher_path)
+    assert run.config.model.variant == STUDENT and run.config.distill.alpha == 0.5
     model, report = load_checkpoint(run.best_checkpoint)
     assert isinstance(model, StudentNet) and model.config.image_size == 32
     assert report.meta["timm_name"] == STUDENT and report.meta["num_classes"] == 7
@@ -146,7 +163,7 @@ def test_bad_teachers_and_students_are_one_line_errors(world, tmp_path, capsys):
                     train_config={"transform": "ferplus", "dataset": "synthfer"})
     for teacher, student, message in [(teacher_path, "no_such_net", "'no_such_net' is not a timm model name"),
                                       (tmp_path / "absent.pt", STUDENT, "absent.pt: no such file"),
-                                      (tmp_path / "eight.pt", STUDENT, r"has the classes \(c0, c1"),
+                                      (tmp_path / "eight.pt", STUDENT, r"model.num_classes is 8 \(the teacher's"),
                                       (tmp_path / "ferplus.pt", STUDENT, "ferplus transform recipe, the config has "
                                                                          "rafdb; --set transform=ferplus")]:
         code = main(["distill", "--teacher", str(teacher), "--student", student, "--profile", "smoke", *sets,
@@ -157,12 +174,11 @@ def test_bad_teachers_and_students_are_one_line_errors(world, tmp_path, capsys):
 
 
 def test_an_interrupted_distillation_resumes_to_the_same_result(world, monkeypatch):
-    from qcslib.train import distillation as distill_module
     config, _, _, teacher_path, _, _ = world
     config = config.replace(epochs=2)
     kwargs = dict(temperature=2.0, alpha=0.5, beta=0.5, progress=False)
     whole = distill(config.replace(name="whole"), teacher_path, STUDENT, **kwargs)
-    calls, evaluate = [], distill_module.evaluate
+    calls, evaluate = [], loop.evaluate
 
     def interrupt_in_the_second_epoch(*args, **kw):
         calls.append(1)
@@ -170,14 +186,14 @@ def test_an_interrupted_distillation_resumes_to_the_same_result(world, monkeypat
             raise KeyboardInterrupt
         return evaluate(*args, **kw)
 
-    monkeypatch.setattr(distill_module, "evaluate", interrupt_in_the_second_epoch)
+    monkeypatch.setattr(loop, "evaluate", interrupt_in_the_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         distill(config.replace(name="resumed"), teacher_path, STUDENT, **kwargs)
-    monkeypatch.setattr(distill_module, "evaluate", evaluate)
+    monkeypatch.setattr(loop, "evaluate", evaluate)
     run_dir = whole.dir.parent / "resumed"
     with pytest.raises(ConfigError, match="already holds a run"):
         distill(config.replace(name="resumed"), teacher_path, STUDENT, **kwargs)
-    with pytest.raises(ConfigError, match="other options"):
+    with pytest.raises(ConfigError, match=r"another recipe \(distill: "):
         distill(config.replace(name="resumed"), teacher_path, STUDENT, resume=run_dir / "last.pt",
                 **{**kwargs, "alpha": 0.0})
     resumed = distill(config.replace(name="resumed"), teacher_path, STUDENT, resume=run_dir / "last.pt", **kwargs)
@@ -195,7 +211,7 @@ def test_teacher_online_runs_the_teacher_on_every_training_batch_instead_of_the_
     monkeypatch.setattr(distill_module, "teacher_outputs", lambda t, x, f: (seen.append(len(x)), outputs(t, x, f))[1])
     run = distill(config.replace(name="online"), teacher_path, STUDENT, teacher_online=True, progress=False)
     assert sum(seen) == len(load_split("synthfer", config.data_root, "train"))  # one epoch: every image once
-    assert run.metrics().loss_kd[0] > 0 and json.loads((run.dir / "distill.json").read_text())["teacher_online"]
+    assert run.metrics().loss_kd[0] > 0 and run.config.distill.teacher_online
 
 
 def test_the_distill_command_names_its_run_after_the_profile_and_the_student(world, capsys):
@@ -220,3 +236,104 @@ def test_distill_resume_goes_on_in_the_folder_of_its_last_pt(tmp_path, monkeypat
     assert main([*base, "--resume", str(last)]) == 0
     assert main([*base, "--resume", str(last), "--run-dir", str(tmp_path / "elsewhere")]) == 0
     assert seen == [(last.parent, str(last)), (tmp_path / "elsewhere", str(last))]
+
+
+def test_a_kd_config_names_the_student_and_the_teacher_apart_and_round_trips(world, tmp_path):
+    config, _, _, teacher_path, _, _ = world
+    kd = distill_config(config, teacher_path, config.model, STUDENT, temperature=2.0, alpha=0.5)
+    assert kd.objective == "kd" and kd.model.timm_name == STUDENT and kd.model.image_size == config.model.image_size
+    assert kd.distill.teacher == str(teacher_path) and kd.backbone_weights is None
+    values = yaml.safe_load(yaml.safe_dump(kd.to_dict()))
+    assert TrainConfig.from_dict(values) == kd
+    assert load_profile("smoke", [f"{k}={json.dumps(v)}" for k, v in values.items() if k in ("objective", "model",
+                                  "distill")] + ["augment_on_device=false", "distill.alpha=0.25"]).distill.alpha == 0.25
+    for changes, message in [({"augment_on_device": True}, "augment_on_device=True: objective kd does not support"),
+                             ({"oversample": True}, "oversample=True: objective kd does not support"),
+                             ({"objective": "quadruplet"}, f"model: objective quadruplet trains a QCS model, got a "
+                                                           f"{STUDENT} student"),
+                             ({"model": config.model}, "model: objective kd trains a timm student"),
+                             ({"distill": None}, "distill: objective kd needs the distill section")]:
+        with pytest.raises(ConfigError, match=re.escape(message)) as error:
+            kd.replace(**changes)
+        assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="distill: is for objective kd only"):
+        config.replace(distill=kd.distill)
+
+
+def test_teacher_online_with_the_feature_term_trains_resumes_mid_epoch_and_exports(world, monkeypatch, tmp_path,
+                                                                                    capsys):
+    """The online teacher's features are a target the feature term's backward saves: inference tensors could not be.
+    6 steps per epoch (42 images, batches of 8): Ctrl-C after call 8 is step 2 of epoch 2."""
+    config, _, _, teacher_path, _, _ = world
+    config = config.replace(epochs=2)
+    kwargs = dict(temperature=2.0, alpha=0.5, beta=0.5, teacher_online=True, progress=False)
+    whole = distill(config.replace(name="online-whole"), teacher_path, STUDENT, **kwargs)
+    cut = config.replace(name="online-cut")
+    real, calls = loop.train_step, []
+
+    def step(*args, **kw):
+        out = real(*args, **kw)
+        calls.append(1)
+        if len(calls) == 8:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(loop, "train_step", step)
+        with pytest.raises(KeyboardInterrupt):
+            distill(cut, teacher_path, STUDENT, **kwargs)
+    state = torch.load(cut.run_dir / "last.pt", weights_only=False)
+    assert (state["epoch"], state["step"]) == (1, 2) and state["projection"] is not None
+    resumed = distill(cut, teacher_path, STUDENT, resume=cut.run_dir / "last.pt", **kwargs)
+    timing = ["train_seconds", "eval_seconds", "samples_per_s"]
+    assert resumed.metrics().drop(columns=timing).equals(whole.metrics().drop(columns=timing))
+    assert resumed.metrics().loss_feature.gt(0).all()
+    out = tmp_path / "student.onnx"
+    assert main(["export", "--checkpoint", str(resumed.best_checkpoint), "--format", "onnx", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["max_abs_diff"] <= 1e-4 and out.is_file()
+
+
+@pytest.mark.parametrize("objective", ["kd", "quadruplet"])
+def test_every_epoch_and_seed_augments_anew_whatever_the_workers(world, objective):
+    """Every training image is one image here, so batches differ only by their augmentation draws: a loader whose
+    workers were seeded alike every epoch (or for every seed) would repeat them."""
+    config, _, _, teacher_path, _, _ = world
+    if objective == "kd":
+        config, build = distill_config(config, teacher_path, config.model, STUDENT), DistillationTask
+    else:
+        build = QuadrupletTask
+    data = load_data(config)
+    data = data._replace(train=dataclasses.replace(data.train, paths=[data.train.paths[0]] * len(data.train)))
+
+    def images(seed, epoch, workers):
+        task = build(config.replace(seed=seed, num_workers=workers), data, World(), torch.device("cpu"), False)
+        task.sampler.set_epoch(epoch)
+        return torch.cat([batch[0] for batch in task.loader])
+
+    first = images(0, 0, 1)
+    assert torch.equal(first, images(0, 0, 0))  # the worker process draws what the main one would
+    for other in (images(0, 1, 1), images(1, 0, 1)):
+        assert (first - other).flatten(1).abs().amax(1).gt(0).all()  # every image drawn anew
+
+
+def test_distillation_runs_under_torchrun_in_two_processes(world, tmp_path):
+    config, root, _, teacher_path, _, overrides = world
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run_dir = tmp_path / "ddp"
+    sets = [a for o in overrides for a in ("--set", o)]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", str(port), "-m", "qcslib",
+                           "distill", "--teacher", str(teacher_path), "--student", STUDENT, "--profile", "smoke", *sets,
+                           "--beta", "0.5", "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=900,
+                          cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1",
+                                             "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count('"run_dir"') == 1  # only rank 0 reports
+    assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "metrics.csv", "last.pt", "best.pt",
+                                                    "confusion.csv", "summary.json", "data.json", "version.json"}
+    train = len(load_split("synthfer", root, "train"))
+    assert pd.read_csv(run_dir / "metrics.csv")["steps"].tolist() == [-(-(-(-train // 2)) // 8)]  # a shard each
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["variant"] == summary["student"] == STUDENT and summary["teacher"] == str(teacher_path)

@@ -17,7 +17,7 @@ from qcslib.data.sources import load_split
 from qcslib.export import _images
 from qcslib.latency import timed
 from qcslib.notebook import NotebookParameters
-from qcslib.train import ConfigError, load_profile
+from qcslib.train import ConfigError, Run, load_profile
 
 STUDENT = "mobilenetv3_small_050"
 
@@ -60,6 +60,7 @@ def test_the_student_parameters_are_checked_in_one_line():
                              ({"int8": "int4"}, "int8 must be one of auto, static, dynamic"),
                              ({"alpha": 1.5}, "need 0 ≤ alpha ≤ 1"),
                              ({"distill_overrides": ["model.dim=8"]}, "distill_overrides: model.dim is not"),
+                             ({"distill_overrides": ["distill.alpha=0"]}, "distill_overrides: distill.alpha is not"),
                              ({"distill_overrides": ["epochs"]}, "distill_overrides: override 'epochs' is not")]:
         with pytest.raises(ConfigError, match=message) as error:
             NotebookParameters(**changes)
@@ -69,6 +70,7 @@ def test_the_student_parameters_are_checked_in_one_line():
 def test_students_trained_in_parallel_find_their_synthfer_generated_first(tmp_path, monkeypatch):
     root = tmp_path / "data"
     config = load_profile("smoke", [f"data_root={root}", f"runs_dir={tmp_path / 'runs'}"])
+    save_checkpoint(tmp_path / "teacher.pt", QCSNet(config.model))
     started = []
 
     def run_all(calls, jobs):
@@ -103,12 +105,13 @@ def test_every_variant_is_distilled_with_its_own_loss_and_the_same_recipe(study)
     config, plan, runs = study
     assert list(runs["variant"]) == ["labels", "kd", "kd_feature"] and not runs["reused"].any()
     for run in runs.itertuples():
-        c = students.student_config(config, STUDENT, run.variant, 0, plan["overrides"])
+        c = students.student_config(config, plan["teacher"], config.model, STUDENT, run.variant, 0, plan["overrides"],
+                                    plan["temperature"], plan["alpha"], plan["beta"])
         assert run.run_dir == str(c.run_dir) and c.run_dir.parent == config.run_dir / "students"
-        assert c.epochs == 1 and not c.sam and not c.augment_on_device and c.seed == 0  # distill needs per-image
-        options = json.loads((c.run_dir / "distill.json").read_text())
-        assert (options["alpha"], options["beta"]) == {"labels": (0, 0), "kd": (0.5, 0), "kd_feature": (0.5, 0.5)}[
-            run.variant] and options["temperature"] == 2.0 and options["student"] == STUDENT
+        assert c.epochs == 1 and not c.sam and not c.augment_on_device and c.seed == 0  # kd needs per-image
+        assert Run.load(c.run_dir).config.to_dict() == c.to_dict()  # the student under model, the teacher apart
+        assert (c.distill.alpha, c.distill.beta) == {"labels": (0, 0), "kd": (0.5, 0), "kd_feature": (0.5, 0.5)}[
+            run.variant] and c.distill.temperature == 2.0 and c.model.timm_name == STUDENT
         metrics = pd.read_csv(c.run_dir / "metrics.csv")
         if run.variant == "labels":  # α = 0: the loss is the cross-entropy alone
             assert metrics["loss"][0] == pytest.approx(metrics["loss_ce"][0])
@@ -118,7 +121,7 @@ def test_every_variant_is_distilled_with_its_own_loss_and_the_same_recipe(study)
 def test_finished_students_are_reused_and_changed_options_retrain(study, monkeypatch):
     config, plan, _ = study
     trained = []
-    monkeypatch.setattr(students, "distill", lambda config, *a, **kw: trained.append(config.name))
+    monkeypatch.setattr(students, "fit", lambda config, *a, **kw: trained.append(config.name))
     again = students.distill_variants(config, **plan)
     assert again["reused"].all() and trained == []
     changed = students.distill_variants(config, **{**plan, "alpha": 0.7})  # the mock trains nothing

@@ -22,7 +22,7 @@ from qcslib.analysis.metrics import classification_metrics
 from qcslib.models.weights import CheckpointError, load_checkpoint
 from qcslib.train import SAM, ConfigError, Run, TrainingError, fit, head_names, load_profile, quadruplet_loss
 from qcslib.data.sources import DataError, Split, load_split
-from qcslib.train import evaluation, load_data, loop
+from qcslib.train import evaluation, load_data, loop, tasks
 from qcslib.train.config import PROFILE_DIR, TrainConfig, parse_overrides, synthfer_domain
 from qcslib.train.evaluation import evaluate_checkpoint
 from qcslib.train import rundir
@@ -575,14 +575,14 @@ def test_a_run_stopped_anywhere_resumes_to_the_same_metrics(tmp_path, smoke_data
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, smoke_data, monkeypatch):
-    real, calls = loop.quadruplet_loss, {"n": 0}
+    real, calls = tasks.quadruplet_loss, {"n": 0}
 
     def poisoned(*args):
         loss, parts = real(*args)
         calls["n"] += 1
         return (loss * float("nan"), parts) if calls["n"] == 2 * 21 + 2 * 3 + 1 else (loss, parts)
 
-    monkeypatch.setattr(loop, "quadruplet_loss", poisoned)  # 2 SAM passes per step: step 4 of epoch 2
+    monkeypatch.setattr(tasks, "quadruplet_loss", poisoned)  # 2 SAM passes per step: step 4 of epoch 2
     config = smoke(tmp_path, smoke_data, "epochs=3")
     with pytest.raises(TrainingError, match=r"non-finite loss at epoch 2, step 4;.*last\.pt holds the last good"):
         fit(config, progress=False)
@@ -647,7 +647,7 @@ def test_only_the_second_sam_backward_all_reduces_under_ddp(tmp_path):
         for sam in (False, True):
             torch.manual_seed(0)
             net = QCSNet(QCSConfig.sized("tiny", image_size=32, backbone_size=32))
-            model, calls = DistributedDataParallel(loop.TrainForward(net)), []
+            model, calls = DistributedDataParallel(tasks.TrainForward(net)), []
 
             def count(state, bucket):
                 calls.append(1)
@@ -657,8 +657,10 @@ def test_only_the_second_sam_backward_all_reduces_under_ddp(tmp_path):
 
             model.register_comm_hook(None, count)
             optimizer = SAM(net.parameters(), torch.optim.Adam, lr=1e-3) if sam else torch.optim.Adam(net.parameters())
-            batch = [torch.randn(4, 3, 32, 32) for _ in range(4)] + [torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 3, 0])]
-            loop.train_step(model, optimizer, None, batch, torch.device("cpu"), None, False, sam, World(0, 0, 2))
+            images, labels = [torch.randn(4, 3, 32, 32) for _ in range(4)], (torch.tensor([0, 1, 2, 3]),
+                                                                             torch.tensor([1, 2, 3, 0]))
+            loop.train_step(model, optimizer, None, images, labels, tasks.quadruplet_objective, None, sam,
+                            World(0, 0, 2))
             reductions[sam] = len(calls)
     finally:
         dist.destroy_process_group()

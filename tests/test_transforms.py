@@ -95,13 +95,13 @@ def test_seeded_augmentation_leaves_the_cuda_generators_alone(monkeypatch):
     that one: reseeding CUDA there (as torch.manual_seed does) would change every later CUDA draw."""
     from qcslib.data.datasets import QuadrupletDataset
     from qcslib.data.sources import Split
-    from qcslib.train.loop import _augment_batch
+    from qcslib.train.tasks import augment_batch
     seeded = []
     monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded.append)
     monkeypatch.setattr(torch.cuda, "manual_seed", seeded.append)
     _, augment = build_split_transforms("rafdb", 32)
     batch = [torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8) for _ in range(4)] + [torch.zeros(2), torch.ones(2)]
-    _augment_batch(batch, augment, torch.device("cpu"), seed=5)
+    augment_batch(batch, augment, torch.device("cpu"), seed=5)
     split = Split("list", "train", Path("."), ["a", "b"], np.array([0, 1]), None, np.zeros((2, 48, 48), np.uint8), None)
     QuadrupletDataset(split, build_split_transforms("rafdb", 32)[0])[(0, 0, 1, 1, 9)]
     assert seeded == []

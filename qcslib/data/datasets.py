@@ -49,6 +49,22 @@ class ImageDataset(_SplitImages):
         return self.transform(self.image(index)), int(self.split.labels[index])
 
 
+class SeededImages(_SplitImages):
+    """Training images for an ``ImageSampler``: item ``(i, seed)`` → ``(transform(image_i), label_i, i)``, the
+    augmentation drawn from a torch RNG seeded with ``seed`` (the global RNG left as it was), as in
+    ``QuadrupletDataset``. The index finds the image's row of a per-image table (distillation's teacher cache)."""
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, item):
+        index, seed = int(item[0]), int(item[1])
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)
+            image = self.transform(self.image(index))
+        return image, int(self.split.labels[index]), index
+
+
 class QuadrupletDataset(_SplitImages):
     """Item ``(a, p, n, n2)`` or ``(a, p, n, n2, seed)`` (what ``QuadrupletSampler`` yields): the four
     images, each transformed on its own (its own random augmentation), then the anchor's label and the

@@ -1,5 +1,6 @@
 """Quadruplet sampling: (anchor, positive, negative, negative2) indices for one epoch, vectorised
-(``draw_quadruplets``), and the ``QuadrupletSampler`` that hands them to a ``DataLoader`` epoch by epoch.
+(``draw_quadruplets``), and the ``QuadrupletSampler`` that hands them to a ``DataLoader`` epoch by epoch;
+``ImageSampler`` does the same for single images (distillation).
 
 For an anchor of class c: the positive is another image of class c; the negative an image of
 another class c'; negative2 another image of class c'. The official sampler filters a pandas
@@ -120,9 +121,7 @@ class QuadrupletSampler(Sampler):
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
         self.quads = draw_quadruplets(self.labels, self.seed, epoch, **self.options)
-        base = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1, np.uint64)[0])
-        rank = self.options.get("rank", 0)
-        self.item_seeds = (base + rank * len(self.quads) + np.arange(len(self.quads), dtype=object)) % 2 ** 63
+        self.item_seeds = item_seeds(self.seed, epoch, self.options.get("rank", 0), len(self.quads))
 
     def __len__(self) -> int:
         return len(self.quads) - self.start
@@ -130,3 +129,34 @@ class QuadrupletSampler(Sampler):
     def __iter__(self) -> Iterator[tuple[int, int, int, int, int]]:
         rows = self.quads[self.start:].tolist()
         return (tuple(row) + (int(s),) for row, s in zip(rows, self.item_seeds[self.start:]))
+
+
+def item_seeds(seed: int, epoch: int, rank: int, n: int) -> np.ndarray:
+    """The augmentation seeds of a rank's ``n`` items of an epoch: ``(s_e + rank · n + i) mod 2⁶³`` for item i,
+    ``s_e`` drawn from ``SeedSequence([seed, epoch])``: distinct over the ranks' items and the positions."""
+    base = int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0])
+    return (base + rank * n + np.arange(n, dtype=object)) % 2 ** 63
+
+
+class ImageSampler(Sampler):
+    """Yields this rank's images of the current epoch as ``(index, seed)``: every image once, in an order drawn
+    from ``(seed, epoch)``, wrapped around to a multiple of ``world_size`` and dealt rank r the positions r, r + W,
+    … (as DistributedSampler). Seeds and ``set_epoch(e, start=k)`` as in ``QuadrupletSampler``."""
+
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        self.images = np.resize(order, -(-self.n // self.world_size) * self.world_size)[self.rank::self.world_size]
+        self.item_seeds = item_seeds(self.seed, epoch, self.rank, len(self.images))
+
+    def __len__(self) -> int:
+        return len(self.images) - self.start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((int(i), int(s)) for i, s in zip(self.images[self.start:], self.item_seeds[self.start:]))

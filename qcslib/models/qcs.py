@@ -91,6 +91,11 @@ class QCSConfig:
         return cls(**{**SIZES[size], **overrides})
 
     @property
+    def branches(self) -> int:
+        """Images through the network per training sample: 1 (baseline), 2 (DCS) or 4 (QCS)."""
+        return BRANCHES[self.variant]
+
+    @property
     def tokens_per_scale(self) -> int:
         """``(backbone_size / 16)²``: 49 at the paper size."""
         return (self.backbone_size // 16) ** 2
@@ -176,7 +181,7 @@ class QCSNet(nn.Module):
 
     @property
     def branches(self) -> int:
-        return BRANCHES[self.config.variant]
+        return self.config.branches
 
     def forward_features(self, images: Tensor) -> Tensor:
         return self.base.forward_features(images)

@@ -39,6 +39,16 @@ class StudentConfig:
             raise ValueError(f"need num_classes ≥ 2 and image_size ≥ 8, got {self.num_classes} and "
                              f"{self.image_size}")
 
+    @property
+    def variant(self) -> str:
+        """The name run tables list it under (a QCS model's is qcs, dcs or baseline): the timm name."""
+        return self.timm_name
+
+    @property
+    def branches(self) -> int:
+        """Images through the network per training sample: one."""
+        return 1
+
     def to_dict(self) -> dict:
         return asdict(self)
 

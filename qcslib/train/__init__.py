@@ -1,9 +1,8 @@
-"""Training: configuration and profiles, SAM, the quadruplet and distillation losses, the loops (``fit``,
-``distill``), evaluation, the run directory, and the runtime (device, precision)."""
+"""Training: configuration and profiles, SAM, the quadruplet and distillation losses, the loop (``fit``, and
+``distill`` through it), evaluation, the run directory, and the runtime (device, precision)."""
 from .config import ConfigError, TrainConfig, load_profile, parse_overrides
-from .distillation import distill
 from .evaluation import Scores, evaluate, evaluate_checkpoint, predict, score, score_checkpoint
-from .loop import TrainingError, fit, load_data
+from .loop import TrainingError, distill, fit, load_data
 from .losses import distillation_loss, head_names, quadruplet_loss
 from .rundir import Run
 from .runtime import select_device

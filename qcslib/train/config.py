@@ -1,10 +1,11 @@
 """Training configuration: a typed dataclass, filled from a YAML profile and ``key=value`` overrides.
 
 Profiles live in ``qcslib/profiles/<name>.yaml`` (or any path ending in ``.yaml``); each key is a
-``TrainConfig`` field, except ``base: NAME`` (start from that profile) and ``notebooks``. Three fields are
+``TrainConfig`` field, except ``base: NAME`` (start from that profile) and ``notebooks``. Four fields are
 typed sections: ``model`` (a ``QCSConfig``; the mapping may also name a ``size``, ``paper`` | ``tiny``, whose
-fields come first), ``synthfer`` (``SynthFERSettings``) and ``data_options`` (``load_split``'s options).
-Overrides use dotted keys for those: ``model.csa=s``, ``synthfer.bias_strength=0.9``. Values are parsed as
+fields come first; or, with ``architecture: timm``, a ``StudentConfig``), ``synthfer`` (``SynthFERSettings``),
+``data_options`` (``load_split``'s options) and ``distill`` (``DistillConfig``, or null). Overrides use dotted
+keys for those: ``model.csa=s``, ``synthfer.bias_strength=0.9``, ``distill.alpha=0.5``. Values are parsed as
 YAML (``lr=1e-4``, ``sam=false``, ``model.units=[1,1,1]``). Every key and value is checked against the
 fields' type hints (``typing.get_type_hints``) when the config is built, before any work starts: an unknown
 or ill-typed key is a one-line ``ConfigError`` that names it.
@@ -14,6 +15,12 @@ SynthFER domains: a profile key (or override) ``synthfer_domain: NAME`` picks on
 on top of the profile's ``synthfer`` mapping, and ``data_root`` gets the suffix ``-NAME`` (the generator caches by
 settings, one dataset a directory); ``--set`` overrides still come last. ``synthfer_domain(config, NAME)`` does
 the same to a built config. The run's config.yaml holds the resulting settings, not the name.
+
+Objective and architecture: ``objective`` says what a step minimises, ``model`` which network learns it.
+``quadruplet`` (the default) trains a QCS model (QCS, DCS or the baseline) on quadruplets; ``kd`` distils the
+QCS checkpoint ``distill.teacher`` into a timm student (``model.architecture: timm``), image by image, with the
+``distill`` section's temperature and weights. The quadruplet-only options (``epoch_fraction`` ≠ 1,
+``oversample``, ``augment_on_device``) and ``backbone_weights`` (the QCS backbone's) are refused with ``kd``.
 
 Model selection: each epoch scores the *selection split* — ``val`` by default (the dataset's own val
 split, or a seeded, stratified ``val_fraction`` of train held out for datasets that have none, such as
@@ -39,6 +46,7 @@ from ..data.synthfer import DOMAINS, SynthFERSettings
 from ..data.transforms import RECIPES
 from ..data.quadruplets import NEGATIVES
 from ..models.qcs import SIZES, QCSConfig
+from ..models.student import ARCHITECTURE, StudentConfig
 from ..typed import checked
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
@@ -47,11 +55,29 @@ SELECTIONS = ("val", "test")
 SCHEDULES = ("exponential", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-SECTIONS = ("data_options", "synthfer", "model")  # the fields that take dotted keys
+OBJECTIVES = ("quadruplet", "kd")
+SECTIONS = ("data_options", "synthfer", "model", "distill")  # the fields that take dotted keys
 
 
 class ConfigError(ValueError):
     """A profile or override that cannot describe a run; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """The ``kd`` objective's section: the QCS teacher checkpoint, T, α and β of ``losses.distillation_loss``, and
+    whether the teacher runs on every augmented batch (``teacher_online``) or once per image (the cache)."""
+
+    teacher: str
+    temperature: float = 4.0
+    alpha: float = 0.9
+    beta: float = 0.0
+    teacher_online: bool = False
+
+    def __post_init__(self):
+        if not self.temperature > 0 or not 0 <= self.alpha <= 1 or not self.beta >= 0:
+            raise ConfigError(f"need temperature > 0, 0 ≤ alpha ≤ 1 and beta ≥ 0; got "
+                              f"temperature={self.temperature}, alpha={self.alpha}, beta={self.beta}")
 
 
 @dataclass(frozen=True)
@@ -80,8 +106,10 @@ class TrainConfig:
     augment_on_device: bool = False      # loader only decodes and resizes; flip, jitter, erasing... on the device
     verify_images: bool = True           # decode every image first; unreadable ones are skipped and listed
     allow_unreadable_eval: bool = False  # val/test with unreadable images: an error, or (true) score the rest
-    # model
-    model: QCSConfig = field(default_factory=QCSConfig)  # the network
+    # objective and model
+    objective: str = "quadruplet"        # quadruplet (QCS training) | kd (distil a QCS teacher into a timm student)
+    model: QCSConfig | StudentConfig = field(default_factory=QCSConfig)  # the network that learns
+    distill: DistillConfig | None = None  # objective kd: the teacher and the loss's T, α, β
     backbone_weights: str | None = None  # ir50.pth (the MS-Celeb-1M IR-50 the official code loads)
     # optimisation
     optimizer: str = "adam"              # SAM's base optimizer, or the optimizer itself with sam: false
@@ -145,17 +173,43 @@ class TrainConfig:
                               f"rho={self.rho}, weight_decay={self.weight_decay}, lr_gamma={self.lr_gamma}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be ≥ 0, got {self.num_workers}")
+        _choice("objective", self.objective, OBJECTIVES)
+        if self.objective == "quadruplet" and not isinstance(self.model, QCSConfig):
+            raise ConfigError(f"model: objective quadruplet trains a QCS model, got a {self.model.timm_name} student "
+                              f"(architecture {ARCHITECTURE}); set objective=kd to distil into it")
+        if self.objective == "quadruplet" and self.distill is not None:
+            raise ConfigError("distill: is for objective kd only; leave it null for quadruplet training")
+        if self.objective == "kd":
+            self._check_kd()
+
+    def _check_kd(self):
+        if self.distill is None:
+            raise ConfigError("distill: objective kd needs the distill section (teacher, temperature, alpha, ...)")
+        if not isinstance(self.model, StudentConfig):
+            raise ConfigError(f"model: objective kd trains a timm student (model.architecture {ARCHITECTURE}), got "
+                              f"the QCS variant {self.model.variant}")
+        for name, bad in (("epoch_fraction", self.epoch_fraction != 1), ("oversample", self.oversample),
+                          ("augment_on_device", self.augment_on_device), ("backbone_weights", self.backbone_weights)):
+            if bad:
+                raise ConfigError(f"{name}={getattr(self, name)}: objective kd does not support it (quadruplet "
+                                  f"training only); leave it at its default")
 
     @classmethod
     def from_dict(cls, values: dict, where: str = "config") -> TrainConfig:
         """A config from a mapping of fields whose sections are mappings too (a profile's, or ``to_dict``'s).
-        ``model`` may name a ``size`` (``QCSConfig.sized``); unknown and ill-typed keys are errors."""
+        ``model`` is a ``StudentConfig`` if it says ``architecture: timm``, else a ``QCSConfig`` that may name a
+        ``size`` (``QCSConfig.sized``); unknown and ill-typed keys are errors."""
         values = dict(values)
         model = dict(values.get("model") or {})
-        size = model.pop("size", "paper")
-        if size not in SIZES:
-            raise ConfigError(f"{where}: model.size must be one of {', '.join(SIZES)}, got {size!r}")
-        values["model"] = build(QCSConfig, {**SIZES[size], **model}, where, "model.")
+        if model.get("architecture") == ARCHITECTURE:
+            values["model"] = build(StudentConfig, model, where, "model.")
+        else:
+            size = model.pop("size", "paper")
+            if size not in SIZES:
+                raise ConfigError(f"{where}: model.size must be one of {', '.join(SIZES)}, got {size!r}")
+            values["model"] = build(QCSConfig, {**SIZES[size], **model}, where, "model.")
+        if values.get("distill") is not None:
+            values["distill"] = build(DistillConfig, values["distill"], where, "distill.")
         values["synthfer"] = build(SynthFERSettings, values.get("synthfer") or {}, where, "synthfer.")
         _choice(f"{where}: dataset", values.get("dataset", cls.dataset), DATASETS)
         try:
@@ -247,7 +301,7 @@ def apply_overrides(values: dict, overrides: dict, where: str = "overrides") -> 
         if sub:
             if top not in SECTIONS:
                 raise ConfigError(f"{where}: {top!r} has no sub-keys, so {key!r} is not a key")
-            out.setdefault(top, {})[sub] = value
+            out[top] = {**(out.get(top) or {}), sub: value}
         else:
             out[top] = value
     return out

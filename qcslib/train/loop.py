@@ -1,8 +1,10 @@
-"""Training: ``fit(config) -> Run``.
+"""Training: ``fit(config) -> Run``, one loop for every objective; ``distill(config, teacher, student) -> Run``
+builds a ``kd`` config and fits it.
 
-One SAM step on a batch of quadruplets (a, p, n, n2) with labels (y, y_n):
+The config's *task* (``tasks``: ``QuadrupletTask`` for ``objective: quadruplet``, ``distillation.DistillationTask``
+for ``kd``) builds the network, the loader and the loss; the loop does the rest. One SAM step on a batch:
 
-    L(w)   = mean CE over the heads (``losses.quadruplet_loss``)
+    L(w)   = the task's loss (quadruplet: mean CE over the heads; kd: ``losses.distillation_loss``)
     w'     = w + ρ ∇L(w) / ‖∇L(w)‖           (first forward and backward without DDP gradient sync)
     w      ← base_optimizer(w, ∇L(w'))       (second forward and backward, synchronised)
 
@@ -16,15 +18,16 @@ Model selection: after every epoch the *selection split* is scored (val by defau
 With ``selection: val`` the test split is scored only after training stops, on best.pt's model and on
 the last one, so nothing the run decides depends on it.
 
-Reproducibility: the model is initialised from ``seed``; the quadruplets and each item's augmentation
-are functions of (seed, epoch, position) (``QuadrupletSampler``); dropout draws from the global RNG,
-seeded from (seed, epoch, rank) at each epoch start and saved in mid-epoch checkpoints. So on CPU two
-runs with one seed give identical metrics, and a resumed run ends as an uninterrupted one would.
+Reproducibility: the model is initialised from ``seed``; the samples (quadruplets, or images) and each item's
+augmentation are functions of (seed, epoch, position) (``QuadrupletSampler``, ``ImageSampler``); dropout draws
+from the global RNG, seeded from (seed, epoch, rank) at each epoch start and saved in mid-epoch checkpoints. So on
+CPU two runs with one seed give identical metrics, and a resumed run ends as an uninterrupted one would.
 What the run directory holds: ``rundir``.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -36,25 +39,25 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.datasets import CachedQuadruplets, QuadrupletDataset, as_batch, decode_images
-from ..data.quadruplets import QuadrupletSampler
 from ..data.sources import DataError, Split, hold_out, load_split, require_whole, verify_images
 from ..data.synthfer import generate
-from ..data.transforms import build_split_transforms, build_transforms, resize_size
-from ..models.qcs import BRANCHES, QCSNet
-from ..models.weights import load_backbone_weights, read_torch_file
+from ..models.student import DEFAULT_STUDENT, StudentConfig
+from ..models.qcs import QCSConfig
+from ..models.weights import read_torch_file
 from ..progress import report as report_progress
 from . import rundir
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, DistillConfig, TrainConfig
+from .distillation import DistillationTask, load_teacher
 from .distributed import World, broadcast_flag, init_world
 from .evaluation import evaluate
-from .losses import head_names, quadruplet_loss
 from .rundir import EpochSums, Run, RunState
-from .runtime import Interrupt, autocast, autocast_dtype, select_device, to_device
+from .runtime import Interrupt, autocast, autocast_dtype, select_device
 from .sam import SAM, optimizer_step
+from .tasks import Data, QuadrupletTask, epoch_seed
+
+TASKS = {"quadruplet": QuadrupletTask, "kd": DistillationTask}  # objective → its task
 
 
 class TrainingError(RuntimeError):
@@ -79,8 +82,10 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
                           f"IR-50 (ir50.pth) there, or --set backbone_weights=PATH (null: train from scratch)")
     data = load_data(config, world)
     trainer = Trainer.build(config, data, world, device, progress and world.main, pretrained=saved is None)
-    state = rundir.restore(saved, trainer.net, trainer.optimizer, trainer.scheduler, trainer.scaler) \
-        if saved is not None else RunState()
+    state = RunState()
+    if saved is not None:
+        state = rundir.restore(saved, trainer.net, trainer.optimizer, trainer.scheduler, trainer.scaler)
+        trainer.task.load_state_dict(saved)
     if world.main:
         rundir.start(config, data)
     stopped_early = trainer.should_stop(state, data)
@@ -99,37 +104,48 @@ def fit(config: TrainConfig, resume: str | Path | None = None, overwrite: bool =
     return Run(config.run_dir, config, summary)
 
 
-class TrainForward(nn.Module):
-    """``forward`` is ``net.forward_train``: DDP synchronises gradients only through a module's forward."""
+def distill(config: TrainConfig, teacher: str | Path, student: str = DEFAULT_STUDENT, temperature: float = 4.0,
+            alpha: float = 0.9, beta: float = 0.0, teacher_online: bool = False, resume: str | Path | None = None,
+            overwrite: bool = False, progress: bool = True) -> Run:
+    """Train ``student`` (a timm name) on ``config``'s data and recipe against the QCS ``teacher`` checkpoint (see
+    ``distillation``) → the Run: ``fit`` of ``distill_config``. Under torchrun it runs in every process."""
+    teacher_net, _ = load_teacher(teacher)
+    return fit(distill_config(config, teacher, teacher_net.config, student, temperature, alpha, beta, teacher_online),
+               resume=resume, overwrite=overwrite, progress=progress)
 
-    def __init__(self, net: QCSNet):
-        super().__init__()
-        self.net = net
 
-    def forward(self, *images: torch.Tensor):
-        return self.net.forward_train(*images)
+def distill_config(config: TrainConfig, teacher: str | Path, teacher_model: QCSConfig, student: str = DEFAULT_STUDENT,
+                   temperature: float = 4.0, alpha: float = 0.9, beta: float = 0.0,
+                   teacher_online: bool = False) -> TrainConfig:
+    """``config``'s recipe with objective ``kd``: the timm ``student`` (built from scratch: no ``backbone_weights``)
+    for the teacher's classes and image size (``teacher_model``), the ``teacher`` checkpoint and the loss's T, α
+    and β in ``distill``."""
+    try:
+        model = StudentConfig(student, teacher_model.num_classes, teacher_model.image_size)
+    except ValueError as e:
+        raise ConfigError(f"student: {e}") from None
+    return config.replace(objective="kd", model=model, backbone_weights=None,
+                          distill=DistillConfig(str(teacher), temperature, alpha, beta, teacher_online))
 
 
-def train_step(model: nn.Module, optimizer, scaler, batch, device: torch.device, dtype, channels_last: bool,
-               sam: bool, world: World):
-    """One (SAM) step of ``model`` (a ``TrainForward``, maybe DDP-wrapped or compiled) on a batch of the
-    variant's branches and (y, y_n) → (per-head losses, correct anchors, batch size, loss), all on the device."""
-    *images, labels, neg_labels = batch
-    images = [to_device(x, device, channels_last) for x in images]
-    labels, neg_labels = labels.to(device, non_blocking=True), neg_labels.to(device, non_blocking=True)
+def train_step(model: nn.Module, optimizer, scaler, inputs: list[torch.Tensor], targets, loss, dtype, sam: bool,
+               world: World):
+    """One (SAM) step of ``model`` (a task's ``module``, maybe DDP-wrapped or compiled) on ``inputs`` (on the
+    device) → (per-term losses, correct samples, batch size, loss), all on the device. ``loss(outputs, targets)``
+    → (L, per-term losses, correct samples): the task's."""
+    device = inputs[0].device
 
     def forward_backward(sync: bool):
         # DDP decides in the forward whether the backward all-reduces, so no_sync must hold both
         with model.no_sync() if (not sync and world.distributed) else contextlib.nullcontext():
             with autocast(device, dtype):
-                out = model(*images)
-            loss, parts = quadruplet_loss(out, labels, neg_labels)
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-        return out, loss, parts
+                out = model(*inputs)
+            value, parts, correct = loss(out, targets)
+            (scaler.scale(value) if scaler is not None else value).backward()
+        return value, parts, correct
 
-    out, loss, parts = optimizer_step(optimizer, forward_backward, sam, scaler)
-    correct = (out.base_logits[0].argmax(1) == labels).sum()
-    return parts, correct, len(labels), loss.detach()
+    value, parts, correct = optimizer_step(optimizer, forward_backward, sam, scaler)
+    return parts, correct, len(inputs[0]), value.detach()
 
 
 class Epoch(NamedTuple):
@@ -145,22 +161,18 @@ class Epoch(NamedTuple):
 
 @dataclass
 class Trainer:
-    """What the loop steps: the model (``net``, and ``model`` as it trains: wrapped for DDP and compiled if asked),
-    the optimiser, schedule and scaler, the sampler and loader, and the decoded caches of the scored splits."""
+    """What the loop steps: the task (``tasks``: the network, what trains it, its data and loss), the model as it
+    trains (the task's module, wrapped for DDP and compiled if asked), and the optimiser, schedule and scaler."""
 
     config: TrainConfig
     world: World
     device: torch.device
     dtype: torch.dtype | None
-    net: QCSNet
+    task: QuadrupletTask | DistillationTask
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler | None
-    sampler: QuadrupletSampler
-    loader: DataLoader
-    augment: object | None
-    caches: tuple[np.ndarray | None, np.ndarray | None]  # selection split, test split
     classes: tuple[str, ...]
     steps_per_epoch: int
     progress: bool
@@ -168,33 +180,26 @@ class Trainer:
     @classmethod
     def build(cls, config: TrainConfig, data: Data, world: World, device: torch.device, progress: bool,
               pretrained: bool = True) -> Trainer:
-        """The model initialised from ``config.seed`` (and, if ``pretrained``, ``backbone_weights``), on ``device``,
-        and what trains it."""
+        """The config's task, its network initialised from ``config.seed`` (and, if ``pretrained``, its
+        ``backbone_weights``) on ``device``, and what trains it."""
         torch.manual_seed(config.seed)
-        net = QCSNet(config.model)
-        if config.backbone_weights and pretrained:
-            load_backbone_weights(net.base.backbone, config.backbone_weights)
-        net.to(device)
-        if config.channels_last:
-            net.to(memory_format=torch.channels_last)
-        sampler, loader, caches, augment = _loaders(config, data, net.config.image_size, net.branches, world, device,
-                                                    progress)
-        optimizer = _build_optimizer(config, net)
+        task = TASKS[config.objective](config, data, world, device, progress, pretrained)
+        optimizer = _build_optimizer(config, task.module)
         # SAM shares its param groups with the base optimizer, which is the one that steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.base_optimizer if config.sam else optimizer,
-                                                      partial(lr_factor, config, len(loader)))
+                                                      partial(lr_factor, config, len(task.loader)))
         dtype = autocast_dtype(config.precision, device)
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        model = TrainForward(net)
+        model = task.module
         if world.distributed:
             model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         model = torch.compile(model) if config.compile else model
-        return cls(config, world, device, dtype, net, model, optimizer, scheduler, scaler, sampler, loader, augment,
-                   caches, tuple(data.train.classes), len(loader), progress)
+        return cls(config, world, device, dtype, task, model, optimizer, scheduler, scaler, tuple(data.train.classes),
+                   len(task.loader), progress)
 
     @property
-    def heads(self) -> list[str]:
-        return head_names(self.net.branches, self.net.cross is not None)
+    def net(self) -> nn.Module:
+        return self.task.net
 
     def scores(self, state: RunState) -> list[float]:
         return [row[f"{self.config.selection}_accuracy"] for row in state.history]
@@ -207,24 +212,23 @@ class Trainer:
         save a mid-epoch last.pt (one-process runs) and raise KeyboardInterrupt; on a non-finite loss, TrainingError."""
         config, world, device = self.config, self.world, self.device
         skip, batch = state.step, config.batch_size
-        self.sampler.set_epoch(epoch, start=skip * batch)
-        torch.manual_seed(_epoch_seed(config.seed, epoch, world.rank))
+        self.task.sampler.set_epoch(epoch, start=skip * batch)
+        torch.manual_seed(epoch_seed(config.seed, epoch, world.rank))
         if state.rng is not None:
             rundir.set_rng_state(state.rng, device)
         sums = EpochSums.from_tensor(state.sums.to_tensor().to(device)) if state.sums is not None else \
-            EpochSums.zeros(len(self.heads), device)
+            EpochSums.zeros(len(self.task.loss_names), device)
         untimed = float(sums.samples) * world.size
         lr = config.lr * lr_factor(config, self.steps_per_epoch, epoch * self.steps_per_epoch)  # at its first step
         self.model.train()
-        t0, steps = time.perf_counter(), skip + len(self.loader)
+        t0, steps = time.perf_counter(), skip + len(self.task.loader)
         bar = tqdm(total=steps, initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not self.progress,
                    leave=False)
         bad = torch.full((), -1, device=device, dtype=torch.long)
-        for step, batch in enumerate(self.loader, start=skip):
-            if self.augment is not None:
-                batch = _augment_batch(batch, self.augment, device, _epoch_seed(config.seed, epoch, world.rank, step))
-            parts, correct, n, loss = train_step(self.model, self.optimizer, self.scaler, batch, device, self.dtype,
-                                                 config.channels_last, config.sam, world)
+        for step, batch in enumerate(self.task.loader, start=skip):
+            inputs, targets = self.task.batch(batch, epoch, step)
+            parts, correct, n, loss = train_step(self.model, self.optimizer, self.scaler, inputs, targets,
+                                                 self.task.loss, self.dtype, config.sam, world)
             self.scheduler.step()
             sums.add(parts, correct, n)
             bad = torch.where((bad < 0) & ~torch.isfinite(loss), step, bad)
@@ -233,7 +237,7 @@ class Trainer:
                     raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {int(bad) + 1}; stopped, "
                                         f"{config.run_dir / 'last.pt'} holds the last good state")
                 seconds = time.perf_counter() - t0
-                bar.set_postfix(loss=f"{sums.mean_loss:.4f}", acc=f"{sums.accuracy:.3f}",
+                bar.set_postfix(loss=f"{self.task.epoch_loss(sums):.4f}", acc=f"{sums.accuracy:.3f}",
                                 samples_per_s=f"{float(sums.samples) * world.size / seconds:.1f}")
                 bar.update(step + 1 - bar.n)
             if broadcast_flag(interrupt.requested, world, device):
@@ -257,8 +261,8 @@ class Trainer:
         raise KeyboardInterrupt(f"interrupted at epoch {epoch + 1}, step {step}; resume with --resume {last}{where}")
 
     def _checkpoint(self, state: RunState) -> dict:
-        return rundir.checkpoint(self.net, self.config, self.classes, self.optimizer, self.scheduler, self.scaler,
-                                 state)
+        return {**rundir.checkpoint(self.net, self.config, self.classes, self.optimizer, self.scheduler, self.scaler,
+                                    state), **self.task.state_dict()}
 
     def end_epoch(self, epoch: int, done: Epoch, data: Data, state: RunState) -> None:
         """Score the selection split (fp32), add the metrics row, and write best.pt (on a new best), last.pt and
@@ -267,9 +271,10 @@ class Trainer:
         t1 = time.perf_counter()
         metrics = evaluate(self.net, data.selection, recipe=config.transform, batch_size=config.eval_batch_size,
                            device=self.device, precision="fp32", channels_last=config.channels_last,
-                           cache=self.caches[0], progress=self.progress)
-        row = rundir.metrics_row(epoch, done.lr, self.heads, done.sums, self.net, config, metrics, done.seconds,
-                                 time.perf_counter() - t1, done.steps, done.untimed)
+                           cache=self.task.caches[0], progress=self.progress)
+        row = rundir.metrics_row(epoch, done.lr, self.task.epoch_loss(done.sums), self.task.loss_names, done.sums,
+                                 self.task.columns(), config, metrics, done.seconds, time.perf_counter() - t1,
+                                 done.steps, done.untimed)
         key = f"{config.selection}_accuracy"
         state.history.append(row)
         if state.best is None or row[key] > state.best[key]:
@@ -286,37 +291,28 @@ class Trainer:
 
     def finish(self, data: Data, state: RunState, stopped_early: bool) -> dict:
         """Score the test split (with ``selection: val``: only now, on best.pt's model and on the last one), write
-        ``confusion.csv`` (best model, test) and ``summary.json``, and return the summary."""
+        ``confusion.csv`` (best model, test) and ``summary.json`` (with what the task adds), and return the summary."""
         config, run_dir = self.config, self.config.run_dir
         chosen, last = dict(state.best), dict(state.history[-1])
         if config.selection == "val":
-            best_net = QCSNet(self.net.config).to(self.device)
+            best_net = type(self.net)(self.net.config).to(self.device)
             best_net.load_state_dict(read_torch_file(run_dir / "best.pt")[0]["state_dict"])
             for row, model in ((chosen, best_net), (last, self.net)):
                 metrics = evaluate(model, data.test, recipe=config.transform, batch_size=config.eval_batch_size,
                                    device=self.device, precision="fp32", channels_last=config.channels_last,
-                                   cache=self.caches[1], progress=self.progress)
+                                   cache=self.task.caches[1], progress=self.progress)
                 row.update({f"test_{k}": metrics[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")})
                 if model is best_net:
                     rundir.write_confusion(metrics, self.classes, run_dir / "confusion.csv")
-        return rundir.write_summary(config, state, stopped_early, len(data.selection), len(data.test),
-                                    len(data.test.skipped), chosen, last)
+        summary = rundir.write_summary(config, state, stopped_early, len(data.selection), len(data.test),
+                                       len(data.test.skipped), chosen, last)
+        if extra := self.task.summary(data):
+            summary.update(extra)
+            rundir.atomic_text(json.dumps(summary, indent=1), run_dir / "summary.json")
+        return summary
 
 
 # ------------------------------------------------------------------------------------------------------------ data
-
-class Data(NamedTuple):
-    """A run's splits: ``train``, ``val`` (None with ``selection: test``) and ``test``."""
-
-    train: Split
-    val: Split | None
-    test: Split
-
-    @property
-    def selection(self) -> Split:
-        """The split scored every epoch, which picks best.pt and stops early: val, or test (paper's protocol)."""
-        return self.test if self.val is None else self.val
-
 
 def prepare_data(config: TrainConfig) -> None:
     """Generate the config's SynthFER if it is not on disk yet (nothing to do for a real dataset). Runs trained
@@ -357,7 +353,8 @@ def load_data(config: TrainConfig, world: World = World()) -> Data:
                               f"and {other.classes}")
     classes = config.model.num_classes
     if classes != len(train.classes):
-        raise ConfigError(f"model.num_classes is {classes}, but {config.dataset} at {config.data_root} has "
+        whose = f" (the teacher's, {config.distill.teacher})" if config.distill is not None else ""
+        raise ConfigError(f"model.num_classes is {classes}{whose}, but {config.dataset} at {config.data_root} has "
                           f"{len(train.classes)} classes ({', '.join(train.classes)})")
     if config.batch_size * world.size > len(train):
         raise ConfigError(f"batch_size {config.batch_size} × {world.size} process(es) is larger than the "
@@ -365,50 +362,7 @@ def load_data(config: TrainConfig, world: World = World()) -> Data:
     return Data(train, val, test)
 
 
-def _loaders(config: TrainConfig, data: Data, image_size: int, branches: int, world: World,
-             device: torch.device, progress: bool):
-    """→ (sampler, train loader, decoded caches of the selection and test splits, device augmentation or None)."""
-    cache_size = resize_size(config.transform, image_size)
-    splits = (data.train, data.selection, data.test)
-    caches = [decode_images(s, cache_size, progress=progress) if config.decoded_cache else None for s in splits]
-    if data.val is None:
-        caches[2] = caches[1]
-    anchors = max(1, round(len(data.train) * config.epoch_fraction))
-    sampler = QuadrupletSampler(data.train.labels, seed=config.seed, negatives=config.negatives,
-                                classes=data.train.classes, oversample=config.oversample,
-                                num_anchors=anchors if anchors != len(data.train) or config.oversample else None,
-                                rank=world.rank, world_size=world.size)
-    if config.augment_on_device:
-        transform, augment = build_split_transforms(config.transform, image_size)
-    else:
-        transform, augment = build_transforms(config.transform, image_size, train=True), None
-    if augment is not None and caches[0] is not None:  # the loader half would only copy the cached pixels
-        dataset, collate = CachedQuadruplets(data.train, caches[0], branches), as_batch
-    else:
-        dataset, collate = QuadrupletDataset(data.train, transform, caches[0], branches=branches), None
-    workers = config.num_workers
-    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
-                        collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                        prefetch_factor=4 if workers > 0 else None,
-                        generator=torch.Generator().manual_seed(0))  # leaves the global RNG alone
-    return sampler, loader, tuple(caches[1:]), augment
-
-
-def _augment_batch(batch, augment, device: torch.device, seed: int):
-    """The device half of the train transform (``augment_on_device``), drawing from ``seed`` alone."""
-    *images, labels, neg_labels = batch
-    with torch.random.fork_rng(devices=[]):  # restores the CPU generator, the only one seeded here
-        torch.random.default_generator.manual_seed(seed)
-        return [augment(x.to(device, non_blocking=True)) for x in images] + [labels, neg_labels]
-
-
 # ------------------------------------------------------------------------------------------- schedule and stopping
-
-def _epoch_seed(seed: int, epoch: int, rank: int, step: int | None = None) -> int:
-    """A seed drawn from (seed, epoch, rank[, step]) for the dropout of an epoch (or a step's device augmentation)."""
-    key = [seed, epoch, rank, 7] + ([] if step is None else [step])
-    return int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] % 2 ** 63)
-
 
 def _build_optimizer(config: TrainConfig, model: nn.Module):
     base = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
@@ -435,7 +389,7 @@ def lr_factor(config: TrainConfig, steps_per_epoch: int, step: int) -> float:
 def work_units(config: TrainConfig, epochs: int | None = None) -> float:
     """Backbone passes of the whole training set that ``epochs`` (default: all) epochs of ``config`` cost:
     ``epochs · epoch_fraction · branches · (2 with SAM)``. QCS costs 4 per epoch, the baseline 1."""
-    branches = BRANCHES[config.model.variant]
+    branches = config.model.branches
     return (config.epochs if epochs is None else epochs) * config.epoch_fraction * branches * (2 if config.sam else 1)
 
 

@@ -31,6 +31,7 @@ import torch
 import yaml
 
 from ..models.qcs import QCSNet
+from ..models.student import StudentNet
 from ..models.weights import FORMAT, read_torch_file
 from .config import ConfigError, TrainConfig
 
@@ -39,9 +40,10 @@ TRAINING_CODE = ("models", "data", "train")  # the qcslib packages a run execute
 VERSIONED = ("code", "torch", "timm", "data")  # what must match for a run to be reused; the commit is for display
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
-# what a resumed run may change: where its files are and how it runs, never what or how it trains
+# what a resumed run may change: where its files are and how it runs, never what or how it trains (a dotted name:
+# that key of a section: the teacher checkpoint may move)
 RESUMABLE = ("name", "runs_dir", "data_root", "backbone_weights", "verify_images", "eval_batch_size", "device",
-             "precision", "channels_last", "compile", "num_workers", "log_every")
+             "precision", "channels_last", "compile", "num_workers", "log_every", "distill.teacher")
 
 
 @dataclass
@@ -243,7 +245,8 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def checkpoint(net: QCSNet, config: TrainConfig, classes, optimizer, scheduler, scaler, state: RunState) -> dict:
+def checkpoint(net: QCSNet | StudentNet, config: TrainConfig, classes, optimizer, scheduler, scaler,
+               state: RunState) -> dict:
     """The ``last.pt`` payload: model, recipe, class names, optimiser, schedule, scaler and the run ``state``."""
     return {"format": FORMAT, "config": net.config.to_dict(), "state_dict": net.state_dict(),
             "train_config": config.to_dict(), "classes": list(classes),
@@ -253,7 +256,7 @@ def checkpoint(net: QCSNet, config: TrainConfig, classes, optimizer, scheduler, 
             "sums": state.sums.to_tensor().cpu() if state.sums is not None else None, "rng": state.rng}
 
 
-def best_checkpoint(net: QCSNet, config: TrainConfig, classes, epoch: int, metrics: dict) -> dict:
+def best_checkpoint(net: QCSNet | StudentNet, config: TrainConfig, classes, epoch: int, metrics: dict) -> dict:
     """The ``best.pt`` payload: the model (loadable by ``load_checkpoint``), its recipe and its selection metrics."""
     return {"format": FORMAT, "config": net.config.to_dict(), "state_dict": net.state_dict(),
             "train_config": config.to_dict(), "classes": list(classes), "epoch": epoch,
@@ -272,9 +275,9 @@ def read_resume(path: str | Path, config: TrainConfig, distributed: bool = False
     if theirs != ours:
         diff = ", ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in ours if theirs.get(k) != ours[k])
         raise ConfigError(f"{path}: was trained with another model ({diff})")
-    theirs, missing = state.get("train_config") or {}, object()
-    changed = [(k, theirs.get(k, missing), v) for k, v in config.to_dict().items()
-               if k not in RESUMABLE and theirs.get(k, missing) != v]
+    theirs, missing = recipe(state.get("train_config") or {}), object()
+    changed = [(k, theirs.get(k, missing), v) for k, v in recipe(config.to_dict()).items()
+               if theirs.get(k, missing) != v]
     if changed:
         diff = ", ".join(f"{k}: {'absent' if t is missing else repr(t)} there, {v!r} here" for k, t, v in changed)
         raise ConfigError(f"{path}: was trained with another recipe ({diff}); resume with the same one, or start a "
@@ -285,7 +288,16 @@ def read_resume(path: str | Path, config: TrainConfig, distributed: bool = False
     return state
 
 
-def restore(state: dict, net: QCSNet, optimizer, scheduler, scaler) -> RunState:
+def recipe(values: dict) -> dict:
+    """A config's fields (``TrainConfig.to_dict``) without the ``RESUMABLE`` ones."""
+    out = {k: v for k, v in values.items() if k not in RESUMABLE}
+    for top, _, key in (name.partition(".") for name in RESUMABLE):
+        if key and isinstance(out.get(top), dict):
+            out[top] = {k: v for k, v in out[top].items() if k != key}
+    return out
+
+
+def restore(state: dict, net: QCSNet | StudentNet, optimizer, scheduler, scaler) -> RunState:
     """Load a ``read_resume`` state into the model and the optimiser, schedule and scaler → its RunState."""
     net.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
@@ -299,20 +311,22 @@ def restore(state: dict, net: QCSNet, optimizer, scheduler, scaler) -> RunState:
 
 # ---------------------------------------------------------------------------------------------- what it reports
 
-def metrics_row(epoch: int, lr: float, names: list[str], sums: EpochSums, net: QCSNet, config: TrainConfig,
-                metrics: dict, train_seconds: float, eval_seconds: float, steps: int, untimed: float) -> dict:
-    """One metrics.csv row; ``sums`` over all ranks, ``metrics`` those of the selection split, whose columns are
-    named after it (``val_*`` or ``test_*``); ``untimed``: samples trained before a restart, not in the timing."""
+def metrics_row(epoch: int, lr: float, loss: float, names: list[str], sums: EpochSums, columns: dict,
+                config: TrainConfig, metrics: dict, train_seconds: float, eval_seconds: float, steps: int,
+                untimed: float) -> dict:
+    """One metrics.csv row; ``loss`` the epoch's mean loss and ``sums`` its per-term sums (``names``) over all
+    ranks, ``columns`` the task's own (QCS: k), ``metrics`` those of the selection split, whose columns are named
+    after it (``val_*`` or ``test_*``); ``untimed``: samples trained before a restart, not in the timing.
+    ``backbone_images``: samples · the model's branches · (2 with SAM)."""
     n, split = float(sums.samples), config.selection
-    row = {"epoch": epoch + 1, "lr": lr, "loss": sums.mean_loss}
+    row = {"epoch": epoch + 1, "lr": lr, "loss": loss}
     row.update({f"loss_{name}": float(v) / n for name, v in zip(names, sums.losses, strict=True)})
-    if net.cross is not None and net.cross[0].k() is not None:
-        row.update({f"k{i + 1}": float(m.k().detach()) for i, m in enumerate(net.cross)})
+    row.update(columns)
     row.update({"train_accuracy": sums.accuracy, f"{split}_accuracy": metrics["accuracy"],
                 f"{split}_mean_class_accuracy": metrics["mean_class_accuracy"], f"{split}_macro_f1": metrics["macro_f1"],
                 "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
                 "samples_per_s": round((n - untimed) / train_seconds, 2) if train_seconds > 0 else math.nan,
-                "steps": steps, "backbone_images": int(n) * net.branches * (2 if config.sam else 1)})
+                "steps": steps, "backbone_images": int(n) * config.model.branches * (2 if config.sam else 1)})
     return row
 
 
