@@ -101,7 +101,7 @@ def test_the_cache_runs_the_teacher_once_per_image_and_keys_rows_by_index(world)
 def test_a_distilled_run_has_the_train_layout_and_its_checkpoint_rebuilds_the_student(world):
     _, root, _, teacher_path, run, _ = world
     assert sorted(p.name for p in run.dir.iterdir()) == ["best.pt", "config.yaml", "confusion.csv", "data.json",
-                                                         "last.pt", "metrics.csv", "summary.json"]
+                                                         "last.pt", "metrics.csv", "summary.json", "version.json"]
     metrics = run.metrics()
     assert list(metrics.epoch) == [1] and metrics.loss_feature[0] > 0 and metrics.loss_kd[0] > 0
     # L = (1 − α) CE + α KD + β feature, with α = β = 0.5

@@ -71,7 +71,8 @@ def test_the_smoke_pipeline_renders_every_report(tmp_path):
         assert words in ablation, words
     assert "AU-oracle ceiling" in (out / "01_data_prep.html").read_text()
     tables = (out / "08_paper_tables.html").read_text()
-    for words in ("92.50", "not available: put RAF-DB at data/rafdb", "SynthFER · pose", "Not converged"):
+    for words in ("92.50", "not available: put RAF-DB at data/rafdb", "SynthFER · pose",
+                  "Still improving at their limit"):  # the smoke runs of 1 epoch choose it: they are no result
         assert words in tables, words
     video = (out / "09_video.html").read_text()
     for words in ("smoothed − raw", "2 clips", "real photos (MTCNN): frames/s", "frame(s) had no face"):

@@ -308,7 +308,8 @@ def test_a_smoke_run_learns_and_writes_its_run_directory(tmp_path, smoke_data):
     assert names == {"config.yaml", "metrics.csv", "last.pt", "best.pt", "confusion.csv", "summary.json", "data.json",
                      "version.json"}
     summary = json.loads((run.dir / "summary.json").read_text())
-    assert summary["version"] == rundir.version(run.config) and summary["version"]["code"] == rundir.code_fingerprint()
+    assert summary["version"]["code"] == rundir.code_fingerprint() and rundir.version_change(run.dir, run.config) is None
+    assert set(summary["version"]) == {"code", "torch", "timm", "data", "commit"}
     best = m.loc[m["val_accuracy"].idxmax()]
     assert summary["selection"] == "val" and summary["best"]["epoch"] == best["epoch"]
     assert summary["best"]["val_accuracy"] == pytest.approx(best["val_accuracy"])
