@@ -270,10 +270,13 @@ def write_index(profile: str, params: dict, out_dir: Path, timings: dict, failur
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .fail{{color:#b00}}</style></head><body>
 <h1>qcs-fer reports: profile <code>{html.escape(profile)}</code></h1>{status}
 <h2>Reports</h2><table><tr><th>notebook</th><th>time</th></tr>{reports}</table>
-<h2>Runs</h2><p>Every <code>summary.json</code> under <code>{html.escape(params["run_dir"])}</code>: where each run stopped,
-whether it converged, and the test scores of the checkpoint chosen on the split in <i>chosen on</i> (val; "test" marks
-the paper's protocol), with the last epoch's test accuracy beside them. <i>model</i> is the network a run trains
-(the <code>baseline_matched</code> runs train the baseline network, with QCS's image budget).</p>{runs_html}
+<h2>Runs</h2><p>Every <code>summary.json</code> under <code>{html.escape(params["run_dir"])}</code>: where each run stopped
+and why (<i>ended by</i>: patience before its epoch limit, or the limit, "still improving" when it chose its last or
+second-to-last epoch there), whether it converged (its selection accuracy flat over its last epochs, within one
+standard error, and not still improving), and the test scores of the checkpoint chosen on the split in <i>chosen
+on</i> (val; "test" marks the paper's protocol), with the last epoch's test accuracy beside them. <i>model</i> is the
+network a run trains (the <code>baseline_matched</code> runs train the baseline network, with QCS's image budget);
+<i>trained by</i> says whether this checkout's training code trained it.</p>{runs_html}
 <h2>Parameters</h2><pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>
 <h2>Environment</h2>{env}</body></html>"""
     (out_dir / "index.html").write_text(page, encoding="utf-8")
