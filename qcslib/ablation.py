@@ -128,6 +128,12 @@ def current(config: TrainConfig, reuse_stale: bool = False) -> bool:
     return reuse_stale
 
 
+def stale(config: TrainConfig, trained: list[TrainConfig], reuse_stale: bool) -> bool:
+    """Whether the finished run of ``config`` was trained by other code: only a run reused with ``reuse_stale`` can
+    be (``finished`` refuses the others, and a run trained now is current)."""
+    return reuse_stale and config not in trained and version_change(config.run_dir, config) is not None
+
+
 def reuse_or_fit(config: TrainConfig, force: bool = False, processes: int = 1, reuse_stale: bool = False) -> Run:
     """The finished run of exactly this config (``finished``) unless ``force``; else train it, here (``fit``) or,
     with ``processes > 1``, by torchrun in a subprocess (``launch_torchrun``) → the Run."""
@@ -165,7 +171,7 @@ def train_variants(config: TrainConfig, plan: dict[str, list[int]], force: bool 
     for variant, seed, c in planned:
         summary = json.loads((c.run_dir / "summary.json").read_text())
         rows.append({"variant": variant, "seed": seed, **read_run(summary), "reused": c not in todo,
-                     "other_code": version_change(c.run_dir, c) is not None, "run_dir": str(c.run_dir)})
+                     "other_code": stale(c, todo, reuse_stale), "run_dir": str(c.run_dir)})
     return pd.DataFrame(rows)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .ablation import (bias_accuracy, finished, format_mean_std, read_run, run_all, run_table, summarize,
+from .ablation import (bias_accuracy, finished, format_mean_std, read_run, run_all, run_table, stale, summarize,
                        train_variants)
 from .analysis.stats import compare, verdict, with_holm
 from .data.sources import load_split
@@ -37,7 +37,6 @@ from .models.weights import load_checkpoint
 from .train.config import ConfigError, TrainConfig, apply_overrides, parse_overrides
 from .train.distillation import load_teacher
 from .train.loop import distill_config, fit, prepare_data
-from .train.rundir import version_change
 from .train.runtime import select_device
 
 VARIANTS = {  # name → (what it is, its loss weights given the notebook's α and β)
@@ -113,7 +112,7 @@ def distill_variants(config: TrainConfig, teacher: str | Path, student: str, see
     for variant, seed, c in planned:
         summary = json.loads((c.run_dir / "summary.json").read_text())
         rows.append({"variant": variant, "seed": seed, **read_run(summary), "reused": c not in todo,
-                     "other_code": version_change(c.run_dir, c) is not None, "run_dir": str(c.run_dir),
+                     "other_code": stale(c, todo, reuse_stale), "run_dir": str(c.run_dir),
                      "teacher_test_accuracy": summary["teacher_test_accuracy"]})
     return pd.DataFrame(rows)
 

@@ -15,6 +15,7 @@ import yaml
 from scipy import stats
 
 from qcslib import ablation
+from qcslib.analysis import findings
 from qcslib.analysis.stats import compare, holm, verdict, with_holm
 from qcslib.data.sources import load_split
 from qcslib.data.synthfer import SynthFERSettings, generate
@@ -139,6 +140,10 @@ def test_a_run_of_other_code_is_trained_again_unless_reuse_stale(tmp_path, monke
     assert ablation.finished(c, reuse_stale=True)
     monkeypatch.setattr(ablation, "run_all", lambda calls, jobs: None)  # what would train, without training
     assert ablation.fit_all([c]) == [c] and ablation.fit_all([c], reuse_stale=True) == []
+    assert ablation.stale(c, [], reuse_stale=True)  # reused though trained by other code: the reports name it
+    assert not ablation.stale(c, [c], reuse_stale=True) and not ablation.stale(c, [], reuse_stale=False)
+    runs = fake_runs({"qcs": [0.5, 0.6, 0.7]}).assign(other_code=[True, False, False])
+    assert "**Trained by other code** (1: qcs-s0), reused as asked (reuse_stale)" in findings.convergence(runs)
     write_run(c, {"stopped_epoch": 2}, {k: v for k, v in rundir.version(c).items() if k != "data"})
     assert not ablation.finished(c)  # the data it trained on is not recorded
     (c.run_dir / "version.json").unlink()  # a run from before runs recorded their code

@@ -27,7 +27,6 @@ What the run directory holds: ``rundir``.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -304,12 +303,8 @@ class Trainer:
                 row.update({f"test_{k}": metrics[k] for k in ("accuracy", "mean_class_accuracy", "macro_f1")})
                 if model is best_net:
                     rundir.write_confusion(metrics, self.classes, run_dir / "confusion.csv")
-        summary = rundir.write_summary(config, state, stopped_early, len(data.selection), len(data.test),
-                                       len(data.test.skipped), chosen, last)
-        if extra := self.task.summary(data):
-            summary.update(extra)
-            rundir.atomic_text(json.dumps(summary, indent=1), run_dir / "summary.json")
-        return summary
+        return rundir.write_summary(config, state, stopped_early, len(data.selection), len(data.test),
+                                    len(data.test.skipped), chosen, last, self.task.summary(data))
 
 
 # ------------------------------------------------------------------------------------------------------------ data

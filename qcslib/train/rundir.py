@@ -374,11 +374,11 @@ SUMMARY_SCORES = ("epoch", "val_accuracy", "val_mean_class_accuracy", "val_macro
 
 
 def write_summary(config: TrainConfig, state: RunState, patience_stopped: bool, selection_images: int,
-                  test_images: int, test_unreadable: int, chosen: dict, last: dict) -> dict:
+                  test_images: int, test_unreadable: int, chosen: dict, last: dict, extra: dict | None = None) -> dict:
     """Write ``summary.json`` and return it: selection, the epoch the run stopped at, why and whether it converged
     (``run_state``, on the ``selection_images`` of the selection split), the chosen and the last epoch's scores
-    (``chosen`` and ``last``: their rows with the test scores), the run's ``version.json``, test images and backbone
-    images."""
+    (``chosen`` and ``last``: their rows with the test scores), the run's ``version.json``, test images, backbone
+    images, and then ``extra`` (what the task adds)."""
     scores = [r[f"{config.selection}_accuracy"] for r in state.history]
     summary = {"name": config.name, "seed": config.seed, "variant": config.model.variant,
                "selection": config.selection, "stopped_epoch": len(state.history), "max_epochs": config.epochs,
@@ -388,6 +388,6 @@ def write_summary(config: TrainConfig, state: RunState, patience_stopped: bool, 
                "test_images": test_images, "test_unreadable": test_unreadable,
                "version": json.loads((config.run_dir / "version.json").read_text()),
                "train_seconds": round(sum(r["train_seconds"] for r in state.history), 2),
-               "backbone_images": int(sum(r["backbone_images"] for r in state.history))}
+               "backbone_images": int(sum(r["backbone_images"] for r in state.history)), **(extra or {})}
     atomic_text(json.dumps(summary, indent=1), config.run_dir / "summary.json")
     return summary
