@@ -31,7 +31,7 @@ import yaml
 
 from . import progress
 from .analysis.findings import convergence
-from .analysis.stats import compare, interval_label, verdict, with_holm
+from .analysis.stats import compare, family_sentence, interval_label, verdict, with_holm
 from .data.sources import Split, load_split
 from .models.qcs import BRANCHES
 from .models.weights import load_checkpoint
@@ -394,9 +394,5 @@ def _family_lines(compared: pd.DataFrame, what: str) -> list[str]:
     """One bullet per comparison of a family (``_family``), after one saying how the family is corrected."""
     if compared.empty:
         return []
-    level = interval_label(compared.iloc[0])
-    lines = [f"- Paired comparisons of the {what}, one family of {len(compared)}: each interval is an unadjusted "
-             f"{level}; a difference is declared only where its Holm-adjusted p (over the "
-             f"{int(compared['family'].max())} comparisons with an interval) is below "
-             f"{1 - compared['confidence'].iloc[0]:.2g}."]
+    lines = [f"- {family_sentence(compared.to_dict('records'), f'Paired comparisons of the {what}')}."]
     return lines + [f"  - *{row.question}* {row.verdict}." for row in compared.itertuples()]

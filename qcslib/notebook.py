@@ -11,7 +11,9 @@ checked parameters::
                                     device=device, seeds=seeds)
 
 Notebooks 04-06 study the ablation runs: they pass ``ablation_overrides``, and get the config with those
-applied; with any, the runs go to ``run_dir/ablation``, so that shortened runs never replace 02's run.
+applied; with any, the runs go to ``run_dir/ablation``, so that shortened runs never replace 02's run. 05 and 06
+also pass ``map_overrides`` (a resolution whose token grid can localise): with any, their runs go to
+``run_dir/maps``.
 Notebook 08 sets up twice: with ``ablation_overrides`` for 04's runs, and without for the profile's own.
 """
 from __future__ import annotations
@@ -58,6 +60,8 @@ class NotebookParameters:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # 04's main variants; the others use seeds[0]
     ablation_seeds: list[int] = field(default_factory=lambda: [0])  # 04's other variants
     ablation_overrides: list[str] = field(default_factory=list)  # key=value overrides of the runs 04-06 study
+    map_overrides: list[str] = field(default_factory=list)  # 05, 06: more overrides of their runs (a resolution whose
+                                    # token grid can localise, e.g. model.image_size=64); empty: 04's runs
     parallel_runs: int = 1          # 04: runs trained at once (worker processes sharing the CPU threads)
     n_gpus: int = 1                 # 02: > 1 trains with torchrun on that many GPUs
     force: bool = False             # 02, 04: retrain runs that are finished
@@ -187,7 +191,8 @@ def setup(profile: str | Path, *, dataset: str | None = None, data_root: str | N
 
     It works from the project root (the paths in the parameters start there) and shows table cells whole.
     ``parameters`` are NotebookParameters fields; None, like a run parameter that is None, means the profile's.
-    Passing ``ablation_overrides`` (04-06) applies them; with any, the runs go to ``run_dir/ablation``."""
+    Passing ``ablation_overrides`` (04-06) applies them; with any, the runs go to ``run_dir/ablation``. Passing
+    ``map_overrides`` too (05, 06) applies them after those; with any, the runs go to ``run_dir/maps``."""
     os.chdir(ROOT)
     pd.set_option("display.max_colwidth", None)  # table cells are sentences: show them whole
     params = notebook_parameters(profile).override({k: v for k, v in parameters.items() if v is not None},
@@ -196,9 +201,13 @@ def setup(profile: str | Path, *, dataset: str | None = None, data_root: str | N
     if run_dir is not None:
         where.update(runs_dir=str(Path(run_dir).parent), name=Path(run_dir).name)
     config = load_profile(profile, where)
+    studied, name = dict(where), None
     if "ablation_overrides" in parameters and params.ablation_overrides:
-        ablation = {**where, **parse_overrides(params.ablation_overrides)}
-        config = load_profile(profile, ablation).replace(runs_dir=str(config.run_dir), name="ablation")
+        studied, name = {**studied, **parse_overrides(params.ablation_overrides)}, "ablation"
+    if "map_overrides" in parameters and params.map_overrides:
+        studied, name = {**studied, **parse_overrides(params.map_overrides)}, "maps"
+    if name is not None:
+        config = load_profile(profile, studied).replace(runs_dir=str(config.run_dir), name=name)
     return config, params
 
 
@@ -270,18 +279,18 @@ def load_pair(config: TrainConfig, seed: int, variants: tuple[str, ...] = ("base
     return load_on_test(config, {r.variant: Path(r.run_dir) / "best.pt" for r in runs.itertuples()})
 
 
+EMBEDDED = ("baseline", "baseline_matched", "qcs")  # the variants 05 embeds and 06 scores
+
+
 def localisations(config: TrainConfig, seeds: list[int], images: int, reuse_stale: bool = False
                   ) -> dict[int, pd.DataFrame | None]:
-    """06: for each seed, ``cam.localisation`` of the baseline and QCS runs (``load_pair``) on ``images`` test images
+    """06: for each seed, ``cam.localisation`` of the ``EMBEDDED`` runs (``load_pair``) on ``images`` test images
     drawn with the seed (``sample``) → ``{seed: table}`` (None off SynthFER)."""
     tables = {}
     for seed in seeds:
-        pair = load_pair(config, seed, reuse_stale=reuse_stale)
+        pair = load_pair(config, seed, EMBEDDED, reuse_stale)
         tables[seed] = cam.localisation(pair.models, sample(pair.test, images, seed), pair.recipe)
     return tables
-
-
-EMBEDDED = ("baseline", "baseline_matched", "qcs")  # 05's variants
 
 
 @dataclass(frozen=True)

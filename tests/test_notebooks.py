@@ -152,6 +152,12 @@ def test_setup_fills_what_is_none_from_the_profile_and_sends_shortened_runs_apar
     assert (ablations.runs_dir, ablations.name) == ("runs/x/y", "ablation")  # never 02's run directory
     same, _ = notebook.setup("smoke", run_dir="runs/x/y", ablation_overrides=[])
     assert same == load_profile("smoke", ["runs_dir=runs/x", "name=y"])  # no overrides: 02's runs are reused
+    maps, _ = notebook.setup("smoke", run_dir="runs/x/y", ablation_overrides=None,
+                             map_overrides=["model.image_size=64", "model.backbone_size=64"])
+    assert (maps.runs_dir, maps.name, maps.epochs) == ("runs/x/y", "maps", 1)  # on top of 04's, apart from them
+    assert (maps.model.image_size, maps.model.backbone_size) == (64, 64)
+    unmapped, _ = notebook.setup("smoke", run_dir="runs/x/y", ablation_overrides=None, map_overrides=None)
+    assert unmapped == ablations  # the profile sets none: 04's runs
     with pytest.raises(ConfigError, match="notebook parameter tsne_points must be int"):
         notebook.setup("smoke", tsne_points="9")
 
@@ -335,23 +341,33 @@ def test_embedding_and_localisation_findings_compare_qcs_with_the_baseline():
             "the seed; the 5-NN vote is among 100 train images (the train split, not the test images themselves).") in text
     assert ("- Mean ± std over seeds: baseline silhouette 0.110 ± 0.010, k-NN accuracy 50.0 ± 2.0 %; qcs silhouette "
             "0.200 ± 0.000, k-NN accuracy 60.0 ± 0.0 %.") in text
-    assert "one family of 2 comparisons: a difference is declared only where its Holm-adjusted p" in text
+    assert ("QCS against the baselines, paired over seeds, one family of 2: each interval is an unadjusted 95 % "
+            "interval; a difference is declared only where its Holm-adjusted p") in text
     assert "*is QCS's k-NN accuracy higher than baseline's?* qcs is ahead of baseline by 10.00 points" in text
-    table = pd.DataFrame({"mean %": [20.0, 30.0, 10.0], "std %": [5.0, 6.0, 2.0], "images": [90, 90, 90],
-                          "zero maps": [3, 10, 0]}, index=["baseline", "qcs", "even spread"])
+    table = pd.DataFrame({"mean %": [20.0, 25.0, 30.0, 10.0], "std %": [5.0, 4.0, 6.0, 2.0], "images": 90,
+                          "zero maps": [3, 0, 10, 0]}, index=["baseline", "baseline_matched", "qcs", "even spread"])
     text = findings.localisation(table, 7)  # the paper's size: a cell is 2.0 % of the image, the masks 10 %
     assert "a 7 × 7 token grid per scale: one cell covers 2.0 % of the image. The action-unit masks cover 10.0 %" in text
     assert "cannot localise" not in text
-    assert "over 90 test images (left out: the 10 images where QCS's map and the 3 where the baseline's" in text
-    assert "QCS **30.0 ± 6.0 %**, baseline 20.0 ± 5.0 %; a map spread evenly would put 10.0 %" in text
+    assert "over 90 test images (left out: the images where a map was zero everywhere: 3 of baseline's; 10 of qcs's)" \
+        in text
+    assert ("baseline 20.0 ± 5.0 %, baseline_matched 25.0 ± 4.0 %, qcs 30.0 ± 6.0 %; a map spread evenly would put "
+            "10.0 %") in text
     coarse = findings.localisation(table, 2)  # 32 px: a cell is a quarter of the image
     assert "one cell covers 25.0 % of the image" in coarse and "the maps **cannot localise**" in coarse
-    assert "**not informative**" in coarse
-    shares = {s: table.assign(**{"mean %": [20.0, 30.0 + s, 10.0]}) for s in range(3)}  # QCS +10, +11, +12 points
+    assert "**not informative**" in coarse and "`map_overrides`" in coarse
+    # QCS +10, +11, +12 points over the baseline; +5 on every seed over the matched one (no spread: undefined)
+    shares = {s: table.assign(**{"mean %": [20.0, 25.0 + s, 30.0 + s, 10.0]}) for s in range(3)}
     compared = cam.compare_localisation(shares)
-    assert compared["mean_diff"] == pytest.approx(0.11) and compared["seeds"] == 3
-    assert "QCS against the baseline over seeds (mean share per seed, in points): qcs is ahead of baseline by 11.00" \
-        in findings.localisation(table, 7, compared)
+    assert [(c["reference"], c["seeds"], c["family"]) for c in compared] == [("baseline", 3, 1),
+                                                                              ("baseline_matched", 3, 1)]
+    assert compared[0]["mean_diff"] == pytest.approx(0.11) and np.isnan(compared[1]["ci_low"])
+    text = findings.localisation(table, 7, compared)
+    assert ("QCS against the baselines over seeds (mean share per seed, in points), one family of 2: each interval is an "
+            "unadjusted 95 % interval; a difference is declared only where its Holm-adjusted p (over the 1 "
+            "comparisons with an interval) is below 0.05.") in text
+    assert "  - qcs is ahead of baseline by 11.00 points" in text
+    assert "  - qcs − baseline_matched: +5.00 points on 3 seeds, interval undefined" in text
     assert "needs SynthFER's masks" in findings.localisation(None, 2)
     assert cam.compare_localisation({0: None}) is None
 

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from ..data.sources import Split, read_image
 from ..data.transforms import build_transforms
 from ..models.qcs import QCSNet
-from .stats import compare
+from .stats import compare, with_holm
 
 
 def grid_side(model: nn.Module) -> int:
@@ -199,11 +199,13 @@ def localisation(models: dict[str, nn.Module], split: Split, recipe: str = "rafd
                                    for name, s in shares.items()}, orient="index").round(2)
 
 
-def compare_localisation(tables: dict[int, pd.DataFrame | None]) -> dict | None:
-    """QCS − baseline mean energy share (a fraction) paired over the seeds of ``{seed: localisation(...)}``
-    (``stats.compare``); None where there are no masks (the tables are None)."""
+def compare_localisation(tables: dict[int, pd.DataFrame | None]) -> list[dict] | None:
+    """QCS − each baseline in the tables (``baseline``, ``baseline_matched``) on the mean energy share (a fraction),
+    paired over the seeds of ``{seed: localisation(...)}`` (``stats.compare``), one family under Holm's correction
+    (``stats.with_holm``); None where there are no masks (the tables are None)."""
     if any(t is None for t in tables.values()):
         return None
     long = pd.DataFrame([{"variant": v, "seed": seed, "share": t.loc[v, "mean %"] / 100}
-                         for seed, t in tables.items() for v in ("baseline", "qcs")])
-    return compare(long, "qcs", "baseline", "share")
+                         for seed, t in tables.items() for v in t.index if v != "even spread"])
+    references = [r for r in ("baseline", "baseline_matched") if r in set(long["variant"])]
+    return with_holm([compare(long, "qcs", r, "share") for r in references])

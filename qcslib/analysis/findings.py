@@ -14,7 +14,7 @@ from ..train.rundir import Run
 from .cam import resolves
 from .embedding import score_summary
 from .metrics import PAPER_ACCURACY
-from .stats import verdict
+from .stats import family_sentence, verdict
 
 if TYPE_CHECKING:
     from ..train.evaluation import Scores
@@ -143,38 +143,40 @@ def embeddings(scores: pd.DataFrame, compared: pd.DataFrame, images: int, select
              "- Mean ± std over seeds: " + "; ".join(f"{v} silhouette {r['silhouette']}, k-NN accuracy "
                                                     f"{r['k-NN accuracy %']} %" for v, r in summary.iterrows()) + "."]
     if len(compared):
-        lines.append(f"- QCS against the baselines, paired over seeds, one family of {len(compared)} comparisons: a "
-                     f"difference is declared only where its Holm-adjusted p is below 0.05 (the intervals are "
-                     f"unadjusted).")
+        family = family_sentence(compared.to_dict("records"), "QCS against the baselines, paired over seeds")
+        lines.append(f"- {family}.")
         lines += [f"  - *{row.question}* {row.verdict}." for row in compared.itertuples()]
     return "\n".join(lines)
 
 
-def localisation(table: pd.DataFrame | None, side: int, compared: dict | None = None) -> str:
-    """06: the share of CAM energy inside the action-unit masks, QCS against the baseline and an even spread
+def localisation(table: pd.DataFrame | None, side: int, compared: list[dict] | None = None) -> str:
+    """06: the share of CAM energy inside the action-unit masks, QCS against the baselines and an even spread
     (``cam.localisation`` of the first seed; None off SynthFER); whether a map of ``side × side`` tokens
-    (``cam.grid_side``) can localise the masks at all (``cam.resolves``); and QCS − baseline paired over seeds
-    (``cam.compare_localisation``)."""
+    (``cam.grid_side``) can localise the masks at all (``cam.resolves``); and QCS − each baseline paired over seeds
+    (``cam.compare_localisation``, one Holm family)."""
     cell = 100 / side ** 2
     grid = (f"- The maps are made of a {side} × {side} token grid per scale: one cell covers {cell:.1f} % of the "
             f"image.")
     if table is None:
         return grid + "\n- The CAMs and CSA maps are shown above; the localisation score needs SynthFER's masks."
-    b, q, even = table.loc["baseline"], table.loc["qcs"], table.loc["even spread"]
+    even = table.loc["even spread"]
+    models = table.drop(index="even spread")
     lines = [grid + f" The action-unit masks cover {even['mean %']:.1f} % of it on average."]
     if not resolves(side, even["mean %"] / 100):
         lines[0] += (" A cell as large as the masks cannot single them out from the face around them: at this "
                      "resolution the maps **cannot localise**, and the energy shares below are **not informative** "
                      "about where the models look (a larger `backbone_size` gives a finer grid: the paper's 112 gives "
-                     "7 × 7).")
-    zero = (f" (left out: the {int(q['zero maps'])} images where QCS's map and the {int(b['zero maps'])} where the "
-            f"baseline's was zero everywhere)" if q["zero maps"] or b["zero maps"] else "")
-    lines.append(f"- Share of CAM energy inside the AU masks, first seed, mean ± std over {int(q['images'])} test "
-                 f"images{zero}: QCS **{q['mean %']:.1f} ± {q['std %']:.1f} %**, baseline {b['mean %']:.1f} ± "
-                 f"{b['std %']:.1f} %; a map spread evenly would put {even['mean %']:.1f} % there (the masks' mean "
-                 f"area).")
-    if compared is not None:
-        lines.append(f"- QCS against the baseline over seeds (mean share per seed, in points): {verdict(compared)}.")
+                     "7 × 7; the parameter `map_overrides` trains the runs 05 and 06 study at another resolution).")
+    zero = "; ".join(f"{int(r['zero maps'])} of {name}'s" for name, r in models.iterrows() if r["zero maps"])
+    zero = f" (left out: the images where a map was zero everywhere: {zero})" if zero else ""
+    shares = ", ".join(f"{name} {r['mean %']:.1f} ± {r['std %']:.1f} %" for name, r in models.iterrows())
+    lines.append(f"- Share of CAM energy inside the AU masks, first seed, mean ± std over {int(even['images'])} test "
+                 f"images{zero}: {shares}; a map spread evenly would put {even['mean %']:.1f} % there (the masks' "
+                 f"mean area).")
+    if compared:
+        family = family_sentence(compared, "QCS against the baselines over seeds (mean share per seed, in points)")
+        lines.append(f"- {family}.")
+        lines += [f"  - {verdict(c)}." for c in compared]
     return "\n".join(lines)
 
 
@@ -255,9 +257,8 @@ def _bias_lines(bias: pd.DataFrame, compared: pd.DataFrame) -> list[str]:
              f"whose hue is their class's (as in train and val) minus that on the {int(first['n_conflicting'])} whose "
              f"hue is another class's, in points (mean ± std over seeds): {'; '.join(parts)}. The larger the gap, the "
              f"more a model leans on the hue.",
-             f"- The gaps paired over the students' seeds (the teacher held fixed), one family of {len(compared)} "
-             f"comparisons: a difference is declared only where its Holm-adjusted p is below 0.05 (the intervals are "
-             f"unadjusted)."]
+             f"- {family_sentence(compared.to_dict('records'), 'The gaps paired over the students’ seeds')} (the "
+             f"teacher is held fixed)."]
     return lines + [f"  - *{row.question}* {row.verdict}." for row in compared.itertuples()]
 
 

@@ -80,6 +80,15 @@ def undefined_reason(c: dict, over: str = "seeds") -> str | None:
     return None
 
 
+def family_sentence(compared: list[dict], what: str) -> str:
+    """How a family of ``with_holm`` results is read, in one sentence: ``"{what}, one family of m: …"``."""
+    level = interval_label(compared[0]) if compared else "95 % interval"
+    alpha = 1 - compared[0]["confidence"] if compared else 0.05
+    defined = max((c["family"] for c in compared), default=0)
+    return (f"{what}, one family of {len(compared)}: each interval is an unadjusted {level}; a difference is declared "
+            f"only where its Holm-adjusted p (over the {defined} comparisons with an interval) is below {alpha:.2g}")
+
+
 def verdict(c: dict, scale: float = 100.0, unit: str = "points", over: str = "seeds",
             directions: tuple[str, str] = ("is ahead of", "is behind")) -> str:
     """``compare``'s result in one sentence that follows its interval; ``over`` names what was paired and
