@@ -26,6 +26,7 @@ import html
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import threading
@@ -36,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from jupyter_client.manager import AsyncKernelManager
+from latex2mathml.converter import convert as latex_to_mathml
 
 from . import progress
 from .notebook import ROOT, RUN_PARAMETERS, notebook_parameters
@@ -67,11 +69,28 @@ def parameters(profile: str, extra: dict | None = None) -> dict:
     return {**run, **{k: v for k, v in extra.items() if k in RUN_PARAMETERS}, **dataclasses.asdict(params)}
 
 
+MATH = re.compile(r"(?<!\\)\$\$(.+?)\$\$|(?<![\\$])\$(?!\$)(.+?)(?<!\\)\$", re.S)  # $$display$$ or $inline$
+MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
+
+
+def math_to_mathml(markdown: str) -> str:
+    """``markdown`` with each ``$…$`` and ``$$…$$`` (not ``\\$``) replaced by its MathML (latex2mathml), which
+    browsers draw without a script or the network. LaTeX that latex2mathml cannot read is a ValueError naming it."""
+    def convert(match: re.Match) -> str:
+        tex, display = (match.group(1), "block") if match.group(1) is not None else (match.group(2), "inline")
+        try:
+            return latex_to_mathml(tex, display=display)
+        except Exception as e:  # latex2mathml raises its own exception types, and IndexError on some input
+            raise ValueError(f"cannot render the math ${tex}$: {type(e).__name__}: {e}") from None
+    return MATH.sub(convert, markdown)
+
+
 def render_html(notebook: Path, out: Path) -> None:
     """nbconvert's HTML of an executed notebook, for a reader: the inputs of ``hide-input`` cells and the
     ``parameters`` cell (papermill's injected cell below it shows the values that ran) are left out, and so are
-    stderr streams and widget outputs (progress bars, which have nothing to show once run). The executed
-    notebook beside the HTML keeps everything."""
+    stderr streams and widget outputs (progress bars, which have nothing to show once run). The math of the
+    markdown cells is MathML (``math_to_mathml``), so the page loads no MathJax and needs no network. The
+    executed notebook beside the HTML keeps everything."""
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
@@ -80,11 +99,13 @@ def render_html(notebook: Path, out: Path) -> None:
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr" and WIDGET not in o.get("data", {})]
+        elif cell.cell_type == "markdown":
+            cell.source = math_to_mathml(cell.source)
     exporter = HTMLExporter()
     exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"hide-input"},
                                                          remove_cell_tags={"parameters"}), enabled=True)
     body, _ = exporter.from_notebook_node(nb)
-    out.write_text(body, encoding="utf-8")
+    out.write_text(MATHJAX.sub("", body), encoding="utf-8")
 
 
 class ProgressPrinter(threading.Thread):
@@ -167,7 +188,8 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
     """Run the pipeline → exit status (0: every notebook ran; 1: one failed or its kernel died, and the pipeline
     stopped there). ``timings.json`` gets the seconds of the notebooks that ran (with ``only``: added to the
     entries already there) and ``failed``, what stopped the pipeline (None: nothing), also when Ctrl-C stops it
-    (the KeyboardInterrupt is raised again once it is written); ``total`` is this call's seconds. The kernels'
+    (the KeyboardInterrupt is raised again once it is written); ``total`` is this call's seconds, and
+    ``runs_at_start`` the finished runs (summary.json) already under the run directory when it began. The kernels'
     temporary folder is removed in every case. A bad ``out_dir`` is a ConfigError before any notebook runs."""
     params = parameters(profile, extra)
     out_dir = Path(out_dir or ROOT / "reports" / profile)
@@ -179,6 +201,7 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
         print(f"no notebooks to run in {NOTEBOOK_DIR}" + (f" matching {only}" if only else ""), file=sys.stderr)
         return 1
     earlier = earlier_timings(out_dir / "timings.json", profile) if only else {}
+    runs_at_start = sum(1 for _ in (ROOT / params["run_dir"]).rglob("summary.json"))
     out_dir.mkdir(parents=True, exist_ok=True)
     timings, failure = {}, None
     start = time.perf_counter()
@@ -205,7 +228,8 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
             del os.environ[progress.ENV]
             total = round(time.perf_counter() - start, 1)
             (out_dir / "timings.json").write_text(json.dumps({"profile": profile, "seconds": {**earlier, **timings},
-                                                              "total": total, "failed": failure}, indent=1))
+                                                              "total": total, "failed": failure,
+                                                              "runs_at_start": runs_at_start}, indent=1))
     write_index(profile, params, out_dir, timings, failure)
     print(f"pipeline {'stopped' if failure else 'finished'} in {total:.1f} s: {out_dir / 'index.html'}")
     if failure:
@@ -282,14 +306,23 @@ network a run trains (the <code>baseline_matched</code> runs train the baseline 
     (out_dir / "index.html").write_text(page, encoding="utf-8")
 
 
-def write_gallery(out_dir: Path, gallery: Path, scale: float = 0.6) -> int:
-    """Copy the HTML reports of ``out_dir`` (and its index) to ``gallery``, every embedded PNG downscaled by
-    ``scale`` and reduced to 256 colours, so that a rendered study can be committed → bytes written."""
+STYLE = re.compile(r"<style[^>]*>(.*?)</style>\s*", re.S)
+
+
+def write_gallery(out_dir: Path, gallery: Path, run_dir: Path, scale: float = 0.6) -> int:
+    """Copy the HTML reports of ``out_dir`` (and its index and ``timings.json``) to ``gallery``, every embedded PNG
+    downscaled by ``scale`` and reduced to 256 colours, and the notebooks' shared CSS written once to ``style.css``
+    and linked, so that a rendered study can be committed → bytes written. Refused (a ConfigError) when a run under
+    ``run_dir`` was trained by other code than this checkout's: a gallery shows what this code gives."""
     import base64
     import io
-    import re
 
     from PIL import Image
+
+    runs = run_summaries(run_dir)
+    if len(runs) and (other := runs[runs["trained by"] != "this code"]).shape[0]:
+        raise ConfigError(f"--gallery: {len(other)} run(s) under {run_dir} were not trained by this code (first: "
+                          f"{other['run'].iloc[0]}, {other['trained by'].iloc[0]}); rerun without --reuse-stale")
 
     def shrink(match: re.Match) -> str:
         image = Image.open(io.BytesIO(base64.b64decode(match.group(1)))).convert("RGB")
@@ -299,10 +332,17 @@ def write_gallery(out_dir: Path, gallery: Path, scale: float = 0.6) -> int:
         return f'src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"'
 
     gallery.mkdir(parents=True, exist_ok=True)
-    written = 0
-    for page in sorted(out_dir.glob("*.html")):
-        text = re.sub(r'src="data:image/png;base64,([A-Za-z0-9+/=\s]+)"', shrink, page.read_text(encoding="utf-8"))
-        written += (gallery / page.name).write_text(text, encoding="utf-8")
+    pages = {page.name: page.read_text(encoding="utf-8") for page in sorted(out_dir.glob("*.html"))}
+    shared = next((STYLE.findall(t) for name, t in pages.items() if name != "index.html"), [])
+    written = (gallery / "style.css").write_text("\n".join(shared), encoding="utf-8") if shared else 0
+    for name, text in pages.items():
+        if shared and STYLE.findall(text) == shared:  # the notebooks' pages; the index keeps its own few lines
+            first = STYLE.search(text).start()
+            text = text[:first] + '<link rel="stylesheet" href="style.css">\n' + STYLE.sub("", text[first:])
+        text = re.sub(r'src="data:image/png;base64,([A-Za-z0-9+/=\s]+)"', shrink, text)
+        written += (gallery / name).write_text(text, encoding="utf-8")
+    if (out_dir / "timings.json").exists():
+        written += (gallery / "timings.json").write_text((out_dir / "timings.json").read_text())
     return written
 
 
@@ -338,8 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         print("pipeline: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     if status == 0 and args.gallery:
-        size = write_gallery(out, Path(args.gallery))
-        print(f"gallery: {size / 1e6:.1f} MB of HTML in {args.gallery}")
+        try:
+            size = write_gallery(out, Path(args.gallery), ROOT / parameters(args.profile, extra)["run_dir"])
+        except ConfigError as e:
+            print(f"pipeline: {e}", file=sys.stderr)
+            return 2
+        print(f"gallery: {size / 1e6:.1f} MB in {args.gallery}")
     return status
 
 

@@ -9,9 +9,11 @@ import nbformat
 import pandas as pd
 import papermill
 import pytest
+from latex2mathml.converter import convert as latex_to_mathml
 
 from qcslib import pipeline, progress
-from qcslib.train import rundir
+from qcslib.train import ConfigError, rundir
+from qcslib.train.rundir import code_fingerprint
 
 REQUIRED = {"profile", "dataset", "data_root", "run_dir", "seeds", "device"}
 
@@ -138,7 +140,7 @@ def test_progress_describes_the_run_and_estimates_the_time_left(tmp_path, monkey
     assert "04_ablations · run 2/5 qcs-s1 · epoch 3/10" in capsys.readouterr().out
 
 
-def test_the_gallery_copies_the_reports_with_smaller_figures(tmp_path):
+def test_the_gallery_copies_the_reports_with_smaller_figures_and_the_css_once(tmp_path):
     import base64
     import io
 
@@ -146,16 +148,52 @@ def test_the_gallery_copies_the_reports_with_smaller_figures(tmp_path):
     buffer = io.BytesIO()
     Image.new("RGB", (500, 300), (200, 30, 30)).save(buffer, "PNG")
     figure = base64.b64encode(buffer.getvalue()).decode()
-    reports = tmp_path / "reports"
+    reports, runs, gallery = tmp_path / "reports", tmp_path / "runs", tmp_path / "gallery"
     reports.mkdir()
-    (reports / "04_ablations.html").write_text(f'<p>table</p><img src="data:image/png;base64,{figure}">')
+    css = "<style type='text/css'>body{margin:0}</style>\n<style>.x{color:red}</style>\n"
+    for name in ("04_ablations", "05_tsne"):
+        (reports / f"{name}.html").write_text(f'<html><head>{css}</head><p>{name}</p><img src="data:image/png;base64,'
+                                              f'{figure}"></html>')
+    (reports / "index.html").write_text("<html><head><style>td{border:1px}</style></head></html>")
     (reports / "04_ablations.ipynb").write_text("{}")
-    written = pipeline.write_gallery(reports, tmp_path / "gallery", scale=0.5)
-    assert [p.name for p in (tmp_path / "gallery").iterdir()] == ["04_ablations.html"]
-    page = (tmp_path / "gallery" / "04_ablations.html").read_text()
-    assert written == len(page)  # what it says it wrote is the page
+    (reports / "timings.json").write_text('{"total": 5.0}')
+    written = pipeline.write_gallery(reports, gallery, runs, scale=0.5)
+    assert sorted(p.name for p in gallery.iterdir()) == ["04_ablations.html", "05_tsne.html", "index.html",
+                                                          "style.css", "timings.json"]
+    assert written == sum(len(p.read_text()) for p in gallery.iterdir())  # what it says it wrote is the files
+    assert (gallery / "style.css").read_text() == "body{margin:0}\n.x{color:red}"
+    page = (gallery / "04_ablations.html").read_text()
+    assert "<style" not in page and page.count('<link rel="stylesheet" href="style.css">') == 1
+    assert "<style>td{border:1px}</style>" in (gallery / "index.html").read_text()  # its own, kept inline
     small = Image.open(io.BytesIO(base64.b64decode(page.split("base64,")[1].split('"')[0])))
-    assert small.size == (250, 150) and page.startswith("<p>table</p>")
+    assert small.size == (250, 150) and "<p>04_ablations</p>" in page
+    run = runs / "qcs-s0"
+    run.mkdir(parents=True)
+    summary = {"variant": "qcs", "seed": 0, "selection": "val", "stopped_epoch": 7, "max_epochs": 12,
+               "stopped_early": True, "converged": True, "train_seconds": 9.0, "last": {"test_accuracy": 0.73},
+               "best": {"epoch": 5, "val_accuracy": 0.7, "test_accuracy": 0.75, "test_mean_class_accuracy": 0.74},
+               "version": {"code": code_fingerprint(), "commit": "abc1234"}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    pipeline.write_gallery(reports, gallery, runs)  # this code's run: written
+    (run / "summary.json").write_text(json.dumps({**summary, "version": {"code": "0" * 12, "commit": "0ld0000"}}))
+    with pytest.raises(ConfigError, match=r"1 run\(s\) under .* were not trained by this code \(first: qcs-s0, "
+                                          r"other code \(0ld0000\)\)"):
+        pipeline.write_gallery(reports, gallery, runs)
+
+
+def test_rendered_math_is_mathml_and_needs_no_mathjax(tmp_path):
+    assert pipeline.math_to_mathml("costs \\$5, or $k = 1 + \\tanh\\theta$") == (
+        "costs \\$5, or " + latex_to_mathml("k = 1 + \\tanh\\theta", display="inline"))
+    assert '<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">' in pipeline.math_to_mathml("$$x^2$$")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("The gate $A_a = \\varphi(S)$.")])
+    nbformat.write(nb, tmp_path / "m.ipynb")
+    pipeline.render_html(tmp_path / "m.ipynb", tmp_path / "m.html")
+    page = (tmp_path / "m.html").read_text()
+    assert "<math" in page and "mathjax" not in page.lower() and "$A_a" not in page
+    for path in pipeline.notebooks():  # every notebook's math renders (a LaTeX latex2mathml cannot read would raise)
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                pipeline.math_to_mathml(cell.source)
 
 
 def test_the_index_lists_runs_of_both_summary_formats(tmp_path):

@@ -1,0 +1,184 @@
+"""The README's generated blocks: what a profile's pipeline measured, published by a command, never typed.
+
+``python -m qcslib.frontpage --profile cpu`` reads ``reports/<profile>/timings.json`` and every run's
+``summary.json`` under ``runs/<profile>`` and writes them, flattened, to ``docs/results/<profile>.json`` (the
+record a reader can check, committed with the README); then it rewrites each block of the README between
+``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->`` from the records in ``docs/results/``:
+
+- ``times``: each notebook's seconds under every published profile, and the pipeline's total;
+- ``results``: per variant of 04, test accuracy of the checkpoint chosen on the selection split, mean ± std over
+  seeds; QCS against each baseline and DCS paired over seeds (``ablation.comparisons``, one Holm family); and how
+  every run of the profile ended (patience, its epoch limit, still improving there) and how many converged.
+
+``render`` is a pure function of the records, so a test re-renders the README's blocks from the committed
+records and fails when the two have drifted apart.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from . import ablation
+from .analysis.stats import family_sentence
+from .train.rundir import git_commit
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+HEADLINE = ("baseline", "baseline_matched", "dcs", "qcs")  # 04's main variants, the rows of the results table
+ASKED = (("qcs", "baseline_matched"), ("qcs", "baseline"), ("qcs", "dcs"))  # the comparisons on the front page
+
+
+class FrontPageError(ValueError):
+    """A missing or unfinished pipeline output, or a README without the blocks to fill."""
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {round(seconds % 60):02d} s" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else []
+    return names[0].strip() if names else platform.processor() or platform.machine()
+
+
+def collect(profile: str, reports: Path | None = None, runs: Path | None = None) -> dict:
+    """The record of one profile's pipeline: its notebooks' seconds (``timings.json``, which must say that every
+    notebook ran), and one row per run under ``runs`` (``ablation.read_run``'s columns, with the run's folder,
+    variant and seed). 04's runs are the ``<variant>-s<seed>`` folders directly under ``runs``."""
+    reports, runs = Path(reports or ROOT / "reports" / profile), Path(runs or ROOT / "runs" / profile)
+    timings_file = reports / "timings.json"
+    if not timings_file.is_file():
+        raise FrontPageError(f"{timings_file}: not found; run the pipeline first (make reproduce PROFILE={profile})")
+    timings = json.loads(timings_file.read_text())
+    if timings.get("failed"):
+        raise FrontPageError(f"{timings_file}: the pipeline stopped ({timings['failed']}); publish a run that finished")
+    rows = []
+    for path in sorted(runs.rglob("summary.json")):
+        summary = json.loads(path.read_text())
+        folder = path.parent.relative_to(runs).as_posix()
+        where, _, name = folder.rpartition("/")
+        variant, _, seed = name.rpartition("-s")
+        ablations = where in ("", "ablation") and variant in ablation.VARIANTS and seed.isdigit()
+        rows.append({"run": folder, "variant": variant if ablations else None, "seed": summary["seed"],
+                     "stop_reason": summary.get("stop_reason"), **ablation.read_run(summary)})
+    if not rows:
+        raise FrontPageError(f"{runs}: no finished runs (summary.json) to publish")
+    if any(r["variant"] and r["run"].startswith("ablation/") for r in rows):  # 02's run is not one of 04's
+        rows = [{**r, "variant": None} if r["variant"] and "/" not in r["run"] else r for r in rows]
+    return {"profile": profile, "date": date.today().isoformat(), "commit": git_commit(),
+            "machine": f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores",
+            "seconds": timings["seconds"], "total": timings["total"], "runs_at_start": timings.get("runs_at_start"),
+            "only": sorted(timings["seconds"]) != sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")),
+            "runs": rows}
+
+
+def times_block(records: list[dict]) -> str:
+    """A table: one row per notebook, one column per profile (its seconds), and the pipeline's total."""
+    notebooks = sorted({nb for r in records for nb in r["seconds"]})
+    header = "| notebook | " + " | ".join(f"`{r['profile']}`" for r in records) + " |"
+    lines = [header, "|---|" + "---|" * len(records)]
+    for nb in notebooks:
+        cells = [_minutes(r["seconds"][nb]) if nb in r["seconds"] else "not run" for r in records]
+        lines.append(f"| {nb} | " + " | ".join(cells) + " |")
+    lines.append("| **all, in one pipeline** | " + " | ".join(f"**{_minutes(r['total'])}**" for r in records) + " |")
+    lines.append("")
+    lines.append("Each profile's column is one `make reproduce PROFILE=…`: " + "; ".join(
+        f"`{r['profile']}` on {r['date']} ({r['machine']}, commit {r['commit']}, {_start(r)})" for r in records) + ".")
+    return "\n".join(lines)
+
+
+def _start(record: dict) -> str:
+    """What was on disk when the pipeline began, as the timings say."""
+    start = {None: "runs on disk at the start: not recorded", 0: "no runs on disk at the start"}.get(
+        record["runs_at_start"], f"{record['runs_at_start']} finished runs on disk at the start, reused")
+    return start + ("; some notebooks timed in earlier calls (--only)" if record["only"] else "")
+
+
+def _state_counts(runs: pd.DataFrame) -> str:
+    ended = runs["stopped_early"].map({True: "patience", False: "limit"})
+    improving = int(runs["still_improving_at_limit"].sum())
+    return (f"{len(runs)} runs: {int((ended == 'patience').sum())} stopped by patience before their epoch limit, "
+            f"{int((ended == 'limit').sum())} reached it ({improving} of them still improving there); "
+            f"{int(runs['converged'].sum())} converged")
+
+
+def results_block(record: dict) -> str:
+    """04's main variants (test accuracy, %, mean ± std over seeds, checkpoint chosen on the selection split), QCS
+    against each baseline and DCS paired over seeds, and how the profile's runs ended."""
+    runs = pd.DataFrame(record["runs"])
+    main = runs[runs["variant"].isin(HEADLINE)]
+    if main.empty:
+        raise FrontPageError(f"profile {record['profile']}: none of 04's runs ({', '.join(HEADLINE)}) to publish")
+    selection = ", ".join(sorted(main["selection"].unique()))
+    table = ablation.format_mean_std(ablation.summarize(main))
+    counts = main.groupby("variant").size()
+    lines = ["| variant | test accuracy % | seeds | converged |", "|---|---|---|---|"]
+    for v in [v for v in HEADLINE if v in counts]:
+        done = main[main["variant"] == v]["converged"]
+        lines.append(f"| `{v}` | {table.loc[v, 'best_test_accuracy']} | {counts[v]} | {int(done.sum())} of {len(done)} |")
+    compared = ablation.comparisons(main)
+    compared = compared[[(v, r) in ASKED for v, r in zip(compared["variant"], compared["reference"])]]
+    family = family_sentence(ablation.comparisons(main).to_dict("records"), "04's paired comparisons of test accuracy")
+    lines += ["", f"Profile `{record['profile']}`: each run's checkpoint chosen on the **{selection}** split, test "
+              f"scored once after it stopped.", "", f"{family}. {len(compared)} of them:"]
+    lines += [f"- *{row.question}* {row.verdict}." for row in compared.itertuples()]
+    lines += ["", f"How the runs ended: 04's {_state_counts(main)}; all of the profile's (08's domain runs and "
+              f"10's students too) {_state_counts(runs)}."]
+    if not main["converged"].all():
+        lines[-1] += (f" **{int((~main['converged']).sum())} of 04's runs did not converge** (the profile's "
+                      f"`index.html` lists them): the comparisons that use them are not conclusions.")
+    return "\n".join(lines)
+
+
+def render(records: list[dict]) -> dict[str, str]:
+    """``{block name: markdown}`` from the published records (the first record's results are the headline)."""
+    return {"times": times_block(records), "results": results_block(records[0])}
+
+
+def fill(text: str, blocks: dict[str, str]) -> str:
+    """``text`` with each ``<!-- generated: NAME -->…<!-- end generated: NAME -->`` holding ``blocks[NAME]``."""
+    for name, block in blocks.items():
+        pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(\n<!-- end generated: {name} -->)", re.S)
+        if not pattern.search(text):
+            raise FrontPageError(f"README.md: no '<!-- generated: {name} -->' … '<!-- end generated: {name} -->' block")
+        text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+    return text
+
+
+def published(results: Path = RESULTS) -> list[dict]:
+    """The records in ``docs/results/``, cpu first, then smoke, then the others by name."""
+    order = {"cpu": 0, "smoke": 1}
+    paths = sorted(results.glob("*.json"), key=lambda p: (order.get(p.stem, 2), p.stem))
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qcslib.frontpage", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", help="publish this profile's pipeline output first (reports/ and runs/)")
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    args = parser.parse_args(argv)
+    try:
+        if args.profile:
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            (RESULTS / f"{args.profile}.json").write_text(json.dumps(collect(args.profile), indent=1) + "\n")
+        readme = Path(args.readme)
+        readme.write_text(fill(readme.read_text(encoding="utf-8"), render(published())), encoding="utf-8")
+    except FrontPageError as e:
+        print(f"frontpage: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote the generated blocks of {args.readme} from {', '.join(p.name for p in sorted(RESULTS.glob('*.json')))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
