@@ -1,22 +1,25 @@
-"""What the benchmarks print about the machine they ran on."""
-import platform
+"""The machine a benchmark ran on, and its measured matmul peak: the denominator of every MFU here.
 
+    .venv/bin/python benchmarks/machine.py [--size 2048] [--seconds 3]
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, or what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
+measures the best GFLOP/s of an n × n matmul (2n³ FLOPs) in fp32 and bf16, on one thread and on all of them, and
+writes it to reports/bench/machine.json, where ``peak`` reads it back (measuring it there and then if it is absent).
+"""
+import argparse
+import datetime
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from qcslib.train.runtime import cpu_name
+
+OUT = Path(__file__).resolve().parents[1] / "reports" / "bench"
 
 
 def machine_line() -> str:
     """Date, CPU, torch threads, torch version and GPU (or "no GPU"): the first line of a benchmark's table."""
-    import datetime
-
-    import torch
-
     gpu = f" · {torch.cuda.get_device_name()}" if torch.cuda.is_available() else " · no GPU"
     return (f"{datetime.date.today()} · {cpu_name()} · {torch.get_num_threads()} threads · torch {torch.__version__}"
             + gpu)
@@ -24,9 +27,57 @@ def machine_line() -> str:
 
 def write_json(name: str, payload: dict) -> None:
     """Write ``payload`` to ``reports/bench/<name>.json`` (git-ignored), where every benchmark leaves its numbers."""
-    import json
-    from pathlib import Path
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(payload, indent=1))
 
-    out = Path(__file__).resolve().parents[1] / "reports" / "bench" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
+
+def matmul_gflops(dtype: torch.dtype, threads: int, size: int = 2048, seconds: float = 3.0) -> float:
+    """The best rate, in GFLOP/s, of ``size × size`` matmuls in ``dtype`` on ``threads`` CPU threads over about
+    ``seconds`` of repeats (2 n³ FLOPs each)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        torch.mm(a, b)  # warm-up
+        best, end = float("inf"), time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(before)
+    return 2 * size ** 3 / best / 1e9
+
+
+def measure(size: int = 2048, seconds: float = 3.0) -> dict:
+    """``{"fp32": {threads: GFLOP/s}, "bf16": {...}}`` for 1 thread and all of them, with the machine."""
+    threads = sorted({1, torch.get_num_threads()})
+    peaks = {name: {str(t): round(matmul_gflops(dtype, t, size, seconds), 1) for t in threads}
+             for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    return {"machine": machine_line(), "size": size, "gflops": peaks}
+
+
+def peak(dtype: str = "fp32", threads: int | None = None) -> float:
+    """This machine's measured matmul peak in GFLOP/s (reports/bench/machine.json, measured first if absent)."""
+    path = OUT / "machine.json"
+    if not path.exists():
+        write_json("machine", measure())
+    return json.loads(path.read_text())["gflops"][dtype][str(threads or torch.get_num_threads())]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    result = measure(args.size, args.seconds)
+    write_json("machine", result)
+    print(f"{result['machine']} · {args.size}² matmul, best of {args.seconds:g} s\n")
+    print("| dtype | " + " | ".join(f"{t} thread(s), GFLOP/s" for t in result["gflops"]["fp32"]) + " |")
+    print("|---|" + "---|" * len(result["gflops"]["fp32"]))
+    for name, row in result["gflops"].items():
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in row.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()

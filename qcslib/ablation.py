@@ -107,14 +107,20 @@ def finished(config: TrainConfig, reuse_stale: bool = False) -> bool:
     """A run of exactly this config that has stopped (its ``summary.json`` is written when training ends), trained
     by the code, libraries and data that would train it here (``current``). Its config.yaml is read as
     ``Run.load`` reads it, so a field added since it was written counts at its default."""
-    run_dir = config.run_dir
     try:
-        stored = TrainConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
-        same = stored.to_dict() == config.to_dict()
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads((config.run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return False
-    return same and "stopped_epoch" in summary and current(config, reuse_stale)
+    return same_config(config) and "stopped_epoch" in summary and current(config, reuse_stale)
+
+
+def same_config(config: TrainConfig) -> bool:
+    """Whether ``config.run_dir`` holds a run of exactly ``config`` (its config.yaml, read as ``Run.load`` reads it)."""
+    try:
+        stored = TrainConfig.from_dict(yaml.safe_load((config.run_dir / "config.yaml").read_text()) or {})
+    except (OSError, ValueError):
+        return False
+    return stored.to_dict() == config.to_dict()
 
 
 def current(config: TrainConfig, reuse_stale: bool = False) -> bool:
@@ -128,6 +134,24 @@ def current(config: TrainConfig, reuse_stale: bool = False) -> bool:
     return reuse_stale
 
 
+def interrupted(config: TrainConfig) -> Path | None:
+    """The ``last.pt`` of an unfinished run of exactly this config (no ``summary.json``), trained by the code that
+    would train it here, to resume from; else None (``fit`` then starts it afresh)."""
+    last = config.run_dir / "last.pt"
+    if not last.is_file() or (config.run_dir / "summary.json").exists() or not same_config(config):
+        return None
+    return last if version_change(config.run_dir, config) is None else None
+
+
+def resume_or_fit(config: TrainConfig, progress_bars: bool = True) -> Run:
+    """``fit`` the config, resuming an ``interrupted`` run of it where it stopped (said in one line), so that a
+    pipeline stopped by Ctrl-C or a crash goes on from there when rerun."""
+    if (last := interrupted(config)) is not None:
+        print(f"resuming the unfinished run {config.run_dir} from {last.name}")
+        return fit(config, resume=last, progress=progress_bars)
+    return fit(config, overwrite=True, progress=progress_bars)
+
+
 def stale(config: TrainConfig, trained: list[TrainConfig], reuse_stale: bool) -> bool:
     """Whether the finished run of ``config`` was trained by other code: only a run reused with ``reuse_stale`` can
     be (``finished`` refuses the others, and a run trained now is current)."""
@@ -135,14 +159,15 @@ def stale(config: TrainConfig, trained: list[TrainConfig], reuse_stale: bool) ->
 
 
 def reuse_or_fit(config: TrainConfig, force: bool = False, processes: int = 1, reuse_stale: bool = False) -> Run:
-    """The finished run of exactly this config (``finished``) unless ``force``; else train it, here (``fit``) or,
+    """The finished run of exactly this config (``finished``) unless ``force``; else train it, here
+    (``resume_or_fit``: an interrupted run goes on where it stopped) or,
     with ``processes > 1``, by torchrun in a subprocess (``launch_torchrun``) → the Run."""
     if finished(config, reuse_stale) and not force:
         print(f"reusing the finished run {config.run_dir}")
         return Run.load(config.run_dir)
     if processes > 1:
         return launch_torchrun(config, processes)
-    return fit(config, overwrite=True)
+    return resume_or_fit(config)
 
 
 def read_run(summary: dict) -> dict:
@@ -216,7 +241,7 @@ def _context(todo: list[TrainConfig], i: int, jobs: int) -> dict:
 
 def _fit(config: TrainConfig, context: dict, progress_bars: bool) -> None:
     progress.context(**context)
-    fit(config, overwrite=True, progress=progress_bars)
+    resume_or_fit(config, progress_bars)
 
 
 def variant_table(plan: dict[str, list[int]]) -> pd.DataFrame:

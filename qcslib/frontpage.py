@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import sys
 from datetime import date
@@ -29,6 +28,7 @@ import pandas as pd
 from . import ablation
 from .analysis.stats import family_sentence
 from .train.rundir import git_commit
+from .train.runtime import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -42,13 +42,6 @@ class FrontPageError(ValueError):
 
 def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {round(seconds % 60):02d} s" if seconds >= 60 else f"{seconds:.0f} s"
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else []
-    return names[0].strip() if names else platform.processor() or platform.machine()
 
 
 def collect(profile: str, reports: Path | None = None, runs: Path | None = None) -> dict:

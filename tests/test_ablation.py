@@ -162,6 +162,25 @@ def test_a_run_is_reused_only_when_its_config_matches_and_it_stopped(tmp_path):
     assert not ablation.finished(c.replace(lr=0.5))                      # another config
 
 
+def test_an_interrupted_run_of_this_config_and_code_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
+    config = load_profile("smoke", [f"runs_dir={tmp_path}", f"data_root={tmp_path / 'data'}"])
+    c = ablation.variant_config(config, "qcs", 0)
+    calls = []
+    monkeypatch.setattr(ablation, "fit", lambda config, **kw: calls.append(kw))
+    ablation.resume_or_fit(c)  # nothing there: a new run
+    write_run(c, {"stopped_epoch": 2})
+    (c.run_dir / "summary.json").unlink()  # stopped by Ctrl-C or a crash: last.pt, no summary
+    (c.run_dir / "last.pt").write_bytes(b"")
+    ablation.resume_or_fit(c)
+    assert calls == [{"overwrite": True, "progress": True}, {"resume": c.run_dir / "last.pt", "progress": True}]
+    assert f"resuming the unfinished run {c.run_dir} from last.pt" in capsys.readouterr().out
+    assert ablation.interrupted(c.replace(lr=0.5)) is None  # another config's run: started afresh
+    (c.run_dir / "version.json").write_text(json.dumps({**rundir.version(c), "code": "0123456789ab"}))
+    assert ablation.interrupted(c) is None  # trained by other code
+    write_run(c, {"stopped_epoch": 2})
+    assert ablation.interrupted(c) is None  # it finished: reused, not resumed
+
+
 def test_a_run_written_before_a_setting_existed_is_reused_at_its_default(tmp_path):
     c = ablation.variant_config(load_profile("smoke", [f"runs_dir={tmp_path}"]), "qcs", 0)
     write_run(c, {"stopped_epoch": 2})

@@ -2,12 +2,22 @@
 from __future__ import annotations
 
 import contextlib
+import platform
+import re
 import signal
 import threading
+from pathlib import Path
 
 import torch
 
 from .config import ConfigError
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else []
+    return names[0].strip() if names else platform.processor() or platform.machine()
 
 
 def select_device(name: str = "auto") -> torch.device:
