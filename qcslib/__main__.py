@@ -297,9 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             if run.summary:
                 print(json.dumps({"run_dir": str(run.dir), **run.summary}, indent=1))
         elif args.command == "distill":
-            # augment_on_device (the cpu profile's) batches the quadruplet loader's augmentation; a student's loader
-            # runs the same augmentation per image, as notebook 10's students do
-            config = load_profile(args.profile, args.overrides).replace(augment_on_device=False)
+            config = load_profile(args.profile, args.overrides)
             if args.run_dir or args.resume:  # a resumed run goes on where it was, not in the default directory
                 run_dir = Path(args.run_dir) if args.run_dir else Path(args.resume).absolute().parent
                 config = config.replace(runs_dir=str(run_dir.parent), name=run_dir.name)

@@ -87,10 +87,8 @@ def pick_teacher(candidates: pd.DataFrame, checkpoint: str = "") -> dict:
 def student_config(config: TrainConfig, teacher: str | Path, teacher_model: QCSConfig, student: str, variant: str,
                    seed: int, overrides: list[str], temperature: float, alpha: float, beta: float) -> TrainConfig:
     """The ``kd`` config of one student run: ``config`` with ``overrides`` and ``seed``, named
-    ``<student>-<variant>-s<seed>`` under ``<run_dir>/students``, with the variant's α and β (``VARIANTS``).
-    ``augment_on_device`` (quadruplet training's batched augmentation, which kd does not support) is off: the same
-    augmentation, per image."""
-    changes = {**parse_distill_overrides(overrides), "augment_on_device": False, "seed": seed}
+    ``<student>-<variant>-s<seed>`` under ``<run_dir>/students``, with the variant's α and β (``VARIANTS``)."""
+    changes = {**parse_distill_overrides(overrides), "seed": seed}
     base = TrainConfig.from_dict(apply_overrides(config.to_dict(), changes), where="distill_overrides")
     base = base.replace(runs_dir=str(Path(config.run_dir) / "students"), name=f"{student}-{variant}-s{seed}")
     return distill_config(base, teacher, teacher_model, student, temperature, *VARIANTS[variant][1](alpha, beta))

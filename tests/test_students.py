@@ -108,7 +108,7 @@ def test_every_variant_is_distilled_with_its_own_loss_and_the_same_recipe(study)
         c = students.student_config(config, plan["teacher"], config.model, STUDENT, run.variant, 0, plan["overrides"],
                                     plan["temperature"], plan["alpha"], plan["beta"])
         assert run.run_dir == str(c.run_dir) and c.run_dir.parent == config.run_dir / "students"
-        assert c.epochs == 1 and not c.sam and not c.augment_on_device and c.seed == 0  # kd needs per-image
+        assert c.epochs == 1 and not c.sam and c.augment_on_device and c.seed == 0  # the profile's batched augmentation
         assert Run.load(c.run_dir).config.to_dict() == c.to_dict()  # the student under model, the teacher apart
         assert (c.distill.alpha, c.distill.beta) == {"labels": (0, 0), "kd": (0.5, 0), "kd_feature": (0.5, 0.5)}[
             run.variant] and c.distill.temperature == 2.0 and c.model.timm_name == STUDENT

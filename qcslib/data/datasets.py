@@ -120,8 +120,27 @@ class CachedQuadruplets(Dataset):
         return [*images, labels[:, 0], labels[:, 1]]
 
 
+class CachedImages(Dataset):
+    """Single training images for an ``ImageSampler``, gathered a whole batch at a time from a decoded cache, as
+    ``CachedQuadruplets`` gathers quadruplets: items ``(i, seed)`` → ``[uint8 (B, 3, H, W), labels, indices]``
+    (the indices find each image's row of distillation's teacher cache). Pass ``collate_fn=as_batch``."""
+
+    def __init__(self, split: Split, cache: np.ndarray):
+        if len(cache) != len(split):
+            raise ValueError(f"the image cache holds {len(cache)} images, the split {len(split)}")
+        self.split, self.cache = split, cache
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitems__(self, items) -> list[torch.Tensor]:
+        index = np.array([item[0] for item in items], dtype=np.int64)
+        images = torch.from_numpy(np.ascontiguousarray(self.cache[index])).permute(0, 3, 1, 2)
+        return [images, torch.from_numpy(self.split.labels[index]), torch.from_numpy(index)]
+
+
 def as_batch(batch):
-    """The collate function of ``CachedQuadruplets``: its items already form the batch."""
+    """The collate function of ``CachedQuadruplets`` and ``CachedImages``: their items already form the batch."""
     return batch
 
 

@@ -20,7 +20,7 @@ Objective and architecture: ``objective`` says what a step minimises, ``model`` 
 ``quadruplet`` (the default) trains a QCS model (QCS, DCS or the baseline) on quadruplets; ``kd`` distils the
 QCS checkpoint ``distill.teacher`` into a timm student (``model.architecture: timm``), image by image, with the
 ``distill`` section's temperature and weights. The quadruplet-only options (``epoch_fraction`` ≠ 1,
-``oversample``, ``augment_on_device``) and ``backbone_weights`` (the QCS backbone's) are refused with ``kd``.
+``oversample``) and ``backbone_weights`` (the QCS backbone's) are refused with ``kd``.
 
 Model selection: each epoch scores the *selection split* — ``val`` by default (the dataset's own val
 split, or a seeded, stratified ``val_fraction`` of train held out for datasets that have none, such as
@@ -189,7 +189,7 @@ class TrainConfig:
             raise ConfigError(f"model: objective kd trains a timm student (model.architecture {ARCHITECTURE}), got "
                               f"the QCS variant {self.model.variant}")
         for name, bad in (("epoch_fraction", self.epoch_fraction != 1), ("oversample", self.oversample),
-                          ("augment_on_device", self.augment_on_device), ("backbone_weights", self.backbone_weights)):
+                          ("backbone_weights", self.backbone_weights)):
             if bad:
                 raise ConfigError(f"{name}={getattr(self, name)}: objective kd does not support it (quadruplet "
                                   f"training only); leave it at its default")

@@ -16,7 +16,9 @@ teacher's output on the plain one: a known approximation, one teacher pass in al
 ``teacher_online`` computes the targets per step on the same augmented batch instead (exact, costlier).
 
 The images: every training image once per epoch (``ImageSampler``: an order drawn from (seed, epoch), sharded
-over DDP ranks), each augmented from its own seed (``SeededImages``). The run's config.yaml names the student
+over DDP ranks), each augmented from its own seed (``SeededImages``), or, with ``augment_on_device``, gathered a
+batch at a time from the decoded cache (``CachedImages``) and augmented on the device as QCS's quadruplets are,
+seeded from (seed, epoch, rank, step). The run's config.yaml names the student
 under ``model`` (``architecture: timm``) and the teacher under ``distill``; its summary names the student as its
 ``variant`` and adds the teacher, the distillation options and the teacher's own test accuracy.
 """
@@ -29,10 +31,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.datasets import ImageDataset, SeededImages
+from ..data.datasets import CachedImages, ImageDataset, SeededImages, as_batch
 from ..data.quadruplets import ImageSampler
 from ..data.sources import Split
-from ..data.transforms import build_transforms
+from ..data.transforms import build_split_transforms, build_transforms
 from ..models.qcs import QCSNet
 from ..models.student import StudentNet
 from ..models.weights import CheckpointError, load_checkpoint
@@ -42,7 +44,7 @@ from .evaluation import evaluate
 from .losses import distillation_loss
 from .rundir import EpochSums
 from .runtime import to_device
-from .tasks import Data, decoded_caches, train_loader
+from .tasks import Data, augment_batch, decoded_caches, epoch_seed, train_loader
 
 LOSS_NAMES = ["ce", "kd", "feature"]
 
@@ -116,7 +118,7 @@ class DistillationTask:
     def __init__(self, config: TrainConfig, data: Data, world: World, device: torch.device, progress: bool,
                  pretrained: bool = True):
         options, classes = config.distill, tuple(data.train.classes)
-        self.config, self.device, self.options = config, device, options
+        self.config, self.world, self.device, self.options = config, world, device, options
         teacher, meta = load_teacher(options.teacher)
         check_teacher(options.teacher, teacher, meta, config, classes)
         self.teacher = teacher.to(device)
@@ -133,10 +135,20 @@ class DistillationTask:
             teacher, data.train, size, config.transform, options.beta > 0, config.eval_batch_size, device,
             train_cache, progress)
         self.sampler = ImageSampler(len(data.train), config.seed, world.rank, world.size)
-        dataset = SeededImages(data.train, build_transforms(config.transform, size, train=True), train_cache)
-        self.loader = train_loader(config, dataset, self.sampler, world, device)
+        if config.augment_on_device:
+            transform, self.augment = build_split_transforms(config.transform, size)
+        else:
+            transform, self.augment = build_transforms(config.transform, size, train=True), None
+        if self.augment is not None and train_cache is not None:  # the loader half would only copy the pixels
+            dataset, collate = CachedImages(data.train, train_cache), as_batch
+        else:
+            dataset, collate = SeededImages(data.train, transform, train_cache), None
+        self.loader = train_loader(config, dataset, self.sampler, world, device, collate)
 
     def batch(self, batch, epoch: int, step: int):
+        if self.augment is not None:
+            batch = augment_batch(batch, self.augment, self.device,
+                                  epoch_seed(self.config.seed, epoch, self.world.rank, step))
         images, labels, index = batch
         images, labels = to_device(images, self.device, self.config.channels_last), labels.to(self.device)
         features = self.options.beta > 0

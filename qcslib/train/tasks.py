@@ -166,8 +166,9 @@ def quadruplet_objective(out, targets):
 
 
 def augment_batch(batch, augment, device: torch.device, seed: int):
-    """The device half of the train transform (``augment_on_device``), drawing from ``seed`` alone."""
-    *images, labels, neg_labels = batch
+    """The device half of the train transform (``augment_on_device``) on the images of ``batch`` (all but its last
+    two entries: the labels, and the negatives' labels or the images' indices), drawing from ``seed`` alone."""
+    *images, labels, other = batch
     with torch.random.fork_rng(devices=[]):  # restores the CPU generator, the only one seeded here
         torch.random.default_generator.manual_seed(seed)
-        return [augment(x.to(device, non_blocking=True)) for x in images] + [labels, neg_labels]
+        return [augment(x.to(device, non_blocking=True)) for x in images] + [labels, other]
