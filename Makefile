@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml Makefile
 	@touch $@
 
 # nbval runs the notebooks as they are stored (their parameters cells read QCS_PROFILE) and writes nothing back;
-# --nbval-lax: a cell fails only by raising, its outputs are not compared. The runs land in runs/smoke.
+# --nbval-lax: a cell fails only by raising, its outputs are not compared. It is the one run of each notebook in a
+# test run (pytest checks the pipeline on small notebooks of its own). The runs land in runs/smoke.
 test: setup
 	$(BIN)/python -m pytest
 	QCS_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax notebooks

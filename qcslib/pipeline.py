@@ -75,13 +75,17 @@ MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration
 
 def math_to_mathml(markdown: str) -> str:
     """``markdown`` with each ``$…$`` and ``$$…$$`` (not ``\\$``) replaced by its MathML (latex2mathml), which
-    browsers draw without a script or the network. LaTeX that latex2mathml cannot read is a ValueError naming it."""
+    browsers draw without a script or the network. LaTeX that latex2mathml cannot read, or a command it does not
+    know, is a ValueError naming it."""
     def convert(match: re.Match) -> str:
         tex, display = (match.group(1), "block") if match.group(1) is not None else (match.group(2), "inline")
         try:
-            return latex_to_mathml(tex, display=display)
+            mathml = latex_to_mathml(tex, display=display)
         except Exception as e:  # latex2mathml raises its own exception types, and IndexError on some input
             raise ValueError(f"cannot render the math ${tex}$: {type(e).__name__}: {e}") from None
+        if unknown := re.findall(r"\\[A-Za-z]+", mathml):  # latex2mathml writes a command it does not know as text
+            raise ValueError(f"cannot render the math ${tex}$: latex2mathml does not know {', '.join(unknown)}")
+        return mathml
     return MATH.sub(convert, markdown)
 
 

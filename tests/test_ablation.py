@@ -73,7 +73,7 @@ def count_backbone_images(monkeypatch) -> dict:
 def test_the_matched_baseline_pushes_as_many_images_through_the_backbone_as_qcs(tmp_path, monkeypatch):
     """Counted in the backbone itself, over two epochs, SAM's two passes included."""
     data = generate(tmp_path / "data", load_profile("smoke").synthfer)
-    base = load_profile("smoke", [f"runs_dir={tmp_path}", f"data_root={data}", "epochs=2", "patience=0"])
+    base = load_profile("smoke", [f"runs_dir={tmp_path}", f"data_root={data}", "epochs=2", "patience=0", "sam=true"])
     seen = {}
     for variant in ("baseline", "baseline_matched", "qcs"):
         counts = count_backbone_images(monkeypatch)

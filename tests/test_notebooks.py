@@ -291,7 +291,7 @@ def test_data_findings_count_the_splits_the_imbalance_and_the_ceiling():
 def test_training_findings_say_how_the_run_ended_and_what_moved():
     metrics = pd.DataFrame({"loss": [2.0, 1.5], "train_accuracy": [0.3, 0.61], "k1": [1.0, 1.1], "k2": [1.0, 0.9],
                             "k3": [1.0, 1.0]})
-    run = Run(notebook.ROOT, load_profile("smoke"), SUMMARY)
+    run = Run(notebook.ROOT, load_profile("smoke", ["sam=true"]), SUMMARY)
     text = findings.training(run, metrics, chance=1 / 7)
     assert "optimised with SAM (ρ = 0.05) over Adam: the run was stopped by patience at epoch 6 of 8" in text
     assert "chosen on val (epoch 4) has test accuracy **45.00 %**; the last epoch 44.00 %; chance is 14.3 %" in text

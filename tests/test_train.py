@@ -559,8 +559,8 @@ def interrupt_at(monkeypatch, call: int, how: str):
 @pytest.mark.parametrize("how, call", [("sigint", 25), ("crash", 25), ("sigint", 3)])
 def test_a_run_stopped_anywhere_resumes_to_the_same_metrics(tmp_path, smoke_data, monkeypatch, how, call):
     """21 steps per epoch: call 25 is step 4 of epoch 2, call 3 step 3 of epoch 1."""
-    reference = fit(smoke(tmp_path, smoke_data, "epochs=2", "name=ref"), progress=False)
-    config = smoke(tmp_path, smoke_data, "epochs=2", "name=cut")
+    reference = fit(smoke(tmp_path, smoke_data, "epochs=2", "sam=true", "name=ref"), progress=False)  # SAM's state too
+    config = smoke(tmp_path, smoke_data, "epochs=2", "sam=true", "name=cut")
     with monkeypatch.context() as m:
         interrupt_at(m, call, how)
         with pytest.raises(KeyboardInterrupt if how == "sigint" else Boom):
@@ -584,7 +584,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
         return (loss * float("nan"), parts) if calls["n"] == 2 * 21 + 2 * 3 + 1 else (loss, parts)
 
     monkeypatch.setattr(tasks, "quadruplet_loss", poisoned)  # 2 SAM passes per step: step 4 of epoch 2
-    config = smoke(tmp_path, smoke_data, "epochs=3")
+    config = smoke(tmp_path, smoke_data, "epochs=3", "sam=true")
     with pytest.raises(TrainingError, match=r"non-finite loss at epoch 2, step 4;.*last\.pt holds the last good"):
         fit(config, progress=False)
     state = torch.load(config.run_dir / "last.pt", weights_only=False)
