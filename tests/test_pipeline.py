@@ -75,6 +75,7 @@ def test_a_failing_notebook_stops_the_pipeline_and_keeps_what_ran(tmp_path, monk
     partial = nbformat.read(out / "02_broken.ipynb", as_version=4)
     assert any("before" in o.get("text", "") for c in partial.cells for o in c.get("outputs", []))
     assert "Stopped: 02_broken.ipynb failed" in (out / "index.html").read_text()
+    assert pipeline._kernel_manager(str(tmp_path))().transport == "ipc"  # the kernels talk over sockets in a folder
 
 
 def test_progress_describes_the_run_and_estimates_the_time_left(tmp_path, monkeypatch, capsys):
