@@ -70,9 +70,9 @@ def count_backbone_images(monkeypatch) -> dict:
     return counts
 
 
-def test_the_matched_baseline_pushes_as_many_images_through_the_backbone_as_qcs(tmp_path, monkeypatch):
+def test_the_matched_baseline_pushes_as_many_images_through_the_backbone_as_qcs(tmp_path, monkeypatch, smoke_data):
     """Counted in the backbone itself, over two epochs, SAM's two passes included."""
-    data = generate(tmp_path / "data", load_profile("smoke").synthfer)
+    data = smoke_data
     base = load_profile("smoke", [f"runs_dir={tmp_path}", f"data_root={data}", "epochs=2", "patience=0", "sam=true"])
     seen = {}
     for variant in ("baseline", "baseline_matched", "qcs"):
@@ -198,8 +198,8 @@ def test_the_plan_gives_the_main_variants_their_seeds_and_the_rest_theirs():
     assert plan["qcs_sdpa"] == [0]
 
 
-def test_parallel_runs_train_what_one_thread_trains_alone(tmp_path):
-    data = generate(tmp_path / "data", load_profile("smoke").synthfer)
+def test_parallel_runs_train_what_one_thread_trains_alone(tmp_path, smoke_data):
+    data = smoke_data
     config = load_profile("smoke", [f"data_root={data}", "epochs=1", "patience=0"])
     plan = {"baseline": [0], "dcs": [0, 1]}
     parallel = ablation.train_variants(config.replace(runs_dir=str(tmp_path / "parallel")), plan, jobs=2)

@@ -8,18 +8,13 @@ import onnxruntime
 import pytest
 import torch
 
-from qcslib import QCSConfig, QCSNet, save_checkpoint
 from qcslib import export as export_module
 from qcslib.export import ExportError, export
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = QCSNet(QCSConfig.sized("tiny", variant="qcs", num_classes=7)).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, model, classes=["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"])
-    return path, model
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

@@ -6,12 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data
 
 import qcslib.faces
-from qcslib import QCSConfig, QCSNet, save_checkpoint
 from qcslib.__main__ import main
 from qcslib.faces import TEMPLATES, Face, FaceDetector, align
 
@@ -55,11 +53,8 @@ def test_align_rejects_an_unknown_template(astronaut, detector):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, QCSNet(QCSConfig.sized("tiny")), classes=CLASSES)
-    return path
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint[0]
 
 
 def test_predict_goes_on_past_bad_files_and_reports_each(tmp_path, astronaut, checkpoint):

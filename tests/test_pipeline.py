@@ -4,7 +4,6 @@ import os
 import tempfile
 
 import nbformat
-import pandas as pd
 import papermill
 import pytest
 from latex2mathml.converter import convert as latex_to_mathml

@@ -1,7 +1,6 @@
 """Notebook 10's study (qcslib.students): the teacher chosen on val, the student plan and its reuse, the paired
 comparisons, the int8 students and the cost table; qcslib.latency's timing loop."""
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np

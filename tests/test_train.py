@@ -32,15 +32,6 @@ from tests.official_reference import official_forward, random_official_state_dic
 TIMING = ["train_seconds", "eval_seconds", "samples_per_s"]
 
 
-@pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory):
-    """The smoke profile's SynthFER, generated once for the module."""
-    root = tmp_path_factory.mktemp("data") / "synthfer-smoke"
-    from qcslib.data.synthfer import generate
-    generate(root, load_profile("smoke").synthfer)
-    return root
-
-
 def smoke(tmp_path, data, *overrides):
     return load_profile("smoke", [f"runs_dir={tmp_path}", f"data_root={data}", *overrides])
 

@@ -13,7 +13,7 @@ from PIL import Image
 from scipy import ndimage
 
 import qcslib.__main__
-from qcslib import QCSConfig, QCSNet, save_checkpoint
+from qcslib import QCSConfig, save_checkpoint
 from qcslib.__main__ import main
 from qcslib.faces import TEMPLATES, Face, Predictor, load_predictor, predict_faces
 from qcslib.video import VIDEO_OUTPUTS, Camera, Frame, Smoother, Tracker, VideoError, VideoFile, iou, predict_video
@@ -58,11 +58,8 @@ class SquareDetector:
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, QCSNet(QCSConfig.sized("tiny")), classes=CLASSES)
-    return load_predictor(path)
+def predictor(tiny_checkpoint):
+    return load_predictor(tiny_checkpoint[0])
 
 
 def test_a_video_file_yields_every_frame_with_its_index_and_time_and_honours_the_window(tmp_path):

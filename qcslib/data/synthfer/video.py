@@ -35,7 +35,7 @@ from PIL import Image
 
 from ...faces import Face
 from ...video.encode import VideoWriter
-from .face import Canvas, sample_identity
+from .face import Canvas, Identity, sample_identity
 from .render import SUPERSAMPLE, draw_background, draw_face, draw_occluder, occluder_shapes, pose_matrix, shade
 from .settings import AUS, CLASSES, SynthFERSettings, sample_aus, seeded_rng
 
