@@ -8,12 +8,11 @@ writes it to reports/bench/machine.json, where ``peak`` reads it back (measuring
 import argparse
 import datetime
 import json
-import time
 from pathlib import Path
 
 import torch
 
-from qcslib.train.runtime import cpu_name
+from qcslib.train.runtime import cpu_name, matmul_gflops
 
 OUT = Path(__file__).resolve().parents[1] / "reports" / "bench"
 
@@ -29,24 +28,6 @@ def write_json(name: str, payload: dict) -> None:
     """Write ``payload`` to ``reports/bench/<name>.json`` (git-ignored), where every benchmark leaves its numbers."""
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(payload, indent=1))
-
-
-def matmul_gflops(dtype: torch.dtype, threads: int, size: int = 2048, seconds: float = 3.0) -> float:
-    """The best rate, in GFLOP/s, of ``size × size`` matmuls in ``dtype`` on ``threads`` CPU threads over about
-    ``seconds`` of repeats (2 n³ FLOPs each)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-        torch.mm(a, b)  # warm-up
-        best, end = float("inf"), time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            t = time.perf_counter()
-            torch.mm(a, b)
-            best = min(best, time.perf_counter() - t)
-    finally:
-        torch.set_num_threads(before)
-    return 2 * size ** 3 / best / 1e9
 
 
 def measure(size: int = 2048, seconds: float = 3.0) -> dict:

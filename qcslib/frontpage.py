@@ -44,6 +44,13 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {round(seconds % 60):02d} s" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def _machine(recorded: dict | None) -> str:
+    """The machine the pipeline ran on, as its timings.json recorded it (else this one's CPU and cores)."""
+    if not recorded:
+        return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores, matmul rate not recorded"
+    return f"{recorded['cpu']}, {recorded['cores']} cores, fp32 matmul {recorded['fp32_matmul_gflops']:.0f} GFLOP/s"
+
+
 def collect(profile: str, reports: Path | None = None, runs: Path | None = None) -> dict:
     """The record of one profile's pipeline: its notebooks' seconds (``timings.json``, which must say that every
     notebook ran), and one row per run under ``runs`` (``ablation.read_run``'s columns, with the run's folder,
@@ -69,7 +76,7 @@ def collect(profile: str, reports: Path | None = None, runs: Path | None = None)
     if any(r["variant"] and r["run"].startswith("ablation/") for r in rows):  # 02's run is not one of 04's
         rows = [{**r, "variant": None} if r["variant"] and "/" not in r["run"] else r for r in rows]
     return {"profile": profile, "date": date.today().isoformat(), "commit": git_commit(),
-            "machine": f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores",
+            "machine": _machine(timings.get("machine")),
             "seconds": timings["seconds"], "total": timings["total"], "runs_at_start": timings.get("runs_at_start"),
             "only": sorted(timings["seconds"]) != sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")),
             "runs": rows}

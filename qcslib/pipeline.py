@@ -43,6 +43,7 @@ from . import progress
 from .notebook import ROOT, RUN_PARAMETERS, notebook_parameters
 from .train.config import ConfigError, load_profile
 from .train.rundir import code_fingerprint, git_commit
+from .train.runtime import cpu_name, matmul_gflops
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "scikit-learn", "papermill", "nbconvert", "numpy", "pandas",
@@ -192,8 +193,10 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
     """Run the pipeline → exit status (0: every notebook ran; 1: one failed or its kernel died, and the pipeline
     stopped there). ``timings.json`` gets the seconds of the notebooks that ran (with ``only``: added to the
     entries already there) and ``failed``, what stopped the pipeline (None: nothing), also when Ctrl-C stops it
-    (the KeyboardInterrupt is raised again once it is written); ``total`` is this call's seconds, and
-    ``runs_at_start`` the finished runs (summary.json) already under the run directory when it began. The kernels'
+    (the KeyboardInterrupt is raised again once it is written); ``total`` is this call's seconds,
+    ``runs_at_start`` the finished runs (summary.json) already under the run directory when it began, and
+    ``machine`` the CPU, its cores and its measured fp32 matmul rate (``runtime.matmul_gflops``), since the same
+    pipeline takes about twice as long on a machine half as fast. The kernels'
     temporary folder is removed in every case. A bad ``out_dir`` is a ConfigError before any notebook runs."""
     params = parameters(profile, extra)
     out_dir = Path(out_dir or ROOT / "reports" / profile)
@@ -206,6 +209,8 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
         return 1
     earlier = earlier_timings(out_dir / "timings.json", profile) if only else {}
     runs_at_start = sum(1 for _ in (ROOT / params["run_dir"]).rglob("summary.json"))
+    machine = {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)),
+               "fp32_matmul_gflops": round(matmul_gflops(seconds=1.0), 1)}  # minutes differ between machines
     out_dir.mkdir(parents=True, exist_ok=True)
     timings, failure = {}, None
     start = time.perf_counter()
@@ -233,7 +238,8 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
             total = round(time.perf_counter() - start, 1)
             (out_dir / "timings.json").write_text(json.dumps({"profile": profile, "seconds": {**earlier, **timings},
                                                               "total": total, "failed": failure,
-                                                              "runs_at_start": runs_at_start}, indent=1))
+                                                              "runs_at_start": runs_at_start, "machine": machine},
+                                                             indent=1))
     write_index(profile, params, out_dir, timings, failure)
     print(f"pipeline {'stopped' if failure else 'finished'} in {total:.1f} s: {out_dir / 'index.html'}")
     if failure:

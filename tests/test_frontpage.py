@@ -21,7 +21,7 @@ def pipeline_output(tmp_path, accuracies=QCS_AHEAD, failed=None, converged=True)
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports/timings.json").write_text(json.dumps(
         {"profile": "cpu", "seconds": {"01_data_prep": 25.0, "04_ablations": 1330.4}, "total": 1355.4,
-         "failed": failed, "runs_at_start": 0}))
+         "failed": failed, "runs_at_start": 0, "machine": {"cpu": "AMD EPYC", "cores": 2, "fp32_matmul_gflops": 92.4}}))
     return tmp_path / "reports", tmp_path / "runs/cpu"
 
 
@@ -64,6 +64,7 @@ def test_times_block_puts_profiles_side_by_side_and_says_what_was_on_disk(tmp_pa
     assert "| **all, in one pipeline** | **22 min 35 s** | **12 s** |" in block
     assert "no runs on disk at the start; some notebooks timed in earlier calls (--only)" in block
     assert "3 finished runs on disk at the start, reused)" in block
+    assert "`cpu` on " in block and "(AMD EPYC, 2 cores, fp32 matmul 92 GFLOP/s, commit" in block
 
 
 def test_fill_rewrites_only_the_generated_blocks_and_refuses_a_readme_without_them():

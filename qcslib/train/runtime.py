@@ -6,6 +6,7 @@ import platform
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -18,6 +19,26 @@ def cpu_name() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else []
     return names[0].strip() if names else platform.processor() or platform.machine()
+
+
+def matmul_gflops(dtype: torch.dtype = torch.float32, threads: int | None = None, size: int = 2048,
+                  seconds: float = 3.0) -> float:
+    """This CPU's measured matmul rate: the best GFLOP/s of ``size × size`` matmuls in ``dtype`` on ``threads`` torch
+    threads (all by default) over about ``seconds`` of repeats, 2 n³ FLOPs each: the denominator of an MFU, and
+    what makes timings on different machines comparable."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        torch.mm(a, b)  # warm-up
+        best, end = float("inf"), time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    return 2 * size ** 3 / best / 1e9
 
 
 def select_device(name: str = "auto") -> torch.device:
