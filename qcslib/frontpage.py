@@ -1,14 +1,21 @@
-"""The README's generated blocks: what a profile's pipeline measured, published by a command, never typed.
+"""The README's generated blocks: what the pipeline and the test suite measured, published by a command, never typed.
 
 ``python -m qcslib.frontpage --profile cpu`` reads ``reports/<profile>/timings.json`` and every run's
 ``summary.json`` under ``runs/<profile>`` and writes them, flattened, to ``docs/results/<profile>.json`` (the
-record a reader can check, committed with the README); then it rewrites each block of the README between
-``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->`` from the records in ``docs/results/``:
+record a reader can check, committed with the README). ``python -m qcslib.frontpage --time-test`` runs the test
+suite as ``make test`` does after its set-up (pytest, then nbval over the notebooks with the smoke profile) and
+writes its seconds to ``docs/results/test.json``, only when every test passed. Either then rewrites each block of
+the README between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->`` from the records in
+``docs/results/``:
 
-- ``times``: each notebook's seconds under every published profile, and the pipeline's total;
-- ``results``: per variant of 04, test accuracy of the checkpoint chosen on the selection split, mean ± std over
-  seeds; QCS against each baseline and DCS paired over seeds (``ablation.comparisons``, one Holm family); and how
-  every run of the profile ended (patience, its epoch limit, still improving there) and how many converged.
+- ``quickstart``: how long ``make test`` and ``make reproduce`` took, on which machine;
+- ``results``: per main variant of 04, test accuracy of the checkpoint chosen on the selection split, mean ± std
+  over seeds; QCS against each baseline and DCS paired over seeds (``ablation.comparisons``, one Holm family); and
+  how every run of the profile ended (patience, its epoch limit, still improving there) and how many converged;
+- ``notebooks``: each notebook's title and seconds under every published profile, the pipeline's total, and a
+  link to its page in the study gallery.
+
+It also draws ``docs/qcs.svg``, the README's picture of the method (``plots.method_diagram``).
 
 ``render`` is a pure function of the records, so a test re-renders the README's blocks from the committed
 records and fails when the two have drifted apart.
@@ -19,7 +26,9 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -28,7 +37,7 @@ import pandas as pd
 from . import ablation
 from .analysis.stats import family_sentence
 from .train.rundir import git_commit
-from .train.runtime import cpu_name
+from .train.runtime import cpu_name, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -82,19 +91,42 @@ def collect(profile: str, reports: Path | None = None, runs: Path | None = None)
             "runs": rows}
 
 
-def times_block(records: list[dict]) -> str:
-    """A table: one row per notebook, one column per profile (its seconds), and the pipeline's total."""
-    notebooks = sorted({nb for r in records for nb in r["seconds"]})
+def notebook_titles(folder: Path = ROOT / "notebooks") -> dict[str, str]:
+    """``{stem: title}`` of the numbered notebooks, the title being their first line after ``# NN · ``."""
+    titles = {}
+    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+        first = json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"]
+        titles[path.stem] = "".join(first).splitlines()[0].lstrip("# ").split(" · ", 1)[-1]
+    return titles
+
+
+def notebooks_block(records: list[dict], titles: dict[str, str], gallery: Path = ROOT / "docs" / "study") -> str:
+    """A table: one row per notebook (its title, linked to its gallery page when there is one), one column per
+    published profile (its seconds), and the pipeline's total; then the machine each profile ran on."""
     header = "| notebook | " + " | ".join(f"`{r['profile']}`" for r in records) + " |"
     lines = [header, "|---|" + "---|" * len(records)]
-    for nb in notebooks:
-        cells = [_minutes(r["seconds"][nb]) if nb in r["seconds"] else "not run" for r in records]
-        lines.append(f"| {nb} | " + " | ".join(cells) + " |")
+    for stem, title in titles.items():
+        page = f"docs/study/{stem}.html"
+        name = f"[{stem[:2]} · {title}]({page})" if (gallery / f"{stem}.html").exists() else f"{stem[:2]} · {title}"
+        cells = [_minutes(r["seconds"][stem]) if stem in r["seconds"] else "not run" for r in records]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| **all, in one pipeline** | " + " | ".join(f"**{_minutes(r['total'])}**" for r in records) + " |")
     lines.append("")
-    lines.append("Each profile's column is one `make reproduce PROFILE=…`: " + "; ".join(
+    lines.append("Each column is one `make reproduce PROFILE=…`: " + "; ".join(
         f"`{r['profile']}` on {r['date']} ({r['machine']}, commit {r['commit']}, {_start(r)})" for r in records) + ".")
     return "\n".join(lines)
+
+
+def quickstart_block(records: list[dict], test: dict | None) -> str:
+    """The two commands with how long each took here (``make test`` after its set-up; ``make reproduce`` of the
+    cpu profile), and the machine."""
+    cpu = next((r for r in records if r["profile"] == "cpu"), None)
+    timed = [f"`make test` took **{_minutes(test['total'])}** after its set-up (pytest {_minutes(test['seconds']['pytest'])}, "
+             f"nbval {_minutes(test['seconds']['nbval'])}; {test['date']}, {test['machine']}, commit {test['commit']})"
+             if test else "`make test`: its time is not recorded yet (`python -m qcslib.frontpage --time-test`)"]
+    timed.append(f"`make reproduce` (the cpu profile) **{_minutes(cpu['total'])}** ({cpu['date']}, {cpu['machine']}, "
+                 f"{_start(cpu)})" if cpu else "`make reproduce`: not recorded yet")
+    return "; ".join(timed) + "."
 
 
 def _start(record: dict) -> str:
@@ -140,9 +172,12 @@ def results_block(record: dict) -> str:
     return "\n".join(lines)
 
 
-def render(records: list[dict]) -> dict[str, str]:
-    """``{block name: markdown}`` from the published records (the first record's results are the headline)."""
-    return {"times": times_block(records), "results": results_block(records[0])}
+def render(records: list[dict], test: dict | None = None, titles: dict[str, str] | None = None) -> dict[str, str]:
+    """``{block name: markdown}`` from the published pipeline records (the cpu one's results are the headline) and
+    the test suite's (``test``, or None)."""
+    headline = next((r for r in records if r["profile"] == "cpu"), records[0])
+    return {"quickstart": quickstart_block(records, test), "results": results_block(headline),
+            "notebooks": notebooks_block(records, notebook_titles() if titles is None else titles)}
 
 
 def fill(text: str, blocks: dict[str, str]) -> str:
@@ -155,24 +190,58 @@ def fill(text: str, blocks: dict[str, str]) -> str:
     return text
 
 
-def published(results: Path = RESULTS) -> list[dict]:
-    """The records in ``docs/results/``, cpu first, then smoke, then the others by name."""
+def published(results: Path = RESULTS) -> tuple[list[dict], dict | None]:
+    """The pipeline records in ``docs/results/`` (cpu first, then smoke, then the others by name) and the test
+    suite's (``test.json``, or None)."""
     order = {"cpu": 0, "smoke": 1}
-    paths = sorted(results.glob("*.json"), key=lambda p: (order.get(p.stem, 2), p.stem))
-    return [json.loads(p.read_text()) for p in paths]
+    paths = sorted((p for p in results.glob("*.json") if p.stem != "test"), key=lambda p: (order.get(p.stem, 2), p.stem))
+    test = results / "test.json"
+    return [json.loads(p.read_text()) for p in paths], json.loads(test.read_text()) if test.exists() else None
+
+
+def time_test() -> dict:
+    """Run ``make test``'s two commands here (pytest; nbval over the notebooks, smoke profile) → their seconds, with
+    the date, machine and commit; a FrontPageError if either fails (a failing suite has no time to publish)."""
+    seconds = {}
+    for name, argv, env in (("pytest", [], {}), ("nbval", ["--nbval-lax", "notebooks"], {"QCS_PROFILE": "smoke"})):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "pytest", *argv], cwd=ROOT, env={**os.environ, **env})
+        seconds[name] = round(time.perf_counter() - start, 1)
+        if done.returncode != 0:
+            raise FrontPageError(f"{name} failed (exit {done.returncode}): nothing published")
+    return {"date": date.today().isoformat(), "commit": git_commit(), "machine": _machine(machine()),
+            "seconds": seconds, "total": round(sum(seconds.values()), 1)}
+
+
+def write_diagram(path: Path = ROOT / "docs" / "qcs.svg") -> None:
+    """``plots.method_diagram`` as an SVG whose bytes depend only on the drawing (text kept as text, no date)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from .analysis.plots import method_diagram
+    with matplotlib.rc_context({"svg.hashsalt": "qcs-fer", "svg.fonttype": "none"}):
+        fig = method_diagram()
+        fig.savefig(path, bbox_inches="tight", metadata={"Date": None})
+    matplotlib.pyplot.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qcslib.frontpage", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", help="publish this profile's pipeline output first (reports/ and runs/)")
+    parser.add_argument("--time-test", action="store_true", help="run and time the test suite first, and publish it")
     parser.add_argument("--readme", default=str(ROOT / "README.md"))
     args = parser.parse_args(argv)
     try:
+        RESULTS.mkdir(parents=True, exist_ok=True)
         if args.profile:
-            RESULTS.mkdir(parents=True, exist_ok=True)
             (RESULTS / f"{args.profile}.json").write_text(json.dumps(collect(args.profile), indent=1) + "\n")
+        if args.time_test:
+            (RESULTS / "test.json").write_text(json.dumps(time_test(), indent=1) + "\n")
+        records, test = published()
+        if not records:
+            raise FrontPageError(f"{RESULTS}: no published pipeline record; run with --profile cpu first")
         readme = Path(args.readme)
-        readme.write_text(fill(readme.read_text(encoding="utf-8"), render(published())), encoding="utf-8")
+        readme.write_text(fill(readme.read_text(encoding="utf-8"), render(records, test)), encoding="utf-8")
+        write_diagram()
     except FrontPageError as e:
         print(f"frontpage: {e}", file=sys.stderr)
         return 2

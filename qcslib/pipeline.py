@@ -43,7 +43,7 @@ from . import progress
 from .notebook import ROOT, RUN_PARAMETERS, notebook_parameters
 from .train.config import ConfigError, load_profile
 from .train.rundir import code_fingerprint, git_commit
-from .train.runtime import cpu_name, matmul_gflops
+from .train.runtime import machine
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "scikit-learn", "papermill", "nbconvert", "numpy", "pandas",
@@ -209,8 +209,7 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
         return 1
     earlier = earlier_timings(out_dir / "timings.json", profile) if only else {}
     runs_at_start = sum(1 for _ in (ROOT / params["run_dir"]).rglob("summary.json"))
-    machine = {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)),
-               "fp32_matmul_gflops": round(matmul_gflops(seconds=1.0), 1)}  # minutes differ between machines
+    measured_on = machine()  # minutes differ about 2x between machines
     out_dir.mkdir(parents=True, exist_ok=True)
     timings, failure = {}, None
     start = time.perf_counter()
@@ -238,7 +237,7 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
             total = round(time.perf_counter() - start, 1)
             (out_dir / "timings.json").write_text(json.dumps({"profile": profile, "seconds": {**earlier, **timings},
                                                               "total": total, "failed": failure,
-                                                              "runs_at_start": runs_at_start, "machine": machine},
+                                                              "runs_at_start": runs_at_start, "machine": measured_on},
                                                              indent=1))
     write_index(profile, params, out_dir, timings, failure)
     print(f"pipeline {'stopped' if failure else 'finished'} in {total:.1f} s: {out_dir / 'index.html'}")

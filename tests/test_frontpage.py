@@ -55,16 +55,33 @@ def test_results_block_gives_each_variant_the_comparisons_and_how_runs_ended(tmp
     assert "**12 of 04's runs did not converge**" in unconverged and "are not conclusions" in unconverged
 
 
-def test_times_block_puts_profiles_side_by_side_and_says_what_was_on_disk(tmp_path):
+def test_notebooks_block_puts_profiles_side_by_side_and_says_what_was_on_disk(tmp_path):
     record = frontpage.collect("cpu", *pipeline_output(tmp_path))
     smoke = {**record, "profile": "smoke", "seconds": {"01_data_prep": 12.0}, "total": 12.0, "runs_at_start": 3,
              "only": False}
-    block = frontpage.times_block([record, smoke])
-    assert "| notebook | `cpu` | `smoke` |" in block and "| 04_ablations | 22 min 10 s | not run |" in block
+    (tmp_path / "gallery").mkdir()
+    (tmp_path / "gallery" / "04_ablations.html").write_text("<html></html>")
+    titles = {"01_data_prep": "Data preparation", "04_ablations": "Ablations: does QCS help, and why?"}
+    block = frontpage.notebooks_block([record, smoke], titles, tmp_path / "gallery")
+    assert "| notebook | `cpu` | `smoke` |" in block and "| 01 · Data preparation | 25 s | 12 s |" in block
+    assert "| [04 · Ablations: does QCS help, and why?](docs/study/04_ablations.html) | 22 min 10 s | not run |" in block
     assert "| **all, in one pipeline** | **22 min 35 s** | **12 s** |" in block
     assert "no runs on disk at the start; some notebooks timed in earlier calls (--only)" in block
     assert "3 finished runs on disk at the start, reused)" in block
     assert "`cpu` on " in block and "(AMD EPYC, 2 cores, fp32 matmul 92 GFLOP/s, commit" in block
+    assert frontpage.notebook_titles()["06_gradcam"] == "Where the models look: Grad-CAM and CSA maps"
+
+
+def test_quickstart_says_how_long_the_two_commands_took(tmp_path):
+    record = frontpage.collect("cpu", *pipeline_output(tmp_path))
+    test = {"date": "2026-12-07", "machine": "AMD EPYC, 2 cores", "commit": "abc1234",
+            "seconds": {"pytest": 400.0, "nbval": 150.5}, "total": 550.5}
+    text = frontpage.quickstart_block([record], test)
+    assert text.startswith("`make test` took **9 min 10 s** after its set-up (pytest 6 min 40 s, nbval 2 min 30 s; "
+                           "2026-12-07, AMD EPYC, 2 cores, commit abc1234); `make reproduce` (the cpu profile) "
+                           "**22 min 35 s** (")
+    assert "no runs on disk at the start" in text
+    assert "its time is not recorded yet" in frontpage.quickstart_block([record], None)
 
 
 def test_fill_rewrites_only_the_generated_blocks_and_refuses_a_readme_without_them():
@@ -76,8 +93,8 @@ def test_fill_rewrites_only_the_generated_blocks_and_refuses_a_readme_without_th
 
 
 def test_the_readme_holds_what_the_published_records_give():
-    records = frontpage.published()
+    records, test = frontpage.published()
     assert records, "docs/results/ holds no published record: python -m qcslib.frontpage --profile cpu"
     readme = (frontpage.ROOT / "README.md").read_text(encoding="utf-8")
-    assert frontpage.fill(readme, frontpage.render(records)) == readme, \
+    assert frontpage.fill(readme, frontpage.render(records, test)) == readme, \
         "README.md's generated blocks differ from docs/results/: python -m qcslib.frontpage"

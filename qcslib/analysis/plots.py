@@ -272,3 +272,46 @@ def accuracy_latency(costs: pd.DataFrame) -> plt.Figure:
     ax.set_title("accuracy against latency (mean ± std over seeds)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def method_diagram() -> plt.Figure:
+    """QCS at a glance: four images through one shared encoder; Cross Similarity Attention between the pairs that
+    share a class (S: similarity, kept) and the pairs that do not (D: dissimilarity, used to suppress); the cross
+    heads exist only in training, the base branch is the model at inference."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    ax.set(xlim=(0, 10), ylim=(0, 4.6))
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour, size=9):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04", fc=colour, ec="#444", lw=0.8))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size)
+
+    def arrow(a, b, colour="#444", style="-|>", **kw):
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle=style, mutation_scale=10, color=colour, lw=1.2, **kw))
+
+    images = [("anchor a", "class y"), ("positive p", "class y"), ("negative n", "class y′"), ("negative₂ n₂", "class y′")]
+    rows = [3.75, 2.75, 1.75, 0.75]
+    box(1.75, 0.45, 1.7, 3.75, "shared encoder\n\nIR-50 → 3 scales\nof 49 tokens\n(147 tokens)\n→ ViT", "#dde8f5")
+    for (name, cls), y in zip(images, rows):
+        box(0.1, y - 0.3, 1.3, 0.6, f"{name}\n{cls}", "#f2f2f2")
+        arrow((1.45, y), (1.75, y))
+        box(3.8, y - 0.25, 1.1, 0.5, "tokens", "#dde8f5", 8)
+        arrow((3.45, y), (3.8, y))
+        box(8.55, y - 0.25, 1.35, 0.5, "base + cross\nlogits", "#f2f2f2", 8)
+    links = [(0, 1, "S", "#2a7d2a"), (2, 3, "S", "#2a7d2a"), (0, 2, "D", "#b03030"), (1, 3, "D", "#b03030")]
+    for i, j, kind, colour in links:
+        bend = 0.55 if kind == "S" else -0.45
+        arrow((4.95, rows[i]), (4.95, rows[j]), colour, "<|-|>", connectionstyle=f"arc3,rad={bend}")
+    box(6.0, 0.45, 2.2, 3.75, "Cross Similarity\nAttention\n\ntokens shared with the\nsame class (S) are\nstrengthened, those\n"
+        "shared with the other\nclass (D) suppressed:\n\nA = softmax(φ(S) + k·φ(D)),\nk = 1 + tanh θ\n\n→ cross ViT", "#fbeede", 8)
+    arrow((5.65, 2.25), (6.0, 2.25))
+    for y in rows:
+        arrow((8.2, y), (8.55, y))
+    ax.text(5.4, 4.45, "S: same class", color="#2a7d2a", fontsize=8, ha="center")
+    ax.text(5.4, 0.15, "D: other class", color="#b03030", fontsize=8, ha="center")
+    ax.text(5.0, -0.25, "Training runs all four branches (the mean cross-entropy of the 8 heads); inference keeps only "
+            "one image's path through the shared encoder and its base head.", fontsize=8.5, ha="center",
+            style="italic")
+    return fig

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import re
 import signal
@@ -39,6 +40,12 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, threads: int | None = None
     finally:
         torch.set_num_threads(before)
     return 2 * size ** 3 / best / 1e9
+
+
+def machine() -> dict:
+    """This machine as a timing records it: its CPU, its cores and its fp32 matmul rate (``matmul_gflops``, 1 s)."""
+    return {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)),
+            "fp32_matmul_gflops": round(matmul_gflops(seconds=1.0), 1)}
 
 
 def select_device(name: str = "auto") -> torch.device:
