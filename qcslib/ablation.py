@@ -188,7 +188,8 @@ def train_variants(config: TrainConfig, plan: dict[str, list[int]], force: bool 
     in plan order.
 
     ``jobs > 1`` trains that many runs at once in worker processes that share the CPU threads (on a
-    2-core CPU, two one-thread runs do about 1.25× the work of one two-thread run), longest runs first.
+    2-core CPU, two one-thread runs do more work than one two-thread run: benchmarks/RESULTS.md), longest runs
+    first.
     While it trains, ``progress`` reports which run of how many, and what is left after it."""
     planned = [(v, s, variant_config(config, v, s)) for v, seeds in plan.items() for s in seeds]
     todo = fit_all([c for _, _, c in planned], force, jobs, progress_bars, reuse_stale)

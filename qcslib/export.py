@@ -109,16 +109,10 @@ def export_int8(checkpoint: str | Path, out: str | Path | None = None, mode: str
     ``test_images`` of it drawn at random without replacement with ``seed``, so that the sample spans its
     identities, which the split stores in runs), whose classes must be the checkpoint's, in its order.
 
-    Why "auto" chooses as it does (2026-12-03, this 2-core machine, one onnxruntime thread, batch 1):
-    - QCS, dynamic: on a tiny QCS (fitted for 60 steps to 84 SynthFER images; 56 test images;
-      ``benchmarks/int8_speed.py``, two runs, 300 runs per model) dynamic agreed with fp32 on 100 % of the test
-      images, static on 55 % (accuracy −1.8 points). The static QDQ graph quantises LayerNorm, softmax and the
-      residual additions too, which is where it loses agreement. Speed did not separate them at that size
-      (1.3–1.7 ms each).
-    - a student, static: a resnet10t distilled for 10 epochs at 32 px (1,000 test images, one run, 100 timed
-      runs each) agreed with fp32 on 97.9 % (static) and 99.7 % (dynamic) of them, accuracy −0.2 points with
-      both, but static ran in 0.26 ms p50 and dynamic in 0.60 ms: in a convolutional network dynamic
-      quantisation reaches only the final linear layer. ``benchmarks/student_speed.py`` measures both at 224 px.
+    Why "auto" chooses as it does: the static QDQ graph of a QCS quantises LayerNorm, softmax and the residual
+    additions too, where it loses agreement with fp32, and is no faster at small sizes; in a convolutional student
+    dynamic quantisation reaches only the final linear layer, so static is the one that runs faster. The
+    measurements behind this are in benchmarks/RESULTS.md (``int8_speed.py``, ``student_speed.py``).
     """
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)

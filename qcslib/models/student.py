@@ -13,10 +13,8 @@ import timm
 from torch import Tensor, nn
 
 ARCHITECTURE = "timm"
-# resnet10t learns SynthFER at 32 px where the mobile networks do not: distilled with the cpu recipe for 10
-# epochs (2026-12-03, one run each), its val accuracy reached 61.2 %, mobilenetv3_small_100's 21.3 % (chance
-# 14.3 %; 18 % with lr 1e-2 after 2 epochs), mobilenetv2_050's 14.1 % after 3. Their stride-32 stems leave 1×1
-# maps at 32 px. At 224 px mobilenetv3_small_100 is the faster one (benchmarks/student_speed.py).
+# resnet10t: at 32 px the mobile networks' stride-32 stems leave 1 × 1 maps, and they did not learn SynthFER
+# (benchmarks/RESULTS.md); at 224 px mobilenetv3_small_100 is the faster one (benchmarks/student_speed.py).
 DEFAULT_STUDENT = "resnet10t"
 
 
