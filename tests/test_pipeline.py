@@ -24,6 +24,7 @@ def test_there_are_ten_numbered_notebooks():
 
 @pytest.mark.parametrize("path", pipeline.notebooks(), ids=lambda p: p.stem)
 def test_committed_notebooks_are_clean_and_follow_the_conventions(path):
+    assert all("id" in c for c in json.loads(path.read_text())["cells"]), "a cell without an id (nbformat 4.5)"
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.outputs == [] and c.execution_count is None for c in code), "stored with outputs"
