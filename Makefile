@@ -40,4 +40,4 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup
-	for b in model_cost sampler_speed synthfer_speed train_speed inference_speed loader_speed manifest_speed video_speed int8_speed student_speed distill_speed machine; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in machine model_cost sampler_speed synthfer_speed train_speed inference_speed loader_speed manifest_speed video_speed int8_speed student_speed distill_speed; do $(BIN)/python benchmarks/$$b.py || exit 1; done
