@@ -93,9 +93,9 @@ def math_to_mathml(markdown: str) -> str:
 def render_html(notebook: Path, out: Path) -> None:
     """nbconvert's HTML of an executed notebook, for a reader: the inputs of ``hide-input`` cells and the
     ``parameters`` cell (papermill's injected cell below it shows the values that ran) are left out, and so are
-    stderr streams and widget outputs (progress bars, which have nothing to show once run). The math of the
-    markdown cells is MathML (``math_to_mathml``), so the page loads no MathJax and needs no network. The
-    executed notebook beside the HTML keeps everything."""
+    ``interactive`` cells (widgets, for JupyterLab), stderr streams and widget outputs (progress bars, which have
+    nothing to show once run). The math of the markdown cells is MathML (``math_to_mathml``), so the page loads no
+    MathJax and needs no network. The executed notebook beside the HTML keeps everything."""
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
@@ -108,7 +108,7 @@ def render_html(notebook: Path, out: Path) -> None:
             cell.source = math_to_mathml(cell.source)
     exporter = HTMLExporter()
     exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"hide-input"},
-                                                         remove_cell_tags={"parameters"}), enabled=True)
+                                                         remove_cell_tags={"parameters", "interactive"}), enabled=True)
     body, _ = exporter.from_notebook_node(nb)
     out.write_text(MATHJAX.sub("", body), encoding="utf-8")
 

@@ -45,6 +45,7 @@ def summary(tmp_path, name, raw, smoothed, truth):
     for frame, (r, s) in enumerate(zip(raw, smoothed)):
         row = {"frame": frame, "time_s": frame / 10, "face_id": 0, "label": s}
         row.update({f"p_{c}": float(c == r) for c in CLASSES})
+        row.update({f"smoothed_{c}": float(c == s) for c in CLASSES})
         rows.append(row)
     pd.DataFrame(rows).to_csv(out / "predictions.csv", index=False)
     phases = ["onset" if t == "happy" and (k == 0 or truth[k - 1] != "happy") else "neutral"
@@ -83,6 +84,10 @@ def test_resmoothing_recomputes_the_labels_from_the_raw_probabilities_and_the_sw
     assert list(table["label"]) == flicker  # τ = 0: the raw labels
     slow = temporal.resmoothed(f"{first['out']}/predictions.csv", 100.0)
     assert list(slow["label"]) == ["neutral"] * 6  # τ ≫ the clip: stays with the first frame's probabilities
+    raw = [c for c in slow.columns if c.startswith("p_")]
+    np.testing.assert_allclose(table[[f"smoothed_{c[2:]}" for c in raw]].to_numpy(), table[raw].to_numpy())
+    np.testing.assert_allclose(slow[[f"smoothed_{c[2:]}" for c in raw]].to_numpy()[-1], slow[raw].to_numpy()[0],
+                               atol=0.05)  # the smoothed probabilities too, which the timeline draws
     # raw right on 4, 5 and 4 of 6 frames; smoothed with τ = 100 s on the 2 neutral ones: −2/6, −3/6, −2/6
     raws = [["neutral", "neutral", "happy", "happy", "sad", "sad"], ["neutral", "neutral", "happy", "happy", "happy", "sad"],
             ["neutral", "sad", "happy", "happy", "happy", "sad"]]

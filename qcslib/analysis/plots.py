@@ -209,11 +209,12 @@ def face_predictions(crops: list, records: list[dict]) -> plt.Figure:
     return fig
 
 
-def clip_timeline(result: dict, classes: list[str]) -> plt.Figure:
+def clip_timeline(result: dict, classes: list[str], predictions: pd.DataFrame | None = None) -> plt.Figure:
     """A SynthFER clip over time (``result``: a ``predict_video`` summary with its ``truth`` CSV): above, the
     smoothed probabilities of the clip's face (raw ones faint); below, one strip each for the true, raw and
-    smoothed label of every frame, coloured by class (white: no face)."""
-    predictions = pd.read_csv(f"{result['out']}/predictions.csv")
+    smoothed label of every frame, coloured by class (white: no face). ``predictions``: the clip's table
+    (e.g. ``temporal.resmoothed`` with another τ); None reads its predictions.csv."""
+    predictions = pd.read_csv(f"{result['out']}/predictions.csv") if predictions is None else predictions
     labels = frame_labels(predictions, result["truth"])
     main = predictions.dropna(subset=["face_id"])
     main = main[main["face_id"] == main["face_id"].value_counts().index[0]] if len(main) else main

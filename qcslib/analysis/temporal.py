@@ -129,15 +129,19 @@ def _difference(c: dict) -> dict:
 
 
 def resmoothed(predictions, tau: float) -> pd.DataFrame:
-    """``predictions`` (a ``predictions.csv``) with its ``label`` recomputed by smoothing the raw ``p_<class>``
-    columns again with time constant ``tau`` seconds (``video.Smoother``, per face id, in frame order)."""
+    """``predictions`` (a ``predictions.csv``) with its ``smoothed_<class>`` columns (where it has them) and its
+    ``label`` recomputed by smoothing the raw ``p_<class>`` columns again with time constant ``tau`` seconds
+    (``video.Smoother``, per face id, in frame order)."""
     table = _table(predictions, {"frame", "time_s", "face_id", "label"}, "a predictions table").copy()
     probabilities = [c for c in table.columns if c.startswith("p_")]
     names, smoother = np.asarray([c[2:] for c in probabilities]), Smoother(tau)
     faces = table.sort_values("frame").dropna(subset=["face_id"])
-    labels = [names[smoother(face, time, p).argmax()] for face, time, p in
-              zip(faces["face_id"], faces["time_s"], faces[probabilities].to_numpy())]
-    table.loc[faces.index, "label"] = labels
+    smoothed = np.array([smoother(face, time, p) for face, time, p in
+                         zip(faces["face_id"], faces["time_s"], faces[probabilities].to_numpy())]).reshape(
+        len(faces), len(names))
+    table.loc[faces.index, "label"] = names[smoothed.argmax(1)] if len(faces) else []
+    if all(f"smoothed_{n}" in table for n in names):
+        table.loc[faces.index, [f"smoothed_{n}" for n in names]] = smoothed
     return table
 
 
