@@ -21,7 +21,8 @@ the last one, so nothing the run decides depends on it.
 Reproducibility: the model is initialised from ``seed``; the samples (quadruplets, or images) and each item's
 augmentation are functions of (seed, epoch, position) (``QuadrupletSampler``, ``ImageSampler``); dropout draws
 from the global RNG, seeded from (seed, epoch, rank) at each epoch start and saved in mid-epoch checkpoints. So on
-CPU two runs with one seed give identical metrics, and a resumed run ends as an uninterrupted one would.
+CPU two runs with one seed and one thread count give identical metrics (another thread count sums in another
+order), and a resumed run ends as an uninterrupted one would.
 What the run directory holds: ``rundir``.
 """
 from __future__ import annotations
