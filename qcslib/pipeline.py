@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import html
 import json
 import os
@@ -239,7 +240,7 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
                                                               "total": total, "failed": failure,
                                                               "runs_at_start": runs_at_start, "machine": measured_on},
                                                              indent=1))
-    write_index(profile, params, out_dir, timings, failure)
+    write_index(profile, params, out_dir, timings, failure, measured_on)
     print(f"pipeline {'stopped' if failure else 'finished'} in {total:.1f} s: {out_dir / 'index.html'}")
     if failure:
         print(f"pipeline stopped: {failure}", file=sys.stderr)
@@ -288,7 +289,11 @@ def environment() -> dict:
     return {"python": platform.python_version(), "device": device, "git commit": git_commit(), **versions}
 
 
-def write_index(profile: str, params: dict, out_dir: Path, timings: dict, failure: str | None) -> None:
+def write_index(profile: str, params: dict, out_dir: Path, timings: dict, failure: str | None,
+                measured_on: dict | None = None) -> None:
+    """``index.html``: when, by which commit and on which machine (``measured_on``, as ``runtime.machine`` gives it)
+    the reports were rendered, each report with its time, every run under the run directory, the parameters and the
+    environment."""
     reports = "".join(  # every rendered report, also those of earlier runs (--only)
         f"<tr><td><a href='{html.escape(nb.stem)}.html'>{html.escape(nb.stem)}</a></td>"
         f"<td>{f'{timings[nb.stem]:.1f} s' if nb.stem in timings else 'earlier run'}</td></tr>"
@@ -298,6 +303,10 @@ def write_index(profile: str, params: dict, out_dir: Path, timings: dict, failur
     env = pd.Series(environment(), name="value").to_frame().to_html()
     status = f"<p class='fail'>Stopped: {html.escape(failure)}</p>" if failure else \
         f"<p>All {len(timings)} notebooks ran, in {sum(timings.values()):.1f} s.</p>"
+    machine = (f"{measured_on['cpu']}, {measured_on['cores']} cores, fp32 matmul "
+               f"{measured_on['fp32_matmul_gflops']:.0f} GFLOP/s") if measured_on else "not recorded"
+    status += (f"<p>Rendered on {datetime.date.today()} by commit <code>{html.escape(git_commit())}</code>, on "
+               f"{html.escape(machine)}; each notebook's seconds are in <a href='timings.json'>timings.json</a>.</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>qcs-fer reports: {html.escape(profile)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .fail{{color:#b00}}</style></head><body>

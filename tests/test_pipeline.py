@@ -269,6 +269,9 @@ def test_only_adds_its_timings_to_those_of_earlier_runs(tmp_path, monkeypatch, c
     assert list(merged["seconds"]) == ["01_one", "02_two", "03_three"] and merged["seconds"]["01_one"] == 123.4
     assert merged["failed"] is None and merged["runs_at_start"] == 0
     assert merged["machine"]["cores"] >= 1 and merged["machine"]["fp32_matmul_gflops"] > 0
+    index = (out / "index.html").read_text()
+    assert f"by commit <code>{rundir.git_commit()}</code>, on " in index and "fp32 matmul" in index
+    assert "<a href='timings.json'>timings.json</a>" in index
     with pytest.raises(pipeline.ConfigError, match=r"timings.json: holds the timings of profile 'smoke', not 'cpu'"):
         pipeline.run("cpu", runs, only=["02"], out_dir=out)
     assert len(ran) == 4 and json.loads((out / "timings.json").read_text()) == merged
