@@ -78,8 +78,9 @@ def interleaved(steps: dict, device, repeats: int) -> dict:
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
-def recipe(profile: str, threads: list[int], steps: int) -> None:
-    """``--recipe``: the profile's step, fp32 and bf16, on each thread count: rate, MFU and where the time goes."""
+def recipe(profile: str, threads: list[int], steps: int, compile_model: bool = False) -> None:
+    """``--recipe``: the profile's step, fp32 and bf16 (and fp32 under torch.compile with ``--compile``, its compile
+    time printed apart), on each thread count: rate, MFU and where the time goes."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     config = load_profile(profile)
@@ -94,11 +95,19 @@ def recipe(profile: str, threads: list[int], steps: int) -> None:
         flops = counter.get_total_flops()
         for f in step.values():
             f()  # warm-up
+        if compile_model:
+            start = time.perf_counter()
+            step["fp32 compiled"] = make_step(None, config.batch_size, device, config.channels_last, False, False,
+                                              compile_model=True, sam=config.sam, config=config.model)
+            step["fp32 compiled"]()
+            print(f"torch.compile on {n} thread(s): {time.perf_counter() - start:.1f} s to the first step", flush=True)
         seconds = interleaved(step, device, steps)
         for name, sec in seconds.items():
             achieved = flops / sec / 1e9
+            dtype = "bf16" if name == "bf16" else "fp32"
             rows.append(dict(threads=n, dtype=name, quadruplets_per_s=round(config.batch_size / sec, 1),
-                             gflops=round(achieved, 1), peak_gflops=peak(name, n), mfu=round(achieved / peak(name, n), 3)))
+                             gflops=round(achieved, 1), peak_gflops=peak(dtype, n),
+                             mfu=round(achieved / peak(dtype, n), 3)))
             print(rows[-1], flush=True)
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(3):
@@ -128,7 +137,7 @@ def main():
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for MFU")
     args = parser.parse_args()
     if args.recipe:
-        return recipe(args.recipe, args.threads, args.steps)
+        return recipe(args.recipe, args.threads, args.steps, args.compile)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
