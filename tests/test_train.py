@@ -547,10 +547,17 @@ def interrupt_at(monkeypatch, call: int, how: str):
     monkeypatch.setattr(loop, "train_step", step)
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, smoke_data):
+    """A 2-epoch smoke run with SAM (so that SAM's state is resumed too), trained once for the module."""
+    return fit(smoke(tmp_path_factory.mktemp("ref"), smoke_data, "epochs=2", "sam=true", "name=ref"), progress=False)
+
+
 @pytest.mark.parametrize("how, call", [("sigint", 25), ("crash", 25), ("sigint", 3)])
-def test_a_run_stopped_anywhere_resumes_to_the_same_metrics(tmp_path, smoke_data, monkeypatch, how, call):
+def test_a_run_stopped_anywhere_resumes_to_the_same_metrics(tmp_path, smoke_data, monkeypatch, how, call,
+                                                            uninterrupted):
     """21 steps per epoch: call 25 is step 4 of epoch 2, call 3 step 3 of epoch 1."""
-    reference = fit(smoke(tmp_path, smoke_data, "epochs=2", "sam=true", "name=ref"), progress=False)  # SAM's state too
+    reference = uninterrupted
     config = smoke(tmp_path, smoke_data, "epochs=2", "sam=true", "name=cut")
     with monkeypatch.context() as m:
         interrupt_at(m, call, how)
