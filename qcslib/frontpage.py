@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 HEADLINE = ("baseline", "baseline_matched", "dcs", "qcs")  # 04's main variants, the rows of the results table
 ASKED = (("qcs", "baseline_matched"), ("qcs", "baseline"), ("qcs", "dcs"))  # the comparisons on the front page
+FAMILY = "04's paired comparisons of test accuracy"
 
 
 class FrontPageError(ValueError):
@@ -62,7 +63,7 @@ def _machine(recorded: dict | None) -> str:
 
 def collect(profile: str, reports: Path | None = None, runs: Path | None = None) -> dict:
     """The record of one profile's pipeline: its notebooks' seconds (``timings.json``, which must say that every
-    notebook ran), and one row per run under ``runs`` (``ablation.read_run``'s columns, with the run's folder,
+    notebook ran), the commits that trained its runs (their ``version.json``), and one row per run under ``runs`` (``ablation.read_run``'s columns, with the run's folder,
     variant and seed). 04's runs are the ``<variant>-s<seed>`` folders directly under ``runs``."""
     reports, runs = Path(reports or ROOT / "reports" / profile), Path(runs or ROOT / "runs" / profile)
     timings_file = reports / "timings.json"
@@ -79,12 +80,14 @@ def collect(profile: str, reports: Path | None = None, runs: Path | None = None)
         variant, _, seed = name.rpartition("-s")
         ablations = where in ("", "ablation") and variant in ablation.VARIANTS and seed.isdigit()
         rows.append({"run": folder, "variant": variant if ablations else None, "seed": summary["seed"],
-                     "stop_reason": summary.get("stop_reason"), **ablation.read_run(summary)})
+                     "stop_reason": summary.get("stop_reason"), "commit": (summary.get("version") or {}).get("commit"),
+                     **ablation.read_run(summary)})
     if not rows:
         raise FrontPageError(f"{runs}: no finished runs (summary.json) to publish")
     if any(r["variant"] and r["run"].startswith("ablation/") for r in rows):  # 02's run is not one of 04's
         rows = [{**r, "variant": None} if r["variant"] and "/" not in r["run"] else r for r in rows]
-    return {"profile": profile, "date": date.today().isoformat(), "commit": git_commit(),
+    commits = sorted({r["commit"] for r in rows if r["commit"]})
+    return {"profile": profile, "date": date.today().isoformat(), "commit": ", ".join(commits) or "not recorded",
             "machine": _machine(timings.get("machine")),
             "seconds": timings["seconds"], "total": timings["total"], "runs_at_start": timings.get("runs_at_start"),
             "only": sorted(timings["seconds"]) != sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")),
@@ -124,8 +127,8 @@ def quickstart_block(records: list[dict], test: dict | None) -> str:
     timed = [f"`make test` took **{_minutes(test['total'])}** after its set-up (pytest {_minutes(test['seconds']['pytest'])}, "
              f"nbval {_minutes(test['seconds']['nbval'])}; {test['date']}, {test['machine']}, commit {test['commit']})"
              if test else "`make test`: its time is not recorded yet (`python -m qcslib.frontpage --time-test`)"]
-    timed.append(f"`make reproduce` (the cpu profile) **{_minutes(cpu['total'])}** ({cpu['date']}, {cpu['machine']}, "
-                 f"{_start(cpu)})" if cpu else "`make reproduce`: not recorded yet")
+    timed.append(f"`make reproduce` ran the cpu profile's pipeline in **{_minutes(cpu['total'])}** ({cpu['date']}, "
+                 f"{cpu['machine']}, {_start(cpu)})" if cpu else "`make reproduce`: not recorded yet")
     return "; ".join(timed) + "."
 
 
@@ -158,11 +161,11 @@ def results_block(record: dict) -> str:
     for v in [v for v in HEADLINE if v in counts]:
         done = main[main["variant"] == v]["converged"]
         lines.append(f"| `{v}` | {table.loc[v, 'best_test_accuracy']} | {counts[v]} | {int(done.sum())} of {len(done)} |")
-    compared = ablation.comparisons(main)
-    compared = compared[[(v, r) in ASKED for v, r in zip(compared["variant"], compared["reference"])]]
-    family = family_sentence(ablation.comparisons(main).to_dict("records"), "04's paired comparisons of test accuracy")
+    family = ablation.comparisons(runs[runs["variant"].notna()])  # all of 04's, as its report corrects them
+    compared = family[[(v, r) in ASKED for v, r in zip(family["variant"], family["reference"])]]
     lines += ["", f"Profile `{record['profile']}`: each run's checkpoint chosen on the **{selection}** split, test "
-              f"scored once after it stopped.", "", f"{family}. {len(compared)} of them:"]
+              f"scored once after it stopped.", "",
+              f"{family_sentence(family.to_dict('records'), FAMILY)}. {len(compared)} of them:"]
     lines += [f"- *{row.question}* {row.verdict}." for row in compared.itertuples()]
     lines += ["", f"How the runs ended: 04's {_state_counts(main)}; all of the profile's (08's domain runs and "
               f"10's students too) {_state_counts(runs)}."]
@@ -183,10 +186,10 @@ def render(records: list[dict], test: dict | None = None, titles: dict[str, str]
 def fill(text: str, blocks: dict[str, str]) -> str:
     """``text`` with each ``<!-- generated: NAME -->…<!-- end generated: NAME -->`` holding ``blocks[NAME]``."""
     for name, block in blocks.items():
-        pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(\n<!-- end generated: {name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- generated: {name} -->\n)(?:.*?\n)?(<!-- end generated: {name} -->)", re.S)
         if not pattern.search(text):
             raise FrontPageError(f"README.md: no '<!-- generated: {name} -->' … '<!-- end generated: {name} -->' block")
-        text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), text)
     return text
 
 

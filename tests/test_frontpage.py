@@ -18,6 +18,8 @@ def pipeline_output(tmp_path, accuracies=QCS_AHEAD, failed=None, converged=True)
         for seed, accuracy in enumerate(values):
             write_run(ablation.variant_config(config, variant, seed), accuracy, converged=converged)
     write_run(config.replace(runs_dir=str(tmp_path / "runs/cpu/domains/pose"), name="qcs-s0"), 0.5, converged=False)
+    for path in (tmp_path / "runs").rglob("summary.json"):  # the commit that trained each run, from its version
+        path.write_text(json.dumps({**json.loads(path.read_text()), "version": {"commit": "abc1234"}}))
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports/timings.json").write_text(json.dumps(
         {"profile": "cpu", "seconds": {"01_data_prep": 25.0, "04_ablations": 1330.4}, "total": 1355.4,
@@ -28,6 +30,7 @@ def pipeline_output(tmp_path, accuracies=QCS_AHEAD, failed=None, converged=True)
 def test_collect_reads_every_run_and_knows_04s_by_their_folder(tmp_path):
     record = frontpage.collect("cpu", *pipeline_output(tmp_path))
     assert record["seconds"]["04_ablations"] == 1330.4 and record["runs_at_start"] == 0 and record["only"]
+    assert record["commit"] == "abc1234"  # what trained the runs, not the checkout that publishes them
     variants = {r["run"]: r["variant"] for r in record["runs"]}
     assert len(variants) == 13 and variants["baseline_matched-s2"] == "baseline_matched"
     assert variants["domains/pose/qcs-s0"] is None  # 08's, not a seed of 04's qcs
@@ -78,8 +81,8 @@ def test_quickstart_says_how_long_the_two_commands_took(tmp_path):
             "seconds": {"pytest": 400.0, "nbval": 150.5}, "total": 550.5}
     text = frontpage.quickstart_block([record], test)
     assert text.startswith("`make test` took **9 min 10 s** after its set-up (pytest 6 min 40 s, nbval 2 min 30 s; "
-                           "2026-12-07, AMD EPYC, 2 cores, commit abc1234); `make reproduce` (the cpu profile) "
-                           "**22 min 35 s** (")
+                           "2026-12-07, AMD EPYC, 2 cores, commit abc1234); `make reproduce` ran the cpu profile's "
+                           "pipeline in **22 min 35 s** (")
     assert "no runs on disk at the start" in text
     assert "its time is not recorded yet" in frontpage.quickstart_block([record], None)
 
@@ -88,6 +91,8 @@ def test_fill_rewrites_only_the_generated_blocks_and_refuses_a_readme_without_th
     text = "intro\n<!-- generated: times -->\nold\n<!-- end generated: times -->\nrest\n"
     assert frontpage.fill(text, {"times": "new\ntable"}) == (
         "intro\n<!-- generated: times -->\nnew\ntable\n<!-- end generated: times -->\nrest\n")
+    empty = "<!-- generated: times -->\n<!-- end generated: times -->"
+    assert frontpage.fill(empty, {"times": "t"}) == "<!-- generated: times -->\nt\n<!-- end generated: times -->"
     with pytest.raises(frontpage.FrontPageError, match="no '<!-- generated: results -->'"):
         frontpage.fill(text, {"results": "x"})
 
