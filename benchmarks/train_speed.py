@@ -115,7 +115,7 @@ def recipe(profile: str, threads: list[int], steps: int, compile_model: bool = F
         top = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
         print(f"\nwhere an fp32 step's time goes on {n} thread(s) (3 steps):\n{top}")
     machine = machine_line()
-    print(f"\n{machine} · profile {profile}: {config.model.size} model, {config.model.image_size} px, batch "
+    print(f"\n{machine} · profile {profile}: {config.model.image_size} px model (dim {config.model.dim}), batch "
           f"{config.batch_size}, {'SAM' if config.sam else 'no SAM'}, channels_last {config.channels_last}; "
           f"{flops / 1e9:.2f} GFLOP a step\n")
     print("| threads | dtype | quadruplets/s | achieved GFLOP/s | matmul peak GFLOP/s | MFU |\n|---|---|---|---|---|---|")
