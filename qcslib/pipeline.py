@@ -75,19 +75,26 @@ MATH = re.compile(r"(?<!\\)\$\$(.+?)\$\$|(?<![\\$])\$(?!\$)(.+?)(?<!\\)\$", re.S
 MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
 
 
-def math_to_mathml(markdown: str) -> str:
+def math_to_mathml(markdown: str, unreadable: list[str] | None = None) -> str:
     """``markdown`` with each ``$…$`` and ``$$…$$`` (not ``\\$``) replaced by its MathML (latex2mathml), which
     browsers draw without a script or the network. LaTeX that latex2mathml cannot read, or a command it does not
-    know, is a ValueError naming it."""
+    know, is a ValueError naming it; with an ``unreadable`` list, it is left as LaTeX in a code span instead and
+    its message appended there."""
     def convert(match: re.Match) -> str:
         tex, display = (match.group(1), "block") if match.group(1) is not None else (match.group(2), "inline")
         try:
             mathml = latex_to_mathml(tex, display=display)
+            error = None
         except Exception as e:  # latex2mathml raises its own exception types, and IndexError on some input
-            raise ValueError(f"cannot render the math ${tex}$: {type(e).__name__}: {e}") from None
-        if unknown := re.findall(r"\\[A-Za-z]+", mathml):  # latex2mathml writes a command it does not know as text
-            raise ValueError(f"cannot render the math ${tex}$: latex2mathml does not know {', '.join(unknown)}")
-        return mathml
+            error = f"cannot render the math ${tex}$: {type(e).__name__}: {e}"
+        if error is None and (unknown := re.findall(r"\\[A-Za-z]+", mathml)):  # an unknown command comes out as text
+            error = f"cannot render the math ${tex}$: latex2mathml does not know {', '.join(unknown)}"
+        if error is None:
+            return mathml
+        if unreadable is None:
+            raise ValueError(error)
+        unreadable.append(error)
+        return f"`{match.group(0)}`"
     return MATH.sub(convert, markdown)
 
 
@@ -96,17 +103,21 @@ def render_html(notebook: Path, out: Path) -> None:
     ``parameters`` cell (papermill's injected cell below it shows the values that ran) are left out, and so are
     ``interactive`` cells (widgets, for JupyterLab), stderr streams and widget outputs (progress bars, which have
     nothing to show once run). The math of the markdown cells is MathML (``math_to_mathml``), so the page loads no
-    MathJax and needs no network. The executed notebook beside the HTML keeps everything."""
+    MathJax and needs no network; a formula it cannot render stays as LaTeX, and a line on stderr names it. The
+    executed notebook beside the HTML keeps everything."""
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
 
     nb = nbformat.read(notebook, as_version=4)
+    unreadable = []
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr" and WIDGET not in o.get("data", {})]
         elif cell.cell_type == "markdown":
-            cell.source = math_to_mathml(cell.source)
+            cell.source = math_to_mathml(cell.source, unreadable)
+    for error in unreadable:  # the report is still written, that formula as LaTeX
+        print(f"{notebook.name}: {error}; left as LaTeX in the HTML", file=sys.stderr)
     exporter = HTMLExporter()
     exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"hide-input"},
                                                          remove_cell_tags={"parameters", "interactive"}), enabled=True)

@@ -145,7 +145,7 @@ def test_the_gallery_copies_the_reports_with_smaller_figures_and_the_css_once(tm
         pipeline.write_gallery(reports, gallery, runs)
 
 
-def test_rendered_math_is_mathml_and_needs_no_mathjax(tmp_path):
+def test_rendered_math_is_mathml_and_needs_no_mathjax(tmp_path, capsys):
     assert pipeline.math_to_mathml("costs \\$5, or $k = 1 + \\tanh\\theta$") == (
         "costs \\$5, or " + latex_to_mathml("k = 1 + \\tanh\\theta", display="inline"))
     assert '<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">' in pipeline.math_to_mathml("$$x^2$$")
@@ -158,6 +158,14 @@ def test_rendered_math_is_mathml_and_needs_no_mathjax(tmp_path):
         pipeline.math_to_mathml("a broken $x^$ power")
     with pytest.raises(ValueError, match=r"latex2mathml does not know \\arg"):
         pipeline.math_to_mathml("$\\arg\\max_c p$")
+    unreadable = []
+    assert pipeline.math_to_mathml("keep $\\arg\\max_c p$ here", unreadable) == "keep `$\\arg\\max_c p$` here"
+    assert unreadable == ["cannot render the math $\\arg\\max_c p$: latex2mathml does not know \\arg"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("bad $x^$")]), tmp_path / "b.ipynb")
+    pipeline.render_html(tmp_path / "b.ipynb", tmp_path / "b.html")  # the report is written all the same
+    assert "$x^$" in (tmp_path / "b.html").read_text()
+    assert capsys.readouterr().err == ("b.ipynb: cannot render the math $x^$: MissingSuperScriptOrSubscriptError: ; "
+                                       "left as LaTeX in the HTML\n")
 
 
 def test_the_index_lists_runs_of_both_summary_formats(tmp_path):
