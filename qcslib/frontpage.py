@@ -32,9 +32,12 @@ import time
 from datetime import date
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import ablation
+from .analysis.plots import method_diagram
 from .analysis.stats import family_sentence
 from .train.rundir import git_commit
 from .train.runtime import cpu_name, machine
@@ -218,13 +221,10 @@ def time_test() -> dict:
 
 def write_diagram(path: Path = ROOT / "docs" / "qcs.svg") -> None:
     """``plots.method_diagram`` as an SVG whose bytes depend only on the drawing (text kept as text, no date)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from .analysis.plots import method_diagram
     with matplotlib.rc_context({"svg.hashsalt": "qcs-fer", "svg.fonttype": "none"}):
         fig = method_diagram()
         fig.savefig(path, bbox_inches="tight", metadata={"Date": None})
-    matplotlib.pyplot.close(fig)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
