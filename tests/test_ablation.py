@@ -71,9 +71,9 @@ def count_backbone_images(monkeypatch) -> dict:
 
 
 def test_the_matched_baseline_pushes_as_many_images_through_the_backbone_as_qcs(tmp_path, monkeypatch, smoke_data):
-    """Counted in the backbone itself, over two epochs, SAM's two passes included."""
+    """Counted in the backbone itself, over one epoch, SAM's two passes included."""
     data = smoke_data
-    base = load_profile("smoke", [f"runs_dir={tmp_path}", f"data_root={data}", "epochs=2", "patience=0", "sam=true"])
+    base = load_profile("smoke", [f"runs_dir={tmp_path}", f"data_root={data}", "epochs=1", "sam=true"])
     seen = {}
     for variant in ("baseline", "baseline_matched", "qcs"):
         counts = count_backbone_images(monkeypatch)
@@ -82,7 +82,7 @@ def test_the_matched_baseline_pushes_as_many_images_through_the_backbone_as_qcs(
         assert run.summary["backbone_images"] == counts["images"]
         monkeypatch.undo()
     n_train = 12 * 28
-    assert seen["qcs"] == 2 * 2 * 4 * n_train  # epochs × SAM passes × branches × anchors
+    assert seen["qcs"] == 1 * 2 * 4 * n_train  # epochs × SAM passes × branches × anchors
     assert seen["baseline_matched"] == seen["qcs"] == 4 * seen["baseline"]
     steps = {v: pd.read_csv(tmp_path / "smoke" / f"{v}-s0" / "metrics.csv")["steps"].tolist()
              for v in ("baseline_matched", "qcs")}

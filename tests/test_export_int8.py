@@ -1,8 +1,6 @@
 """int8 ONNX export (qcslib.export.export_int8): static QDQ calibrated on train images, dynamic for the linear
 layers, each scored against fp32 on the test split; the CLI's JSON and its one-line errors."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -96,16 +94,11 @@ def test_a_limited_test_sample_is_drawn_at_random_with_the_seed(fitted, tmp_path
     assert result["fp32_accuracy"] == pytest.approx(100 * (top1[expected] == labels[expected]).mean())
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "qcslib", "export", *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
-
-
 def test_int8_command_prints_the_agreement_and_bad_input_is_one_line(fitted, tmp_path, capsys):
-    path, _, _ = fitted
-    ok = cli("--checkpoint", path, "--format", "onnx", "--int8", "--test-images", 10, "--out", tmp_path / "cli.onnx")
-    assert ok.returncode == 0, ok.stderr
-    result = json.loads(ok.stdout)
+    path, _, _ = fitted  # in this process: test_export runs the export command end to end
+    assert main(["export", *map(str, ["--checkpoint", path, "--format", "onnx", "--int8", "--test-images", 10,
+                                      "--out", tmp_path / "cli.onnx"])]) == 0
+    result = json.loads(capsys.readouterr().out)
     assert result["mode"] == "dynamic" and result["test_images"] == 10 and (tmp_path / "cli.onnx").exists()
     assert {"top1_agreement", "fp32_accuracy", "int8_accuracy", "accuracy_delta"} <= set(result)
     bare = tmp_path / "bare.pt"

@@ -81,19 +81,17 @@ def test_predict_goes_on_past_bad_files_and_reports_each(tmp_path, astronaut, ch
     assert [p.name for p in out.glob("*_faces.png")] == ["000_astronaut_faces.png"]
 
 
-def test_an_official_checkpoint_needs_its_class_order(tmp_path, astronaut):
+def test_an_official_checkpoint_needs_its_class_order(tmp_path, astronaut, capsys):
     from tests.official_reference import random_official_state_dict, write_official_checkpoint
     path = tmp_path / "official.pth"
     write_official_checkpoint(path, random_official_state_dict("qcs", 7))
     astronaut.save(tmp_path / "a.png")
-    bad = subprocess.run([sys.executable, "-m", "qcslib", "predict", str(tmp_path / "a.png"), "--checkpoint",
-                          str(path)], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "--classes/trained_on rafdb|ferplus|affectnet7|affectnet8" in bad.stderr
-    ok = subprocess.run([sys.executable, "-m", "qcslib", "predict", str(tmp_path / "a.png"), "--checkpoint",
-                         str(path), "--classes", "rafdb", "--json"], capture_output=True, text=True, timeout=300)
-    assert ok.returncode == 0, ok.stderr
-    assert list(json.loads(ok.stdout)[0]["probabilities"]) == ["surprise", "fear", "disgust", "happy", "sad",
-                                                               "anger", "neutral"]
+    command = ["predict", str(tmp_path / "a.png"), "--checkpoint", str(path)]  # in this process: the test above
+    assert main(command) == 2                                                  # runs predict end to end
+    assert "--classes/trained_on rafdb|ferplus|affectnet7|affectnet8" in capsys.readouterr().err
+    assert main(command + ["--classes", "rafdb", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)[0]["probabilities"]) == ["surprise", "fear", "disgust", "happy",
+                                                                             "sad", "anger", "neutral"]
 
 
 def test_classes_that_contradict_the_checkpoints_own_are_refused(tmp_path, checkpoint):
