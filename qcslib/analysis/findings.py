@@ -269,8 +269,8 @@ def distillation(teacher: dict, runs: pd.DataFrame, compared: pd.DataFrame, int8
     above its test accuracy, on SynthFER with a spurious attribute how much each model leans on the background
     hue (``bias``: ``students.bias_check``, and its paired comparisons ``bias_compared``; None elsewhere), the
     paired verdicts of ``students.comparisons`` (KD against labels only, the feature term, the gap to the teacher
-    and the issue's 3-point goal), the int8 student's agreement and speed-up, and the latency ratios to the
-    paper-size QCS."""
+    and the goal of a student at most 3 points behind it), the int8 student's agreement and speed-up, and the
+    latency ratios to the paper-size QCS."""
     verdicts = dict(zip(compared["comparison"], compared["verdict"]))
     gap = compared.set_index("comparison").loc["kd − teacher"]
     if teacher["chosen_by"] == "val":

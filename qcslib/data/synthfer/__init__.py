@@ -23,10 +23,10 @@ The *val* split is what a held-out part of a real training set is: other identit
 (the same label noise and the same background bias). Choosing a checkpoint on it uses nothing of test,
 and, as with real data, the shortcut is as present there as in train. Test labels are clean.
 
-The defaults are calibrated so that the tiny baseline (``QCSConfig.sized("tiny", variant="baseline")``,
-64 px, Adam 3e-4, batch 64, 800 steps: about 3 CPU minutes) ends near 50 % test accuracy (chance 14 %),
-far from saturation, and so that the background shortcut visibly costs accuracy on bias-conflicting test
-images as ``bias_strength`` rises.
+The defaults were chosen so that a tiny baseline trained briefly ends far from saturation, and so that the
+background shortcut visibly costs accuracy on bias-conflicting test images as ``bias_strength`` rises; that
+calibration was measured on an older generator (benchmarks/RESULTS.md) and notebooks 01 and 04 report where the
+current one stands.
 
 Every image is a function of ``(settings, image index)`` alone: the labels, attributes and label noise
 come from one plan RNG, identities from ``SeedSequence([seed, 1, identity])`` and each image from
