@@ -176,9 +176,9 @@ def test_setup_fills_what_is_none_from_the_profile_and_sends_shortened_runs_apar
     same, _ = notebook.setup("smoke", run_dir="runs/x/y", ablation_overrides=[])
     assert same == load_profile("smoke", ["runs_dir=runs/x", "name=y"])  # no overrides: 02's runs are reused
     maps, _ = notebook.setup("smoke", run_dir="runs/x/y", ablation_overrides=None,
-                             map_overrides=["model.image_size=64", "model.backbone_size=64"])
+                             map_overrides=["model.image_size=80", "model.backbone_size=80"])
     assert (maps.runs_dir, maps.name, maps.epochs) == ("runs/x/y", "maps", 1)  # on top of 04's, apart from them
-    assert (maps.model.image_size, maps.model.backbone_size) == (64, 64)
+    assert (maps.model.image_size, maps.model.backbone_size) == (80, 80)
     unmapped, _ = notebook.setup("smoke", run_dir="runs/x/y", ablation_overrides=None, map_overrides=None)
     assert unmapped == ablations  # the profile sets none: 04's runs
     with pytest.raises(ConfigError, match="notebook parameter tsne_points must be int"):
