@@ -51,6 +51,13 @@ def called_names(source: str) -> set[str]:
         {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
 
 
+def assigned_names(source: str) -> set[str]:
+    """The names a cell binds: assignment and loop targets."""
+    targets = [t for n in ast.walk(ast.parse(source)) for t in
+               (n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, ast.For) else [])]
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
 @pytest.mark.parametrize("path", pipeline.notebooks(), ids=lambda p: p.stem)
 def test_notebook_cells_hold_no_logic(path):
     """Logic lives in qcslib. Two kinds of cell are allowed a few lines of it: a teaching cell (tagged
@@ -65,6 +72,8 @@ def test_notebook_cells_hold_no_logic(path):
     for i, c in enumerate(cells):
         if "teaching" in tags[i]:
             assert not called_names(c.source) & WORK, f"teaching cell {i} trains, reads or writes"
+            others = set().union(*(called_names(o.source) for j, o in enumerate(cells) if j != i and "%" not in o.source))
+            assert not assigned_names(c.source) & others, f"teaching cell {i} reuses a name the notebook's cells use"
             assert len(c.source.splitlines()) <= 16  # a few lines, not a module
             last = ast.parse(c.source).body[-1]  # it ends by checking itself against the qcslib code it mirrors
             assert isinstance(last, ast.Assert) or "assert" in ast.unparse(last), f"teaching cell {i} checks nothing"
