@@ -40,7 +40,8 @@ from . import ablation
 from .analysis.plots import method_diagram
 from .analysis.stats import family_sentence
 from .train.rundir import git_commit
-from .train.runtime import cpu_name, machine
+from .pipeline import notebooks
+from .train.runtime import cpu_name, describe_machine, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -61,13 +62,15 @@ def _machine(recorded: dict | None) -> str:
     """The machine the pipeline ran on, as its timings.json recorded it (else this one's CPU and cores)."""
     if not recorded:
         return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores, matmul rate not recorded"
-    return f"{recorded['cpu']}, {recorded['cores']} cores, fp32 matmul {recorded['fp32_matmul_gflops']:.0f} GFLOP/s"
+    return describe_machine(recorded)
 
 
 def collect(profile: str, reports: Path | None = None, runs: Path | None = None) -> dict:
     """The record of one profile's pipeline: its notebooks' seconds (``timings.json``, which must say that every
-    notebook ran), the commits that trained its runs (their ``version.json``), and one row per run under ``runs`` (``ablation.read_run``'s columns, with the run's folder,
-    variant and seed). 04's runs are the ``<variant>-s<seed>`` folders directly under ``runs``."""
+    notebook ran; ``only`` when some were timed by earlier ``--only`` calls), the commits that trained its runs
+    (their ``version.json``), and one row per run under ``runs`` (``ablation.read_run``'s columns, with the run's
+    folder, variant and seed). 04's runs are the ``<variant>-s<seed>`` folders under ``runs`` (or ``runs/ablation``,
+    where ``ablation_overrides`` send them, and then only those); the variant of the others is None."""
     reports, runs = Path(reports or ROOT / "reports" / profile), Path(runs or ROOT / "runs" / profile)
     timings_file = reports / "timings.json"
     if not timings_file.is_file():
@@ -93,14 +96,14 @@ def collect(profile: str, reports: Path | None = None, runs: Path | None = None)
     return {"profile": profile, "date": date.today().isoformat(), "commit": ", ".join(commits) or "not recorded",
             "machine": _machine(timings.get("machine")),
             "seconds": timings["seconds"], "total": timings["total"], "runs_at_start": timings.get("runs_at_start"),
-            "only": sorted(timings["seconds"]) != sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")),
+            "only": sorted(timings["seconds"]) != [nb.stem for nb in notebooks()],
             "runs": rows}
 
 
-def notebook_titles(folder: Path = ROOT / "notebooks") -> dict[str, str]:
-    """``{stem: title}`` of the numbered notebooks, the title being their first line after ``# NN · ``."""
+def notebook_titles() -> dict[str, str]:
+    """``{stem: title}`` of the pipeline's notebooks, the title being their first line after ``# NN · ``."""
     titles = {}
-    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+    for path in notebooks():
         first = json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"]
         titles[path.stem] = "".join(first).splitlines()[0].lstrip("# ").split(" · ", 1)[-1]
     return titles
@@ -127,8 +130,9 @@ def quickstart_block(records: list[dict], test: dict | None) -> str:
     """The two commands with how long each took here (``make test`` after its set-up; ``make reproduce`` of the
     cpu profile), and the machine."""
     cpu = next((r for r in records if r["profile"] == "cpu"), None)
-    timed = [f"`make test` took **{_minutes(test['total'])}** after its set-up (pytest {_minutes(test['seconds']['pytest'])}, "
-             f"nbval {_minutes(test['seconds']['nbval'])}; {test['date']}, {test['machine']}, commit {test['commit']})"
+    seconds = test["seconds"] if test else {}
+    timed = [f"`make test` took **{_minutes(test['total'])}** after its set-up (pytest {_minutes(seconds['pytest'])}, "
+             f"nbval {_minutes(seconds['nbval'])}; {test['date']}, {test['machine']}, commit {test['commit']})"
              if test else "`make test`: its time is not recorded yet (`python -m qcslib.frontpage --time-test`)"]
     timed.append(f"`make reproduce` ran the cpu profile's pipeline in **{_minutes(cpu['total'])}** ({cpu['date']}, "
                  f"{cpu['machine']}, {_start(cpu)})" if cpu else "`make reproduce`: not recorded yet")

@@ -44,7 +44,7 @@ from . import progress
 from .notebook import ROOT, RUN_PARAMETERS, notebook_parameters
 from .train.config import ConfigError, load_profile
 from .train.rundir import code_fingerprint, git_commit
-from .train.runtime import machine
+from .train.runtime import describe_machine, machine
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 PACKAGES = ("torch", "torchvision", "timm", "grad-cam", "scikit-learn", "papermill", "nbconvert", "numpy", "pandas",
@@ -314,10 +314,9 @@ def write_index(profile: str, params: dict, out_dir: Path, timings: dict, failur
     env = pd.Series(environment(), name="value").to_frame().to_html()
     status = f"<p class='fail'>Stopped: {html.escape(failure)}</p>" if failure else \
         f"<p>All {len(timings)} notebooks ran, in {sum(timings.values()):.1f} s.</p>"
-    machine = (f"{measured_on['cpu']}, {measured_on['cores']} cores, fp32 matmul "
-               f"{measured_on['fp32_matmul_gflops']:.0f} GFLOP/s") if measured_on else "not recorded"
     status += (f"<p>Rendered on {datetime.date.today()} by commit <code>{html.escape(git_commit())}</code>, on "
-               f"{html.escape(machine)}; each notebook's seconds are in <a href='timings.json'>timings.json</a>.</p>")
+               f"{html.escape(describe_machine(measured_on))}; each notebook's seconds are in "
+               f"<a href='timings.json'>timings.json</a>.</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>qcs-fer reports: {html.escape(profile)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} .fail{{color:#b00}}</style></head><body>

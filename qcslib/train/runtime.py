@@ -48,6 +48,13 @@ def machine() -> dict:
             "fp32_matmul_gflops": round(matmul_gflops(seconds=1.0), 1)}
 
 
+def describe_machine(recorded: dict | None) -> str:
+    """A ``machine()`` record in words: "CPU, N cores, fp32 matmul R GFLOP/s"; None (not recorded) says so."""
+    if not recorded:
+        return "machine not recorded"
+    return f"{recorded['cpu']}, {recorded['cores']} cores, fp32 matmul {recorded['fp32_matmul_gflops']:.0f} GFLOP/s"
+
+
 def select_device(name: str = "auto") -> torch.device:
     """``auto``: cuda if there is one, then mps, then cpu. A named device that is missing is an error."""
     available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
