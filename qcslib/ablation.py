@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing
+import sys
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from functools import partial
 from pathlib import Path
@@ -125,12 +126,15 @@ def same_config(config: TrainConfig) -> bool:
 
 def current(config: TrainConfig, reuse_stale: bool = False) -> bool:
     """Whether the finished run of ``config`` may be reused: trained by what would train it here
-    (``rundir.version_change``), or ``reuse_stale``. Either way a run of other code is named in one line."""
+    (``rundir.version_change``), or ``reuse_stale``. Either way a run of other code is named in one line on stderr,
+    which the HTML reports leave out (the executed notebook keeps it; a run reused anyway is named in the findings
+    and the index)."""
     change = version_change(config.run_dir, config)
     if change is None:
         return True
     print(f"{config.run_dir}: trained by other code ({change}); "
-          + ("reused as asked (reuse_stale)" if reuse_stale else "training it again (reuse_stale: reuse it)"))
+          + ("reused as asked (reuse_stale)" if reuse_stale else "training it again (reuse_stale: reuse it)"),
+          file=sys.stderr)
     return reuse_stale
 
 

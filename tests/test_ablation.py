@@ -136,7 +136,7 @@ def test_a_run_of_other_code_is_trained_again_unless_reuse_stale(tmp_path, monke
     write_run(c, {"stopped_epoch": 2}, {**rundir.version(c), "code": "0123456789ab"})
     assert not ablation.finished(c)
     assert f"{c.run_dir}: trained by other code (code 0123456789ab there, {rundir.code_fingerprint()} here)" in \
-        capsys.readouterr().out
+        capsys.readouterr().err
     assert ablation.finished(c, reuse_stale=True)
     monkeypatch.setattr(ablation, "run_all", lambda calls, jobs: None)  # what would train, without training
     assert ablation.fit_all([c]) == [c] and ablation.fit_all([c], reuse_stale=True) == []
@@ -148,7 +148,7 @@ def test_a_run_of_other_code_is_trained_again_unless_reuse_stale(tmp_path, monke
     assert not ablation.finished(c)  # the data it trained on is not recorded
     (c.run_dir / "version.json").unlink()  # a run from before runs recorded their code
     assert not ablation.finished(c)
-    assert "records no version" in capsys.readouterr().out
+    assert "records no version" in capsys.readouterr().err
 
 
 def test_a_run_is_reused_only_when_its_config_matches_and_it_stopped(tmp_path):
