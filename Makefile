@@ -31,7 +31,7 @@ test: setup
 reproduce: setup
 	$(BIN)/python -m qcslib.pipeline --profile $(PROFILE)
 
-# The gallery of converged results: all 8 variants over 5 seeds, rendered into docs/study/.
+# The gallery of converged results (the study profile: more seeds), rendered into docs/study/.
 study: setup
 	$(BIN)/python -m qcslib.pipeline --profile study --gallery docs/study
 

@@ -88,6 +88,7 @@ class NotebookParameters:
     smooth_sweep: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0, 2.0])  # 09: τs compared
     video: str = ""                 # 09: a video file to read; empty: a clip made of real photos
     student: str = "resnet10t"      # 10: the students' timm network
+    student_seeds: list[int] = field(default_factory=list)  # 10: the students' seeds; empty: seeds
     temperature: float = 4.0        # 10: KD's temperature T
     alpha: float = 0.9              # 10: KD's weight α (the labels-only students have 0)
     beta: float = 1.0               # 10: the feature term's weight β (kd_feature students only)
@@ -110,6 +111,8 @@ class NotebookParameters:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
             if hint is float and value < 0:
                 raise ConfigError(f"{name} must be at least 0, got {value}")
+        if min(self.student_seeds, default=0) < 0:
+            raise ConfigError(f"student_seeds must be seeds ≥ 0 (empty: seeds), got {self.student_seeds}")
         if not self.smooth_sweep or min(self.smooth_sweep) < 0:
             raise ConfigError(f"smooth_sweep must be a non-empty list of seconds ≥ 0, got {self.smooth_sweep}")
         for name in ("seeds", "ablation_seeds"):

@@ -101,6 +101,7 @@ def test_every_profile_has_valid_notebook_parameters(profile):
 
 def test_profile_notebook_parameters_override_the_defaults_and_merge_with_the_base():
     assert notebook_parameters("study").seeds == [0, 1, 2, 3, 4]
+    assert (notebook_parameters("study").student_seeds, notebook_parameters("cpu").student_seeds) == ([0, 1, 2], [])
     assert notebook_parameters("study").tsne_points == notebook_parameters("cpu").tsne_points == 1000  # merged
     smoke = notebook_parameters("smoke")
     assert (smoke.ablation_overrides, smoke.tsne_points) == (["epochs=1"], 112)
@@ -121,6 +122,7 @@ def profile_with(tmp_path, notebooks) -> str:
     ({"cam_images": True}, "notebooks.cam_images must be int, got True"),
     ({"cam_images": 0}, "notebooks.cam_images must be at least 1, got 0"),
     ({"seeds": []}, "notebooks.seeds must be a non-empty list of seeds"),
+    ({"student_seeds": [0, -1]}, "notebooks.student_seeds must be seeds ≥ 0 (empty: seeds), got [0, -1]"),
     ({"classes": "raf"}, "notebooks.classes must be empty or one of rafdb,"),
     ({"eval_dataset": "raf", "eval_root": "d"}, "notebooks.eval_dataset must be empty or one of rafdb,"),
     ({"eval_dataset": "rafdb"}, "notebooks.eval_root: where rafdb's data is must be given with eval_dataset"),
