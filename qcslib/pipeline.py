@@ -102,14 +102,16 @@ def render_html(notebook: Path, out: Path) -> None:
     """nbconvert's HTML of an executed notebook, for a reader: the inputs of ``hide-input`` cells and the
     ``parameters`` cell (papermill's injected cell below it shows the values that ran) are left out, and so are
     ``interactive`` cells (widgets, for JupyterLab), stderr streams and widget outputs (progress bars, which have
-    nothing to show once run). The math of the markdown cells is MathML (``math_to_mathml``), so the page loads no
-    MathJax and needs no network; a formula it cannot render stays as LaTeX, and a line on stderr names it. The
-    executed notebook beside the HTML keeps everything."""
+    nothing to show once run), with the widgets' saved state, so that the page loads no widget manager. The math
+    of the markdown cells is MathML (``math_to_mathml``), so the page loads no MathJax and needs no network; a
+    formula it cannot render stays as LaTeX, and a line on stderr names it. The executed notebook beside the HTML
+    keeps everything."""
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
 
     nb = nbformat.read(notebook, as_version=4)
+    nb.metadata.pop("widgets", None)  # their saved state: nbconvert would load the widget manager from a CDN
     unreadable = []
     for cell in nb.cells:
         if cell.cell_type == "code":

@@ -257,3 +257,45 @@ def test_the_au_oracle_reads_the_expressions_from_the_true_action_units(tmp_path
     (tmp_path / "other.csv").write_text("path,split,label\na.png,train,0\n")
     with pytest.raises(ValueError, match="no AU intensity columns"):
         au_oracle(tmp_path / "other.csv")
+
+
+# --------------------------------------------------------------------------------------------------------- explorer
+
+def test_the_explorer_redraws_the_image_its_widgets_pick(synthfer):
+    import matplotlib.pyplot as plt
+
+    from qcslib.analysis.explorer import CamExplorer
+
+    models = {"baseline": tiny("baseline").eval(), "qcs": tiny().train()}
+    explorer = CamExplorer(models, synthfer)
+    assert sorted(i for m in explorer.members.values() for i in m) == list(range(len(synthfer)))
+    box = explorer.widget()  # draws the first image of the first class
+    classes, image = box.children[0].children
+    first, second = list(explorer.members)[:2]
+    assert explorer.shown == explorer.members[first][0]
+    image.value = 1
+    assert explorer.shown == explorer.members[first][1]
+    classes.value = second  # back to the new class's first image, the slider spanning its images
+    assert explorer.shown == explorer.members[second][0] and image.value == 0
+    assert image.max == len(explorer.members[second]) - 1
+    image.value = image.max
+    assert explorer.shown == explorer.members[second][-1]
+
+    probabilities = cam.probabilities(models, synthfer.subset([3, 5]))
+    assert models["qcs"].training  # the mode is restored
+    for p in probabilities.values():
+        assert p.shape == (2, len(synthfer.classes))
+        np.testing.assert_allclose(p.sum(1), 1, rtol=1e-5)
+    with torch.inference_mode():
+        logits = models["baseline"](cam.image_batch(synthfer.subset([3, 5]), [0, 1], 64))
+    np.testing.assert_allclose(probabilities["baseline"], logits.softmax(1).numpy(), atol=1e-6)
+
+    fig = explorer.view(synthfer.subset([3, 5]))  # the report's view: one row per image, its CAMs titled with the predictions
+    titles = [[ax.get_title() for ax in row] for row in np.reshape(fig.axes, (2, 4))]
+    qcs = cam.probabilities({"qcs": models["qcs"]}, synthfer.subset([3, 5]))["qcs"]
+    for row, i, p in zip(titles, (3, 5), qcs):
+        assert row[0] == synthfer.classes[synthfer.labels[i]]
+        assert row[2] == f"qcs: {synthfer.classes[p.argmax()]} {100 * p.max():.0f} %"
+    plt.close("all")
+    with pytest.raises(ValueError, match="at least one model and one image"):
+        CamExplorer({}, synthfer)

@@ -50,6 +50,24 @@ def test_the_pipeline_passes_each_notebook_the_parameters_it_declares_and_render
         assert "What we found" in page and ("<math" in page) == has_math and "mathjax" not in page.lower(), path.name
 
 
+def test_a_report_leaves_out_widgets_and_loads_nothing_from_the_network(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    note, widget = nbformat.v4.new_markdown_cell("Pick another image"), nbformat.v4.new_code_cell("explorer.widget()")
+    for cell in (note, widget):
+        cell.metadata["tags"] = ["interactive"]
+    widget.outputs = [nbformat.v4.new_output("display_data", {pipeline.WIDGET: {"model_id": "abc", "version_major": 2}})]
+    shown = nbformat.v4.new_code_cell("explorer.view(sample)")
+    shown.outputs = [nbformat.v4.new_output("display_data", {pipeline.WIDGET: {"model_id": "def"}, "text/plain": "bar"})]
+    nb.cells = [nbformat.v4.new_markdown_cell("## What we found"), note, widget, shown]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "state": {"abc": {"model_name": "VBoxModel", "state": {}}}, "version_major": 2, "version_minor": 0}}
+    nbformat.write(nb, tmp_path / "w.ipynb")
+    pipeline.render_html(tmp_path / "w.ipynb", tmp_path / "w.html")
+    page = (tmp_path / "w.html").read_text()
+    assert "What we found" in page and '<span class="n">sample</span>' in page  # the untagged cell stays
+    assert [s for s in ("Pick another", "explorer.widget", "widget-state", "unpkg", "embed-amd") if s in page] == []
+
+
 def write_notebook(path, sources):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]

@@ -173,6 +173,22 @@ def gradcams(models: dict[str, nn.Module], split: Split, recipe: str = "rafdb",
                                   for chunk in chunks]) for name, model in models.items()}
 
 
+def probabilities(models: dict[str, nn.Module], split: Split, recipe: str = "rafdb") -> dict[str, np.ndarray]:
+    """Each model's class probabilities for every image of ``split``, ``softmax(model(x))`` of the base branch in
+    eval mode, each model at its own image size → ``{name: (N, C)}``. The model's mode is restored after."""
+    out = {}
+    for name, model in models.items():
+        was_training = model.training
+        device = next(model.parameters()).device
+        try:
+            with torch.inference_mode():
+                images = image_batch(split, range(len(split)), model.config.image_size, recipe)
+                out[name] = model.eval()(images.to(device)).float().softmax(1).cpu().numpy()
+        finally:
+            model.train(was_training)
+    return out
+
+
 def quadruplet_csa_maps(model: QCSNet, split: Split, quadruplet: Sequence[int],
                         recipe: str = "rafdb") -> list[list[np.ndarray]]:
     """``csa_maps`` of one quadruplet (a, p, n, n2 indices into ``split``; DCS takes a, p), each branch a batch of

@@ -152,10 +152,15 @@ def embedding_pair(points: dict[str, np.ndarray], labels: np.ndarray, classes, s
     return fig
 
 
-def cam_grid(split: Split, cams: dict[str, np.ndarray]) -> plt.Figure:
-    """One row per image of ``split``, titled with its class: the image, then each model's CAM over it."""
-    fig, axes = plt.subplots(len(split), 1 + len(cams), figsize=(2.2 * (1 + len(cams)), 2.2 * len(split)),
-                             squeeze=False)
+def cam_grid(split: Split, cams: dict[str, np.ndarray], probabilities: dict[str, np.ndarray] | None = None
+             ) -> plt.Figure:
+    """One row per image of ``split``, titled with its class: the image, then each model's CAM over it; with
+    ``probabilities`` ({name: (N, C)}), each CAM is titled with the model's prediction and its probability, and a
+    last panel shows every model's class probabilities as bars."""
+    bars = probabilities is not None
+    columns = 1 + len(cams) + bars
+    fig, axes = plt.subplots(len(split), columns, figsize=(2.2 * columns + 1.2 * bars, 2.2 * len(split)),
+                             squeeze=False, width_ratios=[1] * (columns - bars) + [1.6] * bars)
     for i, row in enumerate(axes):
         picture = np.asarray(read_image(split, i).resize(cams[next(iter(cams))].shape[1:][::-1]))
         row[0].imshow(picture)
@@ -163,9 +168,18 @@ def cam_grid(split: Split, cams: dict[str, np.ndarray]) -> plt.Figure:
         for ax, (name, cam) in zip(row[1:], cams.items()):
             ax.imshow(picture)
             ax.imshow(cam[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            ax.set_title(name, fontsize=8)
-    for ax in axes.flat:
-        ax.axis("off")
+            p = probabilities[name][i] if bars else None
+            ax.set_title(name if p is None else f"{name}: {split.classes[p.argmax()]} {100 * p.max():.0f} %",
+                         fontsize=8)
+        for ax in row[:columns - bars]:
+            ax.axis("off")
+        if bars:
+            table = pd.DataFrame({name: p[i] for name, p in probabilities.items()}, index=split.classes)
+            table.plot.barh(ax=row[-1], width=0.8, legend=i == 0, fontsize=7, xlim=(0, 1))
+            row[-1].invert_yaxis()
+            row[-1].set_xlabel("probability", fontsize=7)
+            if i == 0:
+                row[-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 
