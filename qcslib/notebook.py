@@ -76,7 +76,7 @@ class NotebookParameters:
     tsne_points: int = 1000         # 05: test images embedded
     cam_images: int = 8             # 06: test images shown with their Grad-CAMs
     localisation_images: int = 200  # 06: test images scored against SynthFER's masks
-    folder: str = ""                # 07: photos (a file or a folder); empty: scikit-image's astronaut
+    photos: str = ""                # 07: a photo or a folder of them; empty: scikit-image's astronaut
     classes: str = ""               # 03, 07: the dataset an official checkpoint (it stores no class names) was
                                     # trained on, giving its label order (rafdb, ferplus, ...); empty: 03 takes the
                                     # scored dataset's, 07 refuses
@@ -354,10 +354,11 @@ def show(table: pd.DataFrame | None, note: str):
     return Markdown(note) if table is None else table
 
 
-def photo_folder(folder: str, run_dir: str | Path) -> Path:
-    """``folder``, or (empty) ``run_dir/photos`` with scikit-image's astronaut photo written into it."""
-    if folder:
-        return Path(folder)
+def photo_folder(photos: str, run_dir: str | Path) -> Path:
+    """``photos`` (a photo or a folder of them), or (empty) ``run_dir/photos`` with scikit-image's astronaut photo
+    written into it."""
+    if photos:
+        return Path(photos)
     from PIL import Image
     from skimage import data
 

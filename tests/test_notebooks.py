@@ -91,6 +91,9 @@ def test_every_notebook_parameter_is_declared_and_has_a_schema(path):
     setup = next(c.source for c in nb.cells if "notebook.setup(" in c.source)
     assert all(f"{name}={name}" in setup for name in set(declared) - {"profile"})  # each one reaches setup
     assert 'os.environ.get("QCS_PROFILE", "cpu")' in cell.source
+    for line in cell.source.splitlines():  # one short comment each, says what the parameter is for
+        if "=" in line.split("#")[0]:
+            assert "  # " in line and len(line.split("  # ", 1)[1]) >= 10 and len(line) <= 120, line
 
 
 @pytest.mark.parametrize("profile", sorted(p.stem for p in notebook.ROOT.glob("qcslib/profiles/*.yaml")))
