@@ -20,6 +20,10 @@
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test] [--trained-on DATASET]``: metrics of a
   checkpoint (ours or the authors' official release) on a split of its own dataset or another, as JSON; classes
   are matched by name and only the shared ones are scored
+- ``calibrate --checkpoint PATH [--dataset NAME --root DIR] [--split val] [--report-split test] [--dry-run]``: fit
+  a temperature on a split (default: the checkpoint's val split) and store it in the checkpoint
+  (``qcslib.confidence``); prints JSON with the ECE and NLL before and after, on that split and on the report
+  split. ``predict``, ``export`` and notebooks 03 and 10 apply a stored temperature
 - ``predict PATH... --checkpoint CKPT [--classes DATASET] [--json] [--out DIR [--overwrite]]``: detect, align and
   classify every face in images or folders (an ``--out`` that holds earlier predictions is refused unless
   ``--overwrite``, which deletes them first); ``--json`` prints one list of records, a face's
@@ -46,6 +50,7 @@ import json
 import sys
 from pathlib import Path
 
+from .confidence import calibrate
 from .data.manifest import hash_splits, item_ids, verify_manifest, write_manifest
 from .data.report import data_report, deviation_warning
 from .data.sources import DATASET_CLASSES, DATASETS, DataError, available_splits, load_split, verify_images
@@ -228,6 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--trained-on", choices=tuple(DATASET_CLASSES),
                     help="the dataset a checkpoint that stores no class names (the official ones) was trained on: "
                          "its class order, matched by name to the split's (default: the split's own order)")
+    ca = commands.add_parser("calibrate", help="fit a temperature on a split and store it in the checkpoint")
+    ca.add_argument("--checkpoint", required=True, help="a qcslib .pt (a run's best.pt)")
+    ca.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's training dataset")
+    ca.add_argument("--root", help="default: the checkpoint's training data_root")
+    ca.add_argument("--split", default="val", choices=("train", "val", "test"), help="fitted on (default val)")
+    ca.add_argument("--report-split", default="test", choices=("train", "val", "test"),
+                    help="also report its ECE before and after (default test)")
+    ca.add_argument("--device", default="auto")
+    ca.add_argument("--dry-run", action="store_true", help="fit and report, but leave the checkpoint as it is")
     pr = commands.add_parser("predict", help="the expression of every face in images or folders")
     pr.add_argument("paths", nargs="*", help=f"image files or folders, or videos ({', '.join(VIDEO_SUFFIXES)})")
     pr.add_argument("--checkpoint", required=True, help="a qcslib .pt or an official QCS/DCS .pth")
@@ -311,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args)
         elif args.command == "export":
             print(json.dumps(_export(args), indent=1))
+        elif args.command == "calibrate":
+            print(json.dumps(calibrate(args.checkpoint, args.dataset, args.root, args.split, args.report_split,
+                                       args.device, write=not args.dry_run), indent=1))
         else:
             print(json.dumps(evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.split,
                                                  batch_size=args.batch_size, device=args.device,

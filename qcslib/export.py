@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .confidence import tempered
 from .data.datasets import ImageDataset
 from .data.sources import DataError, Split, load_split, require_whole, verify_images
 from .data.transforms import build_transforms, recipe_for
@@ -44,12 +45,14 @@ def output_path(checkpoint: str | Path, out: str | Path | None, suffix: str) -> 
 def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = None,
            batch_sizes: tuple[int, ...] = (1, 3, 8), tolerance: float = 1e-4) -> dict:
     """Write ``checkpoint``'s base branch as ``fmt`` to ``out`` (default: beside the checkpoint) and check it →
-    ``{path, format, image_size, classes, max_abs_diff, batch_sizes}``; ExportError if the check fails."""
+    ``{path, format, image_size, classes, temperature, max_abs_diff, batch_sizes}``; ExportError if the check
+    fails. A checkpoint calibrated by ``qcslib.confidence.calibrate`` exports ``logits / temperature`` (its
+    ``temperature``; else 1), whose softmax is the calibrated probabilities."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = output_path(checkpoint, out, FORMATS[fmt])
     model, report = load_checkpoint(checkpoint)
-    base = model.base.eval()
+    base = tempered(model.base.eval(), report.meta)  # a stored temperature divides the exported logits
     size = model.config.image_size
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     if fmt == "onnx":
@@ -72,7 +75,7 @@ def export(checkpoint: str | Path, fmt: str = "onnx", out: str | Path | None = N
     if not worst <= tolerance:
         raise ExportError(f"{out}: the {fmt} export differs from PyTorch by max |Δ| = {worst:.3g} > {tolerance:g}")
     return {"path": str(out), "format": fmt, "image_size": size, "classes": report.meta.get("classes"),
-            "max_abs_diff": worst, "batch_sizes": list(batch_sizes)}
+            "temperature": report.meta.get("temperature", 1.0), "max_abs_diff": worst, "batch_sizes": list(batch_sizes)}
 
 
 INT8_MODES = ("auto", "static", "dynamic")

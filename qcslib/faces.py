@@ -28,6 +28,7 @@ import torch
 from PIL import Image, ImageDraw
 from skimage.transform import SimilarityTransform
 
+from .confidence import tempered
 from .data.sources import checkpoint_classes
 from .data.transforms import build_transforms, recipe_for
 from .models.weights import load_checkpoint
@@ -103,8 +104,9 @@ def image_files(paths) -> tuple[list[Path], list[dict]]:
 
 @dataclass
 class Predictor:
-    """A checkpoint made ready for photos: the model, its class names, the template of its training crops and
-    the transform recipe of its training data."""
+    """A checkpoint made ready for photos: the model (``Tempered`` when the checkpoint stores a temperature, so its
+    softmax is the calibrated probabilities), its class names, the template of its training crops and the
+    transform recipe of its training data."""
 
     model: object
     classes: list[str]
@@ -119,7 +121,7 @@ def load_predictor(checkpoint, classes: str | None = None) -> Predictor:
     model, report = load_checkpoint(checkpoint)
     names = checkpoint_classes(report, classes or None)
     template = "synthfer" if report.meta.get("dataset") == "synthfer" else "rafdb"
-    return Predictor(model, names, template, recipe_for(classes, report.meta))
+    return Predictor(tempered(model, report.meta), names, template, recipe_for(classes, report.meta))
 
 
 def classify(model, crops: torch.Tensor) -> np.ndarray:
