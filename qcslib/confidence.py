@@ -17,9 +17,9 @@ bin b::
     ECE = Σ_b (|B_b| / N) · |acc(B_b) − conf(B_b)|
 
 ``calibrate`` fits T on a checkpoint's val split and stores it in the checkpoint (``temperature``, with what it was
-fitted on under ``calibration``); ``load_predictor`` (``predict``), ``evaluate`` and the exports apply it through
-``Tempered``. On SynthFER, val shares train's class-linked background hue and test breaks it for half its images,
-so a temperature fitted on val can leave test miscalibrated: ``calibrate`` reports the ECE of both splits.
+fitted on under ``calibration``); ``load_predictor`` (``predict``) and the exports apply it through
+``Tempered``. On SynthFER, val shares train's class-linked background hue and test draws its hues at random, so a
+temperature fitted on val can leave test miscalibrated: ``calibrate`` reports the ECE of both splits.
 """
 from __future__ import annotations
 
