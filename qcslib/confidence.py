@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,10 @@ import torch
 from scipy.optimize import minimize_scalar
 from torch import nn
 
+from .models.weights import FORMAT, read_torch_file
+
 BINS = 15
+ECE_GOAL = 0.03  # what a deployed model's test ECE should not exceed after scaling
 SMALLEST = np.finfo(np.float32).tiny  # log(0) guard: a probability that underflowed in float32
 
 
@@ -123,23 +127,45 @@ def _summary(probabilities: np.ndarray, labels: np.ndarray, temperature: float) 
             "nll_after": negative_log_likelihood(after, labels)}
 
 
-def calibrate(checkpoint: str | Path, dataset: str | None = None, root: str | Path | None = None,
-              fit_split: str = "val", report_split: str | None = "test", device: str = "auto",
-              batch_size: int = 256, write: bool = True) -> dict:
+def _ours(stored) -> bool:
+    return isinstance(stored, dict) and stored.get("format") == FORMAT and "config" in stored
+
+
+def ours(checkpoint: str | Path) -> bool:
+    """Whether ``checkpoint`` is a qcslib checkpoint (one ``calibration`` can write), not an official one."""
+    return _ours(read_torch_file(checkpoint)[0])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What ``calibration`` found: the ``summary`` that ``calibrate`` returns, and ``scored``, each split's
+    ``(probabilities, labels)`` with the model's own (uncalibrated) probabilities."""
+
+    summary: dict
+    scored: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    def after(self, split: str) -> np.ndarray:
+        """``split``'s probabilities with the fitted temperature applied."""
+        return scaled(self.scored[split][0], self.summary["temperature"])
+
+
+def calibration(checkpoint: str | Path, dataset: str | None = None, root: str | Path | None = None,
+                fit_split: str = "val", report_split: str | None = "test", device: str = "auto",
+                batch_size: int = 256, write: bool = True) -> Calibration:
     """Fit a temperature on ``fit_split`` of ``checkpoint``'s data (by default the dataset and root its training
     config stores) and, with ``write``, store it in the checkpoint (``temperature`` and ``calibration``: the split,
-    its image count and the ECE and NLL before and after) → ``{checkpoint, temperature, dataset, fit_split, images,
-    ece_before, ece_after, nll_before, nll_after}``, plus ``report_split``'s ECE and NLL before and after, prefixed
-    with its name (``test_ece_after``, ...), where given. The fit always starts from the model's own logits, so
-    calibrating again replaces the stored temperature. Only qcslib checkpoints are written (an official one is an
-    error: its file is the authors')."""
+    its image count and the ECE and NLL before and after). The summary: ``{checkpoint, dataset, fit_split,
+    temperature, images, ece_before, ece_after, nll_before, nll_after}``, plus ``report_split``'s ECE and NLL
+    before and after, prefixed with its name (``test_ece_after``, ...), where given. The fit always starts from
+    the model's own logits, so calibrating again replaces the stored temperature. Only qcslib checkpoints are
+    written (an official one is an error: its file is the authors')."""
     from .data.sources import DataError, load_split, require_whole, verify_images
-    from .models.weights import CheckpointError, load_checkpoint, read_torch_file
+    from .models.weights import CheckpointError, load_checkpoint
     from .train.evaluation import score_checkpoint
     from .train.runtime import select_device
 
     stored, _ = read_torch_file(checkpoint)
-    if not (isinstance(stored, dict) and "format" in stored and "config" in stored):
+    if not _ours(stored):
         raise CheckpointError(f"{checkpoint}: not a qcslib checkpoint; calibrate writes its temperature into one "
                               "(an official checkpoint: train or convert one of ours)")
     trained = stored.get("train_config") if isinstance(stored.get("train_config"), dict) else {}
@@ -150,22 +176,29 @@ def calibrate(checkpoint: str | Path, dataset: str | None = None, root: str | Pa
     model, report = load_checkpoint(checkpoint)
     device = select_device(device)
     model.to(device)
-    out = {"checkpoint": str(checkpoint), "dataset": dataset, "fit_split": fit_split}
-    splits = [fit_split] + ([report_split] if report_split and report_split != fit_split else [])
     scored = {}
-    for name in splits:
+    for name in [fit_split] + ([report_split] if report_split and report_split != fit_split else []):
         data = require_whole(verify_images(load_split(dataset, root, name, **options)), "fix or remove them")
         scores = score_checkpoint(model, report, data, batch_size=batch_size, device=device, progress=False)
         scored[name] = (scores.probabilities, scores.split.labels)
     temperature = fit_temperature(*scored[fit_split])
-    out.update(temperature=temperature, images=len(scored[fit_split][1]), **_summary(*scored[fit_split], temperature))
-    if len(splits) > 1:
-        out.update({f"{report_split}_{k}": v for k, v in _summary(*scored[report_split], temperature).items()})
+    summary = {"checkpoint": str(checkpoint), "dataset": dataset, "fit_split": fit_split,
+               "temperature": temperature, "images": len(scored[fit_split][1]),
+               **_summary(*scored[fit_split], temperature)}
+    if len(scored) > 1:
+        summary.update({f"{report_split}_{k}": v for k, v in _summary(*scored[report_split], temperature).items()})
     if write:
         stored["temperature"] = temperature
-        stored["calibration"] = {k: v for k, v in out.items() if k != "checkpoint"}
+        stored["calibration"] = {k: v for k, v in summary.items() if k != "checkpoint"}
         _replace(Path(checkpoint), stored)
-    return out
+    return Calibration(summary, scored)
+
+
+def calibrate(checkpoint: str | Path, dataset: str | None = None, root: str | Path | None = None,
+              fit_split: str = "val", report_split: str | None = "test", device: str = "auto",
+              batch_size: int = 256, write: bool = True) -> dict:
+    """``calibration(...)``'s summary (``python -m qcslib calibrate``)."""
+    return calibration(checkpoint, dataset, root, fit_split, report_split, device, batch_size, write).summary
 
 
 def _replace(path: Path, obj: dict) -> None:

@@ -35,6 +35,7 @@ from .paper import parse_domain_overrides
 from .students import parse_distill_overrides
 from .analysis import cam, embedding
 from .analysis.metrics import au_oracle
+from .confidence import calibrate, ours, scaled
 from .data.sources import DATASET_CLASSES, DATASETS, SPLITS, Split, load_split, verify_images
 from .data.photo_clip import write_photo_clip
 from .data.synthfer import DOMAINS
@@ -272,6 +273,16 @@ def evaluate(config: TrainConfig, params: NotebookParameters, checkpoint: str | 
     scores = score_checkpoint(model.to(device), report, evaluation_split(config, params), params.classes or None,
                               device=device)
     return report, scores
+
+
+def confidence(config: TrainConfig, checkpoint: str | Path, scores: Scores) -> tuple[dict | None, dict]:
+    """03: a temperature fitted on ``checkpoint``'s val split and stored in it (``confidence.calibrate``) →
+    (its summary, ``{"before": p, "after": p}`` for ``scores``' images); an official checkpoint is not ours to
+    write, so (None, ``{"uncalibrated": p}``)."""
+    if not ours(checkpoint):
+        return None, {"uncalibrated": scores.probabilities}
+    summary = calibrate(checkpoint, device=config.device)
+    return summary, {"before": scores.probabilities, "after": scaled(scores.probabilities, summary["temperature"])}
 
 
 def load_pair(config: TrainConfig, seed: int, variants: tuple[str, ...] = ("baseline", "qcs"),

@@ -28,6 +28,7 @@ import pandas as pd
 from .ablation import (bias_accuracy, finished, format_mean_std, read_run, run_all, run_table, stale, summarize,
                        train_variants)
 from .analysis.stats import compare, verdict, with_holm
+from .confidence import Calibration, calibration
 from .data.sources import load_split
 from .export import export, export_int8
 from .latency import onnx_latency, torch_latency
@@ -201,6 +202,39 @@ def bias_comparisons(bias: pd.DataFrame | None) -> pd.DataFrame | None:
     return pd.DataFrame([{"comparison": f"{c['variant']} − {c['reference']}", "question": q, **c,
                           "verdict": verdict(c, directions=("has a larger gap than", "has a smaller gap than"))}
                          for (_, _, q), c in zip(GAP_COMPARISONS, compared)])
+
+
+def calibrations(teacher: dict, runs: pd.DataFrame, device: str = "auto"
+                 ) -> tuple[pd.DataFrame, dict[str, Calibration]]:
+    """Temperature scaling (``confidence.calibration``) of the teacher and of every student's best.pt, each fitted
+    on its val split and stored in it (the int8 exports made after it apply it) → (one row per model: variant,
+    seed, temperature and the ECE before and after on val and test; ``{"teacher": ..., "kd student": ...}``,
+    the teacher's and the first seed's KD student's calibrations, for reliability diagrams)."""
+    models = [("teacher", teacher["seed"], Path(teacher["checkpoint"]))]
+    models += [(r.variant, r.seed, Path(r.run_dir) / "best.pt") for r in runs.itertuples()]
+    rows, kept = [], {}
+    for variant, seed, path in models:
+        found = calibration(path, device=device)
+        rows.append({"variant": variant, "seed": seed, **{k: v for k, v in found.summary.items()
+                                                         if k not in ("checkpoint", "dataset", "fit_split")}})
+        name = "teacher" if variant == "teacher" else "kd student" if variant == "kd" else None
+        if name and name not in kept:
+            kept[name] = found
+    return pd.DataFrame(rows), kept
+
+
+def calibration_view(table: pd.DataFrame) -> pd.DataFrame:
+    """``calibrations``' table per variant: the temperature and the ECE (%) before and after on val and test, as
+    "mean ± std" over seeds (the teacher: one checkpoint)."""
+    columns = {"temperature": "temperature", "ece_before": "val ECE % before", "ece_after": "val ECE % after",
+               "test_ece_before": "test ECE % before", "test_ece_after": "test ECE % after"}
+    scaled_table = table.assign(**{c: 100 * table[c] for c in columns if c.endswith(("before", "after"))})
+
+    def spread(values: pd.Series) -> str:
+        return f"{values.mean():.2f}" + (f" ± {values.std(ddof=1):.2f}" if len(values) > 1 else "")
+
+    view = scaled_table.groupby("variant", sort=False)[list(columns)].agg(spread).rename(columns=columns)
+    return view.assign(seeds=scaled_table.groupby("variant", sort=False).size())
 
 
 def int8_students(runs: pd.DataFrame, mode: str, variant: str = "kd") -> pd.DataFrame:

@@ -10,7 +10,7 @@ import torch
 
 from qcslib import confidence
 from qcslib.__main__ import main
-from qcslib.confidence import (Tempered, calibrate, expected_calibration_error, fit_temperature,
+from qcslib.confidence import (Tempered, calibrate, calibration, expected_calibration_error, fit_temperature,
                                negative_log_likelihood, reliability, scaled)
 from qcslib.export import export
 from qcslib.faces import classify, load_predictor
@@ -89,8 +89,12 @@ def test_calibrate_stores_the_temperature_that_predict_and_export_apply(tiny_che
     assert report.meta["temperature"] == result["temperature"]
     for a, b in zip(reloaded.state_dict().values(), model.state_dict().values()):  # the weights are untouched
         torch.testing.assert_close(a, b)
-    again = calibrate(path, "synthfer", smoke_data, device="cpu", write=False)  # from the raw logits again
-    assert again["temperature"] == pytest.approx(result["temperature"])
+    again = calibration(path, "synthfer", smoke_data, device="cpu", write=False)  # from the raw logits again
+    assert again.summary["temperature"] == pytest.approx(result["temperature"])
+    probabilities, labels = again.scored["test"]
+    assert probabilities.shape == (112, 7) and len(labels) == 112
+    assert expected_calibration_error(again.after("test"), labels) == pytest.approx(result["test_ece_after"])
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(result["test_ece_before"])
 
     predictor = load_predictor(path)
     assert isinstance(predictor.model, Tempered) and predictor.model.config.image_size == 64
@@ -116,3 +120,32 @@ def test_calibrate_refuses_an_official_checkpoint_in_one_line(tmp_path, capsys):
     assert main(["calibrate", "--checkpoint", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m qcslib calibrate: error: ") and err.count("\n") == 1
+
+
+def test_the_calibration_tables_and_findings_read_the_summaries():
+    import pandas as pd
+
+    from qcslib import students
+    from qcslib.analysis import findings, tables
+
+    summary = {"fit_split": "val", "temperature": 1.5, "ece_before": 0.1, "ece_after": 0.02,
+               "test_ece_before": 0.12, "test_ece_after": 0.05}
+    table = tables.calibration({"qcs": summary, "official": None})
+    assert list(table.index) == ["qcs"]
+    assert table.loc["qcs"].tolist() == [1.5, 10.0, 2.0, 12.0, 5.0]
+    assert list(table.columns) == ["temperature", "val ECE % before", "val ECE % after", "test ECE % before",
+                                   "test ECE % after"]
+    assert tables.calibration({"official": None}) is None
+
+    rows = pd.DataFrame([{"variant": "teacher", "seed": 0, "temperature": 1.5, "ece_before": 0.1, "ece_after": 0.02,
+                          "test_ece_before": 0.12, "test_ece_after": 0.02},
+                         {"variant": "kd", "seed": 0, "temperature": 2.0, "ece_before": 0.2, "ece_after": 0.01,
+                          "test_ece_before": 0.2, "test_ece_after": 0.04},
+                         {"variant": "kd", "seed": 1, "temperature": 3.0, "ece_before": 0.3, "ece_after": 0.03,
+                          "test_ece_before": 0.3, "test_ece_after": 0.06}])
+    view = students.calibration_view(rows)
+    assert view.loc["teacher", "temperature"] == "1.50" and view.loc["teacher", "seeds"] == 1
+    assert view.loc["kd", "test ECE % after"] == "5.00 ± 1.41" and view.loc["kd", "seeds"] == 2
+    line = findings._calibration_line(rows)
+    assert "the teacher 12.0 % → **2.0 %**, within the goal" in line
+    assert "the KD students 25.0 % → **5.0 %** (mean over 2 seeds), above the goal" in line

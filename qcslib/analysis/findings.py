@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..confidence import ECE_GOAL, expected_calibration_error, scaled
 from ..data.sources import Split
 from ..train.rundir import Run
 from .cam import resolves
@@ -101,10 +102,11 @@ def training(run: Run, metrics: pd.DataFrame, chance: float) -> str:
     return "\n".join(lines)
 
 
-def evaluation(checkpoint: str | Path, scores: Scores) -> str:
+def evaluation(checkpoint: str | Path, scores: Scores, calibrated: dict | None = None) -> str:
     """03: the checkpoint's scores on the split (beside the paper's accuracy on its datasets, when the model was
-    trained there), how its classes were matched to the split's when they differ, its hardest class and its most
-    frequent confusion (``train.evaluation.Scores``)."""
+    trained there), how its classes were matched to the split's when they differ, its hardest class, its most
+    frequent confusion (``train.evaluation.Scores``) and the ECE of its confidence on the split, before and after
+    the temperature ``calibrated`` (a ``confidence.calibrate`` summary; None: not calibrated)."""
     test, metrics, mapping = scores.split, scores.metrics, scores.mapping
     own = scores.trained_on in (None, test.dataset)
     paper = PAPER_ACCURACY.get(test.dataset) if own else None
@@ -128,6 +130,18 @@ def evaluation(checkpoint: str | Path, scores: Scores) -> str:
     mistake = (f"most frequent confusion: {test.classes[true]} → {test.classes[predicted]} "
                f"({int(confusion[true, predicted])} images)" if confusion.any() else "no image was misclassified")
     lines.append(f"- Hardest class: {recall.idxmin()} (recall {100 * recall.min():.1f} %); {mistake}.")
+    before = 100 * expected_calibration_error(scores.probabilities, test.labels)
+    if calibrated is None:
+        lines.append(f"- Confidence: ECE {before:.1f} % on these images, not calibrated (an official checkpoint is "
+                     "the authors' file, not ours to write a temperature into).")
+    else:
+        t = calibrated["temperature"]
+        after = 100 * expected_calibration_error(scaled(scores.probabilities, t), test.labels)
+        lines.append(f"- Confidence: the temperature T = {t:.2f}, fitted on {calibrated['fit_split']} "
+                     f"({calibrated['images']} images) and now stored in the checkpoint, takes the ECE on these "
+                     f"images from {before:.1f} % to {after:.1f} % (the deployment goal is at most "
+                     f"{100 * ECE_GOAL:.0f} %: {'met' if after <= 100 * ECE_GOAL else 'not met'}); "
+                     + ("T > 1: the model was over-confident." if t > 1 else "T < 1: the model was under-confident."))
     return "\n".join(lines)
 
 
@@ -262,15 +276,30 @@ def _bias_lines(bias: pd.DataFrame, compared: pd.DataFrame) -> list[str]:
     return lines + [f"  - *{row.question}* {row.verdict}." for row in compared.itertuples()]
 
 
+def _calibration_line(calibrated: pd.DataFrame) -> str:
+    """The test ECE (%) after temperature scaling of the teacher and the KD students (mean over seeds), against
+    ``ECE_GOAL``, with the ECE before it."""
+    parts = []
+    for variant, name in (("teacher", "the teacher"), ("kd", "the KD students")):
+        rows = calibrated[calibrated["variant"] == variant]
+        before, after = 100 * rows["test_ece_before"].mean(), 100 * rows["test_ece_after"].mean()
+        seeds = "" if variant == "teacher" else f" (mean over {len(rows)} seeds)"
+        parts.append(f"{name} {before:.1f} % → **{after:.1f} %**{seeds}, "
+                     + ("within" if after <= 100 * ECE_GOAL else "above") + " the goal")
+    return (f"- Confidence (temperature scaling fitted on each model's val split, stored in its checkpoint; "
+            f"the goal is a test ECE of at most {100 * ECE_GOAL:.0f} %): test ECE " + "; ".join(parts) + ".")
+
+
 def distillation(teacher: dict, runs: pd.DataFrame, compared: pd.DataFrame, int8: pd.DataFrame,
                  costs: pd.DataFrame, student: str, bias: pd.DataFrame | None = None,
-                 bias_compared: pd.DataFrame | None = None) -> str:
+                 bias_compared: pd.DataFrame | None = None, calibrated: pd.DataFrame | None = None) -> str:
     """10: which teacher (chosen how), whether the students converged, how far each model's val accuracy is
     above its test accuracy, on SynthFER with a spurious attribute how much each model leans on the background
     hue (``bias``: ``students.bias_check``, and its paired comparisons ``bias_compared``; None elsewhere), the
     paired verdicts of ``students.comparisons`` (KD against labels only, the feature term, the gap to the teacher
     and the goal of a student at most 3 points behind it), the int8 student's agreement and speed-up, and the
-    latency ratios to the paper-size QCS."""
+    latency ratios to the paper-size QCS; with ``calibrated`` (``students.calibrations``' table), the test ECE of
+    the teacher and the KD students before and after temperature scaling, against the goal."""
     verdicts = dict(zip(compared["comparison"], compared["verdict"]))
     gap = compared.set_index("comparison").loc["kd − teacher"]
     if teacher["chosen_by"] == "val":
@@ -290,6 +319,8 @@ def distillation(teacher: dict, runs: pd.DataFrame, compared: pd.DataFrame, int8
              + " on the mean over seeds."]
     if bias is not None:
         lines += _bias_lines(bias, bias_compared)
+    if calibrated is not None:
+        lines.append(_calibration_line(calibrated))
     int8_row = costs.loc[[n for n in costs.index if " int8 " in n][0]]
     fp32_row = costs.loc[[n for n in costs.index if n.endswith("· kd · fp32")][0]]
     lines.append(f"- int8 ({int8['mode'].iloc[0]}): the KD students agreed with their fp32 selves on "

@@ -200,6 +200,38 @@ def csa_grid(split: Split, quadruplet, maps: list[list[np.ndarray]], sample: int
     return fig
 
 
+def reliability(labels: np.ndarray, probabilities: dict[str, np.ndarray], bins: int = 15) -> plt.Figure:
+    """One reliability diagram per ``{title: (N, C) probabilities}`` of images labelled ``labels``: each
+    confidence bin's accuracy (bars) against the diagonal a calibrated model would follow, the gap shaded, with
+    the ECE (``confidence.expected_calibration_error``) in the title."""
+    return _reliability_row([(title, p, labels) for title, p in probabilities.items()], bins)
+
+
+def calibration_pairs(found: dict, split: str = "test", bins: int = 15) -> plt.Figure:
+    """``reliability`` before and after temperature scaling on ``split``, for each ``{name: confidence.
+    Calibration}``, side by side."""
+    return _reliability_row([(f"{name}, {when}", p, found_one.scored[split][1]) for name, found_one in found.items()
+                             for when, p in (("before", found_one.scored[split][0]), ("after", found_one.after(split)))],
+                            bins)
+
+
+def _reliability_row(panels: list[tuple[str, np.ndarray, np.ndarray]], bins: int) -> plt.Figure:
+    from ..confidence import expected_calibration_error, reliability as reliability_table
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.3), squeeze=False)
+    for ax, (title, p, labels) in zip(axes[0], panels):
+        full = reliability_table(p, labels, bins).dropna()
+        ax.bar(full["low"], full["accuracy"], width=1 / bins, align="edge", edgecolor="black", label="accuracy")
+        ax.bar(full["low"], full["confidence"] - full["accuracy"], bottom=full["accuracy"], width=1 / bins,
+               align="edge", color="tab:red", alpha=0.3, label="gap")
+        ax.plot([0, 1], [0, 1], "k--", linewidth=1)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
+        ax.set_title(f"{title}: ECE {100 * expected_calibration_error(p, labels, bins):.1f} %", fontsize=9)
+    axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 def face_predictions(crops: list, records: list[dict]) -> plt.Figure:
     """One row per face: the aligned crop the model read, and its class probabilities ("no faces found" when
     there are none)."""

@@ -71,6 +71,24 @@ def headline(metrics: dict, dataset: str, trained_on: str | None = None) -> pd.D
     return table.round(2)
 
 
+def calibration(summaries: dict[str, dict | None]) -> pd.DataFrame | None:
+    """One row per model of ``{name: confidence.calibrate summary}`` (None: not calibrated, left out): the fitted
+    temperature, then the ECE (%) before and after it on the split it was fitted on and on the report split;
+    None when no model was calibrated."""
+    rows = {}
+    for name, s in summaries.items():
+        if s is None:
+            continue
+        fit, other = s["fit_split"], next((k[:-len("_ece_before")] for k in s if k.endswith("_ece_before")), None)
+        row = {"temperature": s["temperature"], f"{fit} ECE % before": 100 * s["ece_before"],
+               f"{fit} ECE % after": 100 * s["ece_after"]}
+        if other:
+            row |= {f"{other} ECE % before": 100 * s[f"{other}_ece_before"],
+                    f"{other} ECE % after": 100 * s[f"{other}_ece_after"]}
+        rows[name] = row
+    return pd.DataFrame(rows).T.round(2) if rows else None
+
+
 def class_mapping(scores: Scores) -> pd.DataFrame | None:
     """How the model's classes met the split's, by name: one row per class of either, with its model output and
     split label, the split's images of it, and how it was scored; None when the model's outputs are the split's
