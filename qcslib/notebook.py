@@ -35,7 +35,8 @@ from .paper import parse_domain_overrides
 from .students import parse_distill_overrides
 from .analysis import cam, embedding
 from .analysis.metrics import au_oracle
-from .confidence import calibrate, ours, scaled
+from .analysis.calibration import scaled
+from .confidence import calibrate, ours
 from .data.sources import DATASET_CLASSES, DATASETS, SPLITS, Split, load_split, verify_images
 from .data.photo_clip import write_photo_clip
 from .data.synthfer import DOMAINS

@@ -10,8 +10,9 @@ import torch
 
 from qcslib import confidence
 from qcslib.__main__ import main
-from qcslib.confidence import (Tempered, calibrate, calibration, expected_calibration_error, fit_temperature,
-                               negative_log_likelihood, reliability, scaled)
+from qcslib.analysis.calibration import (expected_calibration_error, fit_temperature, negative_log_likelihood,
+                                         reliability, scaled)
+from qcslib.confidence import Tempered, calibrate, calibration
 from qcslib.export import export
 from qcslib.faces import classify, load_predictor
 from qcslib.models.weights import CheckpointError, load_checkpoint

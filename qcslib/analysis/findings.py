@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..confidence import ECE_GOAL, expected_calibration_error, scaled
+from .calibration import ECE_GOAL, expected_calibration_error, scaled
 from ..data.sources import Split
 from ..train.rundir import Run
 from .cam import resolves

@@ -7,6 +7,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..data.sources import Split, read_image
+from .calibration import expected_calibration_error, reliability as reliability_table
 from ..video import VideoFile
 from .temporal import frame_labels
 
@@ -203,7 +204,7 @@ def csa_grid(split: Split, quadruplet, maps: list[list[np.ndarray]], sample: int
 def reliability(labels: np.ndarray, probabilities: dict[str, np.ndarray], bins: int = 15) -> plt.Figure:
     """One reliability diagram per ``{title: (N, C) probabilities}`` of images labelled ``labels``: each
     confidence bin's accuracy (bars) against the diagonal a calibrated model would follow, the gap shaded, with
-    the ECE (``confidence.expected_calibration_error``) in the title."""
+    the ECE (``calibration.expected_calibration_error``) in the title."""
     return _reliability_row([(title, p, labels) for title, p in probabilities.items()], bins)
 
 
@@ -216,8 +217,6 @@ def calibration_pairs(found: dict, split: str = "test", bins: int = 15) -> plt.F
 
 
 def _reliability_row(panels: list[tuple[str, np.ndarray, np.ndarray]], bins: int) -> plt.Figure:
-    from ..confidence import expected_calibration_error, reliability as reliability_table
-
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.3), squeeze=False)
     for ax, (title, p, labels) in zip(axes[0], panels):
         full = reliability_table(p, labels, bins).dropna()
