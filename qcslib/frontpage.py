@@ -9,7 +9,7 @@ the README between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -
 ``docs/results/``:
 
 - ``quickstart``: how long ``make test`` and ``make reproduce`` took, on which machine;
-- ``results``: per main variant of 04, test accuracy of the checkpoint chosen on the selection split, mean ± std
+- ``results``: for the cpu and study profiles, per main variant of 04, test accuracy of the checkpoint chosen on the selection split, mean ± std
   over seeds; QCS against each baseline and DCS paired over seeds (``ablation.comparisons``, one Holm family); and
   how every run of the profile ended (patience, its epoch limit, still improving there) and how many converged;
 - ``notebooks``: each notebook's title and seconds under every published profile, the pipeline's total, and a
@@ -46,6 +46,7 @@ from .train.runtime import cpu_name, describe_machine, machine
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 HEADLINE = ("baseline", "baseline_matched", "dcs", "qcs")  # 04's main variants, the rows of the results table
+REPORTED = ("cpu", "study")  # the profiles whose results the front page gives (smoke's runs are not results)
 ASKED = (("qcs", "baseline_matched"), ("qcs", "baseline"), ("qcs", "dcs"))  # the comparisons on the front page
 FAMILY = "04's paired comparisons of test accuracy"
 
@@ -164,7 +165,8 @@ def results_block(record: dict) -> str:
     selection = ", ".join(sorted(main["selection"].unique()))
     table = ablation.format_mean_std(ablation.summarize(main))
     counts = main.groupby("variant").size()
-    lines = ["| variant | test accuracy % | seeds | converged |", "|---|---|---|---|"]
+    lines = [f"**The `{record['profile']}` profile** (commit {record['commit']}):", "",
+             "| variant | test accuracy % | seeds | converged |", "|---|---|---|---|"]
     for v in [v for v in HEADLINE if v in counts]:
         done = main[main["variant"] == v]["converged"]
         lines.append(f"| `{v}` | {table.loc[v, 'best_test_accuracy']} | {counts[v]} | {int(done.sum())} of {len(done)} |")
@@ -183,10 +185,11 @@ def results_block(record: dict) -> str:
 
 
 def render(records: list[dict], test: dict | None = None, titles: dict[str, str] | None = None) -> dict[str, str]:
-    """``{block name: markdown}`` from the published pipeline records (the cpu one's results are the headline) and
-    the test suite's (``test``, or None)."""
-    headline = next((r for r in records if r["profile"] == "cpu"), records[0])
-    return {"quickstart": quickstart_block(records, test), "results": results_block(headline),
+    """``{block name: markdown}`` from the published pipeline records (the results of the ``REPORTED`` profiles, or
+    else of the first record) and the test suite's (``test``, or None)."""
+    reported = [r for r in records if r["profile"] in REPORTED] or records[:1]
+    return {"quickstart": quickstart_block(records, test),
+            "results": "\n\n".join(results_block(r) for r in reported),
             "notebooks": notebooks_block(records, notebook_titles() if titles is None else titles)}
 
 

@@ -45,6 +45,7 @@ def test_collect_refuses_a_pipeline_that_stopped_or_never_ran(tmp_path):
 
 def test_results_block_gives_each_variant_the_comparisons_and_how_runs_ended(tmp_path):
     block = frontpage.results_block(frontpage.collect("cpu", *pipeline_output(tmp_path)))
+    assert block.startswith("**The `cpu` profile** (commit abc1234):")
     assert "| `qcs` | 76.00 ± 1.00 | 3 | 3 of 3 |" in block and "| `baseline` | 61.00 ± 1.00 | 3 | 3 of 3 |" in block
     assert "checkpoint chosen on the **val** split" in block
     assert "04's paired comparisons of test accuracy, one family of 5: each interval is an unadjusted 95 %" in block
@@ -103,3 +104,12 @@ def test_the_readme_holds_what_the_published_records_give():
     readme = (frontpage.ROOT / "README.md").read_text(encoding="utf-8")
     assert frontpage.fill(readme, frontpage.render(records, test)) == readme, \
         "README.md's generated blocks differ from docs/results/: python -m qcslib.frontpage"
+
+
+def test_the_results_are_the_cpu_and_study_profiles_never_smoke_beside_them(tmp_path):
+    cpu = frontpage.collect("cpu", *pipeline_output(tmp_path))
+    smoke, study = {**cpu, "profile": "smoke"}, {**cpu, "profile": "study"}
+    results = frontpage.render([cpu, smoke, study], None, titles={})["results"]
+    assert results.index("**The `cpu` profile**") < results.index("**The `study` profile**")
+    assert "`smoke` profile" not in results
+    assert frontpage.render([smoke], None, titles={})["results"].startswith("**The `smoke` profile**")  # all there is
