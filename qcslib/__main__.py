@@ -28,7 +28,8 @@
   classify every face in images or folders (an ``--out`` that holds earlier predictions is refused unless
   ``--overwrite``, which deletes them first); ``--json`` prints one list of records, a face's
   ``{file, face, box, landmarks, probabilities, label}`` or a failed file's ``{file, error}``; videos (by suffix)
-  and ``--camera N`` go through ``qcslib.video`` (``--every K --smooth TAU --start S --end S``, ``--out`` needed)
+  and ``--camera N`` go through ``qcslib.video`` (``--every K --smooth TAU --hysteresis M --start S --end S``, ``--out``
+  needed)
 - ``export --checkpoint PATH --format onnx|torchscript [--out PATH]``: the base branch with a dynamic batch,
   checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON. ``--int8 [auto|dynamic|static]`` (onnx only) also
   quantises it (``qcslib.export.export_int8``; auto: static for a student, dynamic for QCS; static: calibrated
@@ -83,7 +84,7 @@ def _predict(args) -> int:
         raise ValueError("videos and --camera write their predictions, annotated video and timeline to --out DIR: "
                          "pass --out")
     if videos or args.camera is not None:
-        check_options(args.every, args.smooth)
+        check_options(args.every, args.smooth, args.hysteresis)
     out = Path(args.out) if args.out else None
     earlier = _earlier_predictions(out) if out else []
     if earlier and not args.overwrite:
@@ -149,7 +150,7 @@ def _predict_videos(predictor, sources: list[tuple[str, FrameSource]], args) -> 
     failed, detector = False, FaceDetector() if sources else None
     for folder, source in sources:
         summary = predict_video(predictor, source, Path(args.out) / folder, detector, every=args.every,
-                                smooth=args.smooth)
+                                smooth=args.smooth, hysteresis=args.hysteresis)
         if summary["error"]:
             print(f"python -m qcslib predict: error: {summary['error']}", file=sys.stderr)
             failed = True
@@ -258,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="video: detect faces every K frames, track them in between (default 1)")
     pr.add_argument("--smooth", type=float, default=0.0, metavar="TAU",
                     help="video: EMA of each face's probabilities with time constant TAU seconds (default 0: off)")
+    pr.add_argument("--hysteresis", type=float, default=0.0, metavar="M",
+                    help="video: keep a face's label until another class leads it by more than M (default 0: off)")
     pr.add_argument("--start", type=float, default=0.0, help="video: first second to read (default 0)")
     pr.add_argument("--end", type=float, help="video: stop at this second (default: the end)")
     ex = commands.add_parser("export", help="export the base branch to ONNX or TorchScript, checked")

@@ -47,6 +47,7 @@ from .train.config import ConfigError, TrainConfig, load_profile, parse_override
 from .data.transforms import recipe_for
 from .typed import checked
 from .video import VideoFile, predict_video
+from .video.nuisance import degrade_clip
 from .train.runtime import select_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,12 +83,16 @@ class NotebookParameters:
     classes: str = ""               # 03, 07: the dataset an official checkpoint (it stores no class names) was
                                     # trained on, giving its label order (rafdb, ferplus, ...); empty: 03 takes the
                                     # scored dataset's, 07 refuses
-    clips: int = 3                  # 09: SynthFER clips rendered and read
+    val_clips: int = 5              # 09: SynthFER clips the smoother is chosen on (other people than the test ones)
+    test_clips: int = 10            # 09: held-out SynthFER clips the chosen smoother is reported on
     clip_seconds: float = 9.0       # 09: each clip's length (one expression per 3 s)
     clip_fps: float = 10.0          # 09: their frame rate
+    nuisance: float = 0.5           # 09: the strength of real-video nuisances the smoother is chosen and reported at
+    nuisance_sweep: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0])  # 09: strengths reported
     every: int = 1                  # 09: detect faces every K frames, track them in between
-    smooth: float = 0.5             # 09: the EMA's time constant in seconds (0: no smoothing)
-    smooth_sweep: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0, 2.0])  # 09: τs compared
+    smooth: float = 0.5             # 09: the EMA's time constant in seconds for the real clip (0: no smoothing)
+    smooth_sweep: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0, 2.0])  # 09: the EMA's τs tried
+    hysteresis_sweep: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3])  # 09: the margins tried
     video: str = ""                 # 09: a video file to read; empty: a clip made of real photos
     student: str = "resnet10t"      # 10: the students' timm network
     student_seeds: list[int] = field(default_factory=list)  # 10: the students' seeds; empty: seeds
@@ -117,6 +122,11 @@ class NotebookParameters:
             raise ConfigError(f"student_seeds must be seeds ≥ 0 (empty: seeds), got {self.student_seeds}")
         if not self.smooth_sweep or min(self.smooth_sweep) < 0:
             raise ConfigError(f"smooth_sweep must be a non-empty list of seconds ≥ 0, got {self.smooth_sweep}")
+        if not all(0 <= m < 1 for m in self.hysteresis_sweep):
+            raise ConfigError(f"hysteresis_sweep must be margins in [0, 1), got {self.hysteresis_sweep}")
+        if not 0 <= self.nuisance <= 1 or not self.nuisance_sweep or not all(0 <= s <= 1 for s in self.nuisance_sweep):
+            raise ConfigError(f"nuisance and nuisance_sweep must be strengths in [0, 1], got {self.nuisance} and "
+                              f"{self.nuisance_sweep}")
         for name in ("seeds", "ablation_seeds"):
             if not getattr(self, name) or min(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be a non-empty list of seeds ≥ 0, got {getattr(self, name)}")
@@ -380,24 +390,42 @@ def photo_folder(photos: str, run_dir: str | Path) -> Path:
     return photos
 
 
-def synthfer_clips(config: TrainConfig, params: NotebookParameters) -> list[dict]:
-    """09's SynthFER clips, rendered into ``run_dir/video/synthfer``: ``params.clips`` clips of
-    ``params.clip_seconds`` at ``params.clip_fps``, drawn like the profile's SynthFER (its size, classes and
-    look; the size made even), seed ``config.seed`` → ``write_clips``' records."""
+def synthfer_clips(config: TrainConfig, params: NotebookParameters) -> dict[str, list[dict]]:
+    """09's SynthFER clips, rendered into ``run_dir/video/synthfer/{val,test}``, of ``params.clip_seconds`` at
+    ``params.clip_fps``, drawn like the profile's SynthFER (its size, classes and look; the size made even):
+    ``params.val_clips`` clips with seed ``config.seed + 1`` (other people) to choose the smoother on, and
+    ``params.test_clips`` with seed ``config.seed`` to report it on → ``{split: write_clips' records}``."""
     look = config.synthfer
-    settings = ClipSettings(seed=config.seed, fps=params.clip_fps, seconds=params.clip_seconds,
-                            size=look.size + look.size % 2, classes=look.classes, look=look)
-    return write_clips(Path(config.run_dir) / "video" / "synthfer", settings, params.clips)
+    out = {}
+    for split, seed, count in (("val", config.seed + 1, params.val_clips), ("test", config.seed, params.test_clips)):
+        settings = ClipSettings(seed=seed, fps=params.clip_fps, seconds=params.clip_seconds,
+                                size=look.size + look.size % 2, classes=look.classes, look=look)
+        out[split] = write_clips(Path(config.run_dir) / "video" / "synthfer" / split, settings, count)
+    return out
+
+
+def read_clips(predictor, clips: dict[str, list[dict]], params: NotebookParameters) -> dict:
+    """The clips of ``synthfer_clips`` degraded by ``video.nuisance.degrade_clip`` (seeded by the clip's index;
+    the validation clips at ``params.nuisance``, the test clips at every strength of ``params.nuisance_sweep``, at
+    ``params.nuisance`` and at 0, as rendered), each read by ``predict_video`` with its truth as the face detector, raw (the smoothers
+    are applied afterwards, ``temporal.resmoothed``) → ``{"val": summaries, "test": {strength: summaries}}``."""
+    def read(split: str, strength: float) -> list[dict]:
+        folder = Path(clips[split][0]["video"]).parent.with_name(f"{split}-nuisance-{strength:g}")
+        degraded = [degrade_clip(c["video"], c["truth"], folder, strength, seed=k) for k, c in enumerate(clips[split])]
+        return predict_clips(predictor, degraded, params)
+
+    strengths = sorted(set(params.nuisance_sweep) | {params.nuisance, 0.0})
+    return {"val": read("val", params.nuisance), "test": {s: read("test", s) for s in strengths}}
 
 
 def predict_clips(predictor, clips: list[dict], params: NotebookParameters) -> list[dict]:
     """Each SynthFER clip through ``predict_video`` with its truth as the face detector (``ClipFaces``), every
-    ``params.every`` frames, smoothed with τ = ``params.smooth`` → the summaries, each with its ``truth``."""
+    ``params.every`` frames, unsmoothed → the summaries, each with its ``truth``."""
     results = []
     for clip in clips:
         out = Path(clip["video"]).with_suffix("")  # clip000.mp4 → clip000/
         summary = predict_video(predictor, VideoFile(clip["video"]), out, ClipFaces(clip["truth"]),
-                                every=params.every, smooth=params.smooth, progress=False)
+                                every=params.every, progress=False)
         results.append({**summary, "truth": clip["truth"]})
     return results
 

@@ -227,6 +227,21 @@ def test_predict_video_writes_a_record_per_face_per_frame_and_a_row_per_frame_wi
         assert plot.format == "PNG" and plot.size[0] > 300
 
 
+def test_predict_video_labels_with_hysteresis_as_relabelling_its_csv_does(tmp_path, predictor):
+    from qcslib.analysis.temporal import resmoothed
+
+    rng = np.random.default_rng(4)
+    clip = write_video(tmp_path / "clip.mp4", [square_frame(2 * i, rng) for i in range(16)])
+    plain = predict_video(predictor, VideoFile(clip), tmp_path / "plain", SquareDetector(), smooth=0.2, progress=False)
+    held = predict_video(predictor, VideoFile(clip), tmp_path / "held", SquareDetector(), smooth=0.2,
+                         hysteresis=0.05, progress=False)
+    table = pd.read_csv(f"{held['out']}/predictions.csv")
+    assert list(table["label"]) == list(resmoothed(f"{plain['out']}/predictions.csv", 0.2, 0.05)["label"])
+    changes = (table["label"].to_numpy()[1:] != table["label"].to_numpy()[:-1]).sum()
+    plain_labels = pd.read_csv(f"{plain['out']}/predictions.csv")["label"].to_numpy()
+    assert changes <= (plain_labels[1:] != plain_labels[:-1]).sum()  # hysteresis never adds a change
+
+
 class FakeCamera:
     """A camera stand-in: frames at jittery times, no known length, like a live stream."""
 
@@ -293,6 +308,7 @@ def one_error_line(err: str) -> str:
     (["--start", "2", "--end", "1"], "need finite 0 <= start < end, got start 2.0, end 1.0"),
     (["--start", "5"], "start 5 s is at or past the end of the video, which its header says is 2.00 s long"),
     (["--smooth", "inf"], "--smooth must be a finite number >= 0 seconds, got inf"),
+    (["--hysteresis", "1"], "--hysteresis must be a margin in [0, 1), got 1.0"),
 ])
 def test_a_bad_window_or_a_non_finite_value_is_a_one_line_error_before_any_work(tmp_path, predictor, capsys, flags,
                                                                                 message):

@@ -212,36 +212,51 @@ def _frame_rate(summaries: list[dict]) -> float:
     return sum(r["frames"] for r in summaries) / sum(sum(r["seconds"].values()) for r in summaries)
 
 
-def video(checkpoint: str | Path, template: str, scores: pd.DataFrame, effect: dict, sweep: pd.DataFrame,
-          results: list[dict], real: dict, every: int, smooth: float) -> str:
+def smoother_words(chosen: dict) -> str:
+    """A smoother of ``temporal.smoother_grid`` in words."""
+    parts = ([f"the EMA with τ = {chosen['tau']:g} s"] if chosen["tau"] > 0 else []) + \
+        ([f"hysteresis with a margin of {chosen['margin']:g}"] if chosen["margin"] > 0 else [])
+    return " then ".join(parts) or "no smoothing"
+
+
+def video(checkpoint: str | Path, template: str, chosen: dict, val_scores: pd.DataFrame, effect: pd.DataFrame,
+          clean: pd.DataFrame, sweep: pd.DataFrame, results: list[dict], real: dict, every: int,
+          nuisance: float) -> str:
     """09: what the checkpoint is (its run's selection split and whether it converged, when it is one of ours),
-    the clips' raw and smoothed accuracy and their paired comparison, what the ``sweep`` of τ
-    (``temporal.smoothing_sweep``) found, the pipeline's speed, and what the clip of
-    real photos gave (faces found, frames without one, the labels' caveat for a SynthFER model: ``template``)."""
+    which smoother the validation clips chose (``temporal.choose_smoother`` over ``val_scores``) and what it did on
+    the held-out clips at the ``nuisance`` strength (``effect``) and without nuisances (``clean``: both
+    ``temporal.smoother_effect``), the per-strength ``sweep`` (``temporal.nuisance_table``), the pipeline's speed
+    over ``results``, and what the clip of real photos gave (faces found, frames without one, the labels' caveat
+    for a SynthFER model: ``template``)."""
     summary_file = Path(checkpoint).with_name("summary.json")
     run = ""
     if summary_file.is_file():
         s = json.loads(summary_file.read_text())
         state = "converged" if s.get("converged") else "**not converged: the accuracies below are not a result**"
         run = f" (one run, seed {s['seed']}; chosen on the {s['selection']} split; {state})"
-    raw, smoothed = scores["raw accuracy"], scores["smoothed accuracy"]
-    lines = [f"- `{checkpoint}`{run} read {len(scores)} SynthFER clip(s), {int(scores['frames'].sum())} frames, "
-             f"faces placed by the clips' truth, detected every {every} frame(s), smoothed with τ = {smooth} s.",
-             f"- Per-frame accuracy: raw {100 * raw.mean():.1f} %, smoothed {100 * smoothed.mean():.1f} % (mean over "
-             f"the clips). {verdict(effect, over='clips')}; the clip is the unit, as its frames are not "
-             f"independent.",
-             f"- Over τ = {', '.join(f'{t:g}' for t in sweep['τ (s)'])} s: "
-             + "; ".join(f"{reading} at τ = {', '.join(f'{t:g}' for t in group['τ (s)'])} s"
-                         for reading, group in sweep.groupby("reading", sort=False))
-             + f" (the {len(sweep)} τs are one family: a difference is declared only where its Holm-adjusted p is "
-               f"below 0.05; the intervals are unadjusted); the median delay from the truth label's switch (half-way "
-               f"through the onset) to detection grew from {sweep['median delay (s)'].iloc[0]} s to "
-               f"{sweep['median delay (s)'].iloc[-1]} s.",
-             f"- The pipeline ran at {_frame_rate(results):.1f} frames/s on the SynthFER clips (no detector) and "
-             f"{_frame_rate([real]):.1f} frames/s on the real clip (MTCNN every {every} frame(s)), on this machine.",
-             f"- The real video ({Path(real['video']).name}): {real['frames']} frames, MTCNN found "
-             f"{len(real['face_ids'])} face id(s), {real['frames_without_face']} frame(s) had no face and have a row "
-             f"saying so{'; decoding stopped early: ' + real['error'] if real['error'] else ''}."]
+    settings = val_scores.groupby(["tau", "margin"]).ngroups
+    by_metric = effect.set_index("metric")
+    lines = [f"- `{checkpoint}`{run} read {val_scores['clip'].nunique()} validation and {int(effect['clips'].max())} "
+             f"held-out SynthFER clips (other people in each), faces placed by the clips' truth and detected every "
+             f"{every} frame(s); nuisances of real video (shake, motion blur, flicker, occlusions, JPEG) added at "
+             f"strength {nuisance:g} unless said otherwise.",
+             f"- Chosen on the validation clips by mean macro-F1 among {settings} settings: **{smoother_words(chosen)}**."]
+    if chosen["tau"] == 0 and chosen["margin"] == 0:
+        lines.append("- No smoother beat raw labels on the validation clips, so the held-out clips are read raw.")
+    else:
+        lines.append(f"- On the held-out clips at strength {nuisance:g} (the clip is the unit; one Holm family of "
+                     f"4 metrics): accuracy {by_metric.loc['accuracy', 'chosen − none']}; macro-F1 "
+                     f"{by_metric.loc['macro_f1', 'chosen − none']}; flicker {by_metric.loc['flicker', 'chosen − none']}; "
+                     f"onset delay {by_metric.loc['delay_s', 'chosen − none']}.")
+        lines.append(f"- Without nuisances: accuracy {clean.set_index('metric').loc['accuracy', 'chosen − none']}.")
+    lines.append(f"- Over nuisance strengths {', '.join(f'{x:g}' for x in sweep['nuisance'])}: raw accuracy "
+                 + ", ".join(f"{a:.1f} %" for a in sweep["accuracy none (%)"]) + "; with the chosen smoother "
+                 + ", ".join(f"{a:.1f} %" for a in sweep["accuracy chosen (%)"]) + " (means over the held-out clips).")
+    lines += [f"- The pipeline ran at {_frame_rate(results):.1f} frames/s on the SynthFER clips (no detector) and "
+              f"{_frame_rate([real]):.1f} frames/s on the real clip (MTCNN every {every} frame(s)), on this machine.",
+              f"- The real video ({Path(real['video']).name}): {real['frames']} frames, MTCNN found "
+              f"{len(real['face_ids'])} face id(s), {real['frames_without_face']} frame(s) had no face and have a row "
+              f"saying so{'; decoding stopped early: ' + real['error'] if real['error'] else ''}."]
     if template == "synthfer":
         lines.append("- This model was trained on SynthFER only: its labels on the real faces are not expected to be "
                      "right; the real clip shows the pipeline (detection, tracking, no-face rows, speed) working.")

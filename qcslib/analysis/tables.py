@@ -119,21 +119,18 @@ def failures(records: list[dict]) -> pd.DataFrame | None:
     return pd.DataFrame(records, columns=["file", "error"]) if records else None
 
 
-def clip_accuracy(scores: pd.DataFrame) -> pd.DataFrame:
-    """``temporal.clip_scores`` to read: accuracies in %, delays to 0.01 s, and a last row of mean ± std over the
-    clips."""
-    table = scores.copy()
-    accuracies, delays = ["raw accuracy", "smoothed accuracy"], ["raw delay (s)", "smoothed delay (s)"]
-    summary = {"clip": f"mean ± std ({len(table)} clips)", "frames": int(table["frames"].sum()),
-               "frames without face": int(table["frames without face"].sum()), "onsets detected (smoothed)": ""}
-    for column in accuracies:
-        summary[column] = f"{100 * table[column].mean():.1f} ± {100 * table[column].std(ddof=1):.1f}" \
-            if len(table) > 1 else f"{100 * table[column].mean():.1f}"
-    for column in delays:
-        summary[column] = f"{table[column].mean():.2f}" if table[column].notna().any() else "none"
-    table[accuracies] = (100 * table[accuracies]).round(1)
-    table[delays] = table[delays].round(2)
-    return pd.concat([table.astype(object), pd.DataFrame([summary])], ignore_index=True).fillna("none")
+def smoother_search(scores: pd.DataFrame, chosen: dict) -> pd.DataFrame:
+    """``temporal.smoother_scores`` of the validation clips to read: for no smoothing and the best setting of each
+    other kind (by mean macro-F1), the mean over the clips of each metric (accuracy and macro-F1 in %, flicker in
+    label changes per second, the onset delay in seconds) and which one was chosen."""
+    means = scores.groupby(["smoother", "tau", "margin"], sort=False)[["accuracy", "macro_f1", "flicker",
+                                                                        "delay_s"]].mean().reset_index()
+    best = means.loc[means.groupby("smoother", sort=False)["macro_f1"].idxmax()]
+    best = best.assign(chosen=[(r.tau, r.margin) == (chosen["tau"], chosen["margin"]) for r in best.itertuples()])
+    best[["accuracy", "macro_f1"]] *= 100
+    return best.rename(columns={"tau": "τ (s)", "margin": "margin", "accuracy": "accuracy %",
+                                "macro_f1": "macro-F1 %", "flicker": "flicker (/s)", "delay_s": "delay (s)"}
+                       ).round(2).set_index("smoother")
 
 
 def video_stages(groups: dict[str, list[dict]]) -> pd.DataFrame:

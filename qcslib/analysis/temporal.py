@@ -1,10 +1,15 @@
-"""Temporal accuracy of video predictions against a SynthFER clip's per-frame truth.
+"""Temporal accuracy of video predictions against a SynthFER clip's per-frame truth, and the choice of a smoother.
 
 ``predictions`` is a ``predictions.csv`` of :func:`qcslib.video.predict_video` (one row per face and frame, a
 no-face row ``face_id`` empty), ``truth`` a clip's CSV from :mod:`qcslib.data.synthfer.video` (``frame, time_s,
 label, phase, ...``); either a path or a DataFrame. The clip's face is the face id present in most frames; a
 frame where it is absent counts as wrong. The raw label of a frame is the argmax of its ``p_<class>`` columns
 (in column order), the smoothed one its ``label`` column (the argmax of the smoothed probabilities).
+
+A smoother (``smoother_grid``: none, the EMA at a τ, hysteresis at a margin, or both) is applied afterwards to
+the raw probabilities (``resmoothed``), chosen on validation clips by the mean of a clip metric (``clip_metrics``:
+per-frame accuracy, macro-F1, flicker in label changes per second, onset delay; ``choose_smoother``) and
+reported on held-out clips against none, paired over the clips (``smoother_effect``, ``nuisance_table``).
 """
 from __future__ import annotations
 
@@ -13,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import f1_score
 
-from ..video import Smoother
-from .stats import compare, undefined_reason, with_holm
+from ..video import Hysteresis, Smoother
+from .stats import compare, verdict, with_holm
 
 
 def _table(source, needed: set[str], what: str) -> pd.DataFrame:
@@ -86,86 +92,123 @@ def _detected(delays: list[dict]) -> list[float]:
     return [d["delay_s"] for d in delays if not math.isnan(d["delay_s"])]
 
 
-def clip_scores(results: list[dict]) -> pd.DataFrame:
-    """One row per clip (``results``: ``predict_video`` summaries, each with its clip's ``truth`` CSV added):
-    ``clip, frames, frames without face, raw accuracy, smoothed accuracy``, the median delay in seconds from the
-    truth label's switch to detection (``onset_delays``) of each over the onsets it detected (NaN: none), and how
-    many of the onsets the smoothed one detected."""
-    rows = []
-    for r in results:
-        predictions = Path(r["out"]) / "predictions.csv"
-        accuracy = temporal_accuracy(predictions, r["truth"])
-        raw, smoothed = (_detected(onset_delays(predictions, r["truth"], c)) for c in ("raw", "smoothed"))
-        onsets = len(onset_delays(predictions, r["truth"]))
-        rows.append({"clip": Path(r["truth"]).stem, "frames": accuracy["frames"],
-                     "frames without face": accuracy["frames_without_face"], "raw accuracy": accuracy["raw"],
-                     "smoothed accuracy": accuracy["smoothed"],
-                     "raw delay (s)": float(np.median(raw)) if raw else math.nan,
-                     "smoothed delay (s)": float(np.median(smoothed)) if smoothed else math.nan,
-                     "onsets detected (smoothed)": f"{len(smoothed)} of {onsets}"})
-    return pd.DataFrame(rows)
-
-
-def smoothing_effect(scores: pd.DataFrame) -> dict:
-    """Smoothed − raw per-frame accuracy over the clips of ``clip_scores`` (the clip as the unit: frames of one
-    clip are not independent), a paired 95 % t-interval (``stats.compare``, the clip in the seed's place)."""
-    long = pd.concat([pd.DataFrame({"seed": range(len(scores)), "variant": name, "accuracy": scores[f"{name} accuracy"]})
-                      for name in ("smoothed", "raw")])
-    return compare(long, "smoothed", "raw", metric="accuracy")
-
-
-def _difference(c: dict) -> dict:
-    """A ``stats.compare`` result with ``p_holm`` (``with_holm``) as three table cells: the difference in points
-    with its unadjusted interval, the Holm-adjusted p, and its reading: a difference is declared only where the
-    interval excludes 0 and the adjusted p is below 1 − confidence."""
-    if (reason := undefined_reason(c, "clips")) is not None:
-        return {"smoothed − raw (points)": f"{100 * c['mean_diff']:+.1f}", "Holm p": "n/a",
-                "reading": f"interval undefined ({reason})"}
-    reading = ("no detectable difference" if c["ci_low"] <= 0 <= c["ci_high"] or c["p_holm"] >= 1 - c["confidence"]
-               else "smoothing helps" if c["mean_diff"] > 0 else "smoothing hurts")
-    return {"smoothed − raw (points)": f"{100 * c['mean_diff']:+.1f} [{100 * c['ci_low']:+.1f}, "
-                                       f"{100 * c['ci_high']:+.1f}]", "Holm p": f"{c['p_holm']:.3f}",
-            "reading": reading}
-
-
-def resmoothed(predictions, tau: float) -> pd.DataFrame:
+def resmoothed(predictions, tau: float, margin: float = 0.0) -> pd.DataFrame:
     """``predictions`` (a ``predictions.csv``) with its ``smoothed_<class>`` columns (where it has them) and its
     ``label`` recomputed by smoothing the raw ``p_<class>`` columns again with time constant ``tau`` seconds
-    (``video.Smoother``, per face id, in frame order)."""
+    (``video.Smoother``, per face id, in frame order), then labelling with hysteresis of ``margin``
+    (``video.Hysteresis``; 0: the argmax)."""
     table = _table(predictions, {"frame", "time_s", "face_id", "label"}, "a predictions table").copy()
     probabilities = [c for c in table.columns if c.startswith("p_")]
-    names, smoother = np.asarray([c[2:] for c in probabilities]), Smoother(tau)
+    names, smoother, labeller = np.asarray([c[2:] for c in probabilities]), Smoother(tau), Hysteresis(margin)
     faces = table.sort_values("frame").dropna(subset=["face_id"])
     smoothed = np.array([smoother(face, time, p) for face, time, p in
                          zip(faces["face_id"], faces["time_s"], faces[probabilities].to_numpy())]).reshape(
         len(faces), len(names))
-    table.loc[faces.index, "label"] = names[smoothed.argmax(1)] if len(faces) else []
+    labels = [labeller(face, p) for face, p in zip(faces["face_id"], smoothed)]
+    table.loc[faces.index, "label"] = names[labels] if len(faces) else []
     if all(f"smoothed_{n}" in table for n in names):
         table.loc[faces.index, [f"smoothed_{n}" for n in names]] = smoothed
     return table
 
 
-def smoothing_sweep(results: list[dict], taus: list[float]) -> pd.DataFrame:
-    """For each time constant τ: the clips' mean per-frame accuracy smoothed with it (``resmoothed``), its paired
-    difference from raw over the clips with an unadjusted 95 % interval (``smoothing_effect``), the p-value
-    Holm-adjusted over the τs (one family: ``with_holm``) and the reading it gives (``_difference``), and the
-    median delay from the truth label's switch to detection over every detected onset of the clips (how many
-    were detected, of how many)."""
-    rows, effects = [], []
-    for tau in taus:
-        scores, delays = [], []
-        for r in results:
-            table = resmoothed(Path(r["out"]) / "predictions.csv", tau)
-            scores.append(temporal_accuracy(table, r["truth"]))
-            delays += onset_delays(table, r["truth"])
-        found = [d["delay_s"] for d in delays if not math.isnan(d["delay_s"])]
-        table = pd.DataFrame({"raw accuracy": [s["raw"] for s in scores],
-                              "smoothed accuracy": [s["smoothed"] for s in scores]})
-        effects.append(smoothing_effect(table))
-        rows.append({"τ (s)": tau, "smoothed accuracy (%)": round(100 * table["smoothed accuracy"].mean(), 1),
-                     "raw accuracy (%)": round(100 * table["raw accuracy"].mean(), 1),
-                     "median delay (s)": round(float(np.median(found)), 2) if found else math.nan,
-                     "onsets detected": f"{len(found)} of {len(delays)}"})
-    return pd.DataFrame([{**row, **_difference(c)} for row, c in zip(rows, with_holm(effects))])[
-        ["τ (s)", "smoothed accuracy (%)", "raw accuracy (%)", "smoothed − raw (points)", "Holm p", "reading",
-         "median delay (s)", "onsets detected"]]
+def flicker(frames: pd.DataFrame, column: str = "smoothed") -> float:
+    """Label changes per second of ``frame_labels``' ``column``: the frames whose label differs from the previous
+    frame's (a missing face counts as a label of its own), over the clip's duration."""
+    labels = frames.sort_values("frame")[column].fillna("(no face)").to_numpy()
+    seconds = float(frames["time_s"].max() - frames["time_s"].min())
+    return float((labels[1:] != labels[:-1]).sum() / seconds) if seconds > 0 else 0.0
+
+
+def clip_metrics(predictions, truth, column: str = "smoothed") -> dict:
+    """One clip's labels in ``column`` against its truth: per-frame ``accuracy``, ``macro_f1`` over the classes
+    the truth or the labels hold (scikit-learn; a missing face is a wrong label), ``flicker`` (changes per second)
+    and ``delay_s``, the median onset delay over the detected onsets (``onset_delays``; NaN: none detected)."""
+    frames = frame_labels(predictions, truth)
+    predicted = frames[column].fillna("(no face)")
+    delays = _detected(onset_delays(predictions, truth, column))
+    return {"accuracy": temporal_accuracy(predictions, truth)[column],
+            "macro_f1": float(f1_score(frames["label"], predicted, average="macro", zero_division=0)),
+            "flicker": flicker(frames, column), "delay_s": float(np.median(delays)) if delays else math.nan}
+
+
+def smoother_grid(taus: list[float], margins: list[float]) -> list[dict]:
+    """The smoothers compared: none; the EMA at each τ > 0; hysteresis at each margin > 0; and each pair →
+    ``[{smoother, tau, margin}]``."""
+    taus, margins = [t for t in taus if t > 0], [m for m in margins if m > 0]
+    return ([{"smoother": "none", "tau": 0.0, "margin": 0.0}]
+            + [{"smoother": "ema", "tau": t, "margin": 0.0} for t in taus]
+            + [{"smoother": "hysteresis", "tau": 0.0, "margin": m} for m in margins]
+            + [{"smoother": "ema + hysteresis", "tau": t, "margin": m} for t in taus for m in margins])
+
+
+def smoother_scores(results: list[dict], grid: list[dict]) -> pd.DataFrame:
+    """``clip_metrics`` of every clip of ``results`` (``predict_video`` summaries with their ``truth``) relabelled
+    by every smoother of ``grid`` (``resmoothed``) → one row per smoother and clip."""
+    rows = []
+    for choice in grid:
+        for clip, r in enumerate(results):
+            table = resmoothed(Path(r["out"]) / "predictions.csv", choice["tau"], choice["margin"])
+            rows.append({**choice, "clip": clip, **clip_metrics(table, r["truth"])})
+    return pd.DataFrame(rows)
+
+
+def choose_smoother(scores: pd.DataFrame, metric: str = "macro_f1") -> dict:
+    """The smoother of ``smoother_scores`` (on validation clips) with the highest mean ``metric`` over the clips;
+    on a tie the first in grid order (none first, then the simplest) → ``{smoother, tau, margin}``."""
+    means = scores.groupby(["smoother", "tau", "margin"], sort=False)[metric].mean()
+    smoother, tau, margin = means.idxmax()
+    return {"smoother": smoother, "tau": float(tau), "margin": float(margin)}
+
+
+def smoother_effect(scores: pd.DataFrame, chosen: dict) -> pd.DataFrame:
+    """``chosen`` against no smoothing on the clips of ``smoother_scores`` (held-out clips), per metric: the two
+    means and the paired difference over clips with its 95 % t-interval (``stats.compare``, the clip in the seed's
+    place; the delay over the clips where both detected an onset), one Holm family. A metric no clip has (no
+    onset detected) says so."""
+    pick = (scores["tau"] == chosen["tau"]) & (scores["margin"] == chosen["margin"])
+    none = scores["smoother"] == "none"
+    metrics = ("accuracy", "macro_f1", "flicker", "delay_s")
+    compared = {}
+    for metric in metrics:
+        long = pd.concat([scores[pick].assign(variant="chosen"), scores[none].assign(variant="none")])
+        long = long.rename(columns={"clip": "seed"})[["seed", "variant", metric]].dropna()
+        if set(long["variant"]) == {"chosen", "none"}:
+            compared[metric] = compare(long, "chosen", "none", metric=metric)
+    compared = dict(zip(compared, with_holm(list(compared.values()))))
+    rows = []
+    for metric in metrics:
+        scale, unit = {"flicker": (1, "/s"), "delay_s": (1, "s")}.get(metric, (100, "points"))
+        c = compared.get(metric)
+        rows.append({"metric": metric, "none": scale * scores.loc[none, metric].mean(),
+                     "chosen": scale * scores.loc[pick, metric].mean(), "clips": c["seeds"] if c else 0,
+                     "chosen − none": verdict(c, scale=scale, unit=unit, over="clips") if c else
+                     "no clip has it with and without the smoother (no onset detected)"})
+    return pd.DataFrame(rows)
+
+
+def held_out(results: dict[float, list[dict]], chosen: dict) -> dict[float, pd.DataFrame]:
+    """``smoother_scores`` of no smoothing and of ``chosen`` on the held-out clips read at each nuisance strength
+    (``{strength: predict_video summaries}``)."""
+    grid = smoother_grid([], [])  # none
+    grid += [chosen] if (chosen["tau"], chosen["margin"]) != (0, 0) else []
+    return {strength: smoother_scores(read, grid) for strength, read in results.items()}
+
+
+def nuisance_table(scores: dict[float, pd.DataFrame], chosen: dict) -> pd.DataFrame:
+    """Per nuisance strength (``{strength: smoother_scores of the held-out clips with none and chosen}``): the
+    mean per-frame accuracy, macro-F1 and flicker without smoothing and with ``chosen``, and chosen − none in
+    accuracy paired over the clips with its unadjusted 95 % interval, the strengths one Holm family."""
+    compared, rows = [], []
+    for strength, table in scores.items():
+        pick = (table["tau"] == chosen["tau"]) & (table["margin"] == chosen["margin"])
+        none = table["smoother"] == "none"
+        long = pd.concat([table[pick].assign(variant="chosen"), table[none].assign(variant="none")])
+        compared.append(compare(long.rename(columns={"clip": "seed"}), "chosen", "none", metric="accuracy"))
+        row = {"nuisance": strength}
+        for metric, scale, unit in (("accuracy", 100, "%"), ("macro_f1", 100, "%"), ("flicker", 1, "/s")):
+            for name, where in (("none", none), ("chosen", pick)):
+                row[f"{metric} {name} ({unit})"] = scale * table.loc[where, metric].mean()
+        rows.append(row)
+    for row, c in zip(rows, with_holm(compared)):
+        row["accuracy: chosen − none"] = verdict(c, over="clips")
+    return pd.DataFrame(rows).round(2)

@@ -21,7 +21,7 @@ from .decode import Frame, FrameSource
 from .draw import draw_records
 from .encode import VideoWriter
 from .report import StageClock, csv_columns, csv_row, plot_timeline
-from .smooth import Smoother, check_tau
+from .smooth import Hysteresis, Smoother, check_margin, check_tau
 from .track import Tracker
 
 VIDEO_OUTPUTS = ("predictions.csv", "predictions.jsonl", "annotated.mp4", "timeline.png")  # what predict_video writes
@@ -37,17 +37,20 @@ def _timed(frames: Iterator[Frame], clock: StageClock) -> Iterator[Frame]:
         yield frame
 
 
-def check_options(every: int, smooth: float) -> None:
-    """Raise ValueError unless ``every`` >= 1 and ``smooth`` is a finite number >= 0 (``predict_video``'s options)."""
+def check_options(every: int, smooth: float, hysteresis: float = 0.0) -> None:
+    """Raise ValueError unless ``every`` >= 1, ``smooth`` is a finite number >= 0 and ``hysteresis`` a margin in
+    [0, 1) (``predict_video``'s options)."""
     if every < 1:
         raise ValueError(f"--every must be >= 1, got {every}")
     check_tau(smooth)
+    check_margin(hysteresis)
 
 
 def predict_video(predictor: Predictor, source: FrameSource, out, detector=None, every: int = 1,
-                  smooth: float = 0.0, progress: bool = True) -> dict:
+                  smooth: float = 0.0, progress: bool = True, hysteresis: float = 0.0) -> dict:
     """Classify every face of every frame of ``source``, detecting faces every ``every`` frames and tracking them
-    in between, smoothing with time constant ``smooth`` seconds. ``detector``: anything with ``detect(image,
+    in between, smoothing with time constant ``smooth`` seconds, then labelling with ``hysteresis``'s margin
+    (``video.smooth``). ``detector``: anything with ``detect(image,
     frame) -> list[Face]`` (``frame`` the frame's index; default MTCNN's ``FaceDetector``). Writes to ``out``:
     ``predictions.csv`` and ``predictions.jsonl`` (one record per face per frame, ``{frame, time_s, face_id,
     detected, box, landmarks, probabilities, smoothed, label}``, and ``{frame, time_s, face_id: null}`` for a
@@ -55,8 +58,9 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
     summary ``{video, frames, frames_without_face, face_ids, error, out, seconds}``; ``error`` is the source's
     (frames before the damage are in the output) or ``"interrupted"``; ``seconds`` the wall time of each of
     ``STAGES`` (``write``: smoothing, the records and the annotated video; the timeline plot is not counted)."""
-    check_options(every, smooth)
+    check_options(every, smooth, hysteresis)
     tracker, smoother, clock = Tracker(max_gap=max(30, 3 * every)), Smoother(smooth), StageClock()
+    labeller = Hysteresis(hysteresis)
     detector = detector or FaceDetector()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +99,7 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
                                         "landmarks": [[round(float(v), 1) for v in xy] for xy in face.landmarks],
                                         "probabilities": {c: round(float(q), 4) for c, q in zip(classes, p)},
                                         "smoothed": {c: round(float(q), 4) for c, q in zip(classes, s)},
-                                        "label": classes[int(s.argmax())]})
+                                        "label": classes[labeller(face_id, s)]})
                         ids.add(face_id)
                     if not faces:
                         records.append({"frame": frame.index, "time_s": round(frame.time, 4), "face_id": None})
