@@ -7,7 +7,7 @@ import pytest
 from qcslib.analysis import temporal
 from qcslib.data.synthfer.video import ClipSettings, write_clips
 from qcslib.video import Hysteresis, VideoFile
-from qcslib.video.nuisance import BOX, degrade, degrade_clip
+from qcslib.video.nuisance import BOX, degrade, degrade_clip, moved
 from tests.test_video_report import CLASSES, summary
 
 
@@ -26,18 +26,32 @@ def test_hysteresis_holds_a_label_until_another_class_leads_by_the_margin():
 def test_degrade_is_the_identity_at_zero_and_seeded_above_it():
     image = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
     box = np.array([10.0, 10.0, 38.0, 38.0])
-    same, shift = degrade(image, box, 0.0, np.random.default_rng(1))
+    same, matrix = degrade(image, box, 0.0, np.random.default_rng(1))
     np.testing.assert_array_equal(same, image)
-    assert shift.tolist() == [0, 0]
-    a, shift_a = degrade(image, box, 1.0, np.random.default_rng(2), occluded_part=1)
-    b, shift_b = degrade(image, box, 1.0, np.random.default_rng(2), occluded_part=1)
+    np.testing.assert_allclose(matrix, [[1, 0, 0], [0, 1, 0]], atol=1e-12)
+    a, matrix_a = degrade(image, box, 1.0, np.random.default_rng(2), occluded_part=1)
+    b, matrix_b = degrade(image, box, 1.0, np.random.default_rng(2), occluded_part=1)
     np.testing.assert_array_equal(a, b)
-    assert shift_a.tolist() == shift_b.tolist() and a.shape == image.shape and np.abs(a.astype(int) - image).mean() > 5
+    np.testing.assert_array_equal(matrix_a, matrix_b)
+    assert a.shape == image.shape and np.abs(a.astype(int) - image).mean() > 5
     with pytest.raises(ValueError, match="nuisance strength must be a number in"):
         degrade(image, box, 1.5, np.random.default_rng(0))
 
 
-def test_a_degraded_clip_moves_its_truth_with_the_shake(tmp_path):
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_the_picture_moves_where_the_jitter_moves_the_truth(seed):
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[28:33, 18:23] = 255  # a bright dot centred on x = 20, y = 30
+    out, matrix = degrade(image, np.array([0.0, 0.0, 1.0, 1.0]), 1.0, np.random.default_rng(seed))
+    weight = out.astype(float).mean(2)
+    weight = np.where(weight > 0.3 * weight.max(), weight, 0)
+    ys, xs = np.indices(weight.shape)
+    centroid = np.array([(xs * weight).sum(), (ys * weight).sum()]) / weight.sum()
+    np.testing.assert_allclose(centroid, moved([[20, 30]], matrix)[0], atol=1.0)
+    assert abs(np.hypot(*matrix[:, 0]) - 1) < 0.3  # a scale near 1
+
+
+def test_a_degraded_clip_moves_its_truth_with_the_jitter(tmp_path):
     clip = write_clips(tmp_path / "clean", ClipSettings(seed=3, fps=10, seconds=1.5, size=48))[0]
     clean = pd.read_csv(clip["truth"])
     untouched = degrade_clip(clip["video"], clip["truth"], tmp_path / "s0", 0.0)
@@ -45,16 +59,24 @@ def test_a_degraded_clip_moves_its_truth_with_the_shake(tmp_path):
         np.testing.assert_array_equal(got.image, want.image)
     zero = pd.read_csv(untouched["truth"])
     pd.testing.assert_frame_equal(zero[clean.columns], clean)
-    assert (zero[["shake_x", "shake_y"]] == 0).all().all() and (zero["bar"] == -1).all()
+    assert (zero[["jitter_dx", "jitter_dy", "jitter_deg"]] == 0).all().all() and (zero["jitter_scale"] == 1).all()
+    assert (zero["bar"] == -1).all()
 
     shaken = degrade_clip(clip["video"], clip["truth"], tmp_path / "s1", 1.0, seed=5)
-    moved = pd.read_csv(shaken["truth"])
-    assert moved["shake_x"].abs().max() > 0 and shaken["frames"] == len(clean) == 15
-    np.testing.assert_allclose(moved["box_x0"], clean["box_x0"] + moved["shake_x"])
-    np.testing.assert_allclose(moved["landmark2_y"], clean["landmark2_y"] + moved["shake_y"])
-    np.testing.assert_allclose(moved[BOX[3]], clean[BOX[3]] + moved["shake_y"])
+    jittered = pd.read_csv(shaken["truth"])
+    assert jittered["jitter_dx"].abs().max() > 0 and shaken["frames"] == len(clean) == 15
+    assert (jittered["jitter_scale"] != 1).any() and (jittered["jitter_deg"] != 0).any()
+    names = [f"landmark{i}_{a}" for i in range(5) for a in "xy"]
+    for k in (0, 7):  # the landmarks and the box through the frame's own map, drawn again from its seed
+        _, matrix = degrade(np.zeros((48, 48, 3), np.uint8), np.zeros(4), 1.0, np.random.default_rng((5, 0, k)))
+        points = clean.loc[k, names].to_numpy(float).reshape(5, 2)
+        np.testing.assert_allclose(jittered.loc[k, names].to_numpy(float).reshape(5, 2), moved(points, matrix),
+                                   atol=0.06)
+        corners = moved(clean.loc[k, BOX].to_numpy(float)[[0, 1, 2, 1, 0, 3, 2, 3]].reshape(4, 2), matrix)
+        np.testing.assert_allclose(jittered.loc[k, BOX].to_numpy(float),
+                                   np.concatenate([corners.min(0), corners.max(0)]), atol=0.06)
     again = degrade_clip(clip["video"], clip["truth"], tmp_path / "s1b", 1.0, seed=5)
-    pd.testing.assert_frame_equal(pd.read_csv(again["truth"]), moved)
+    pd.testing.assert_frame_equal(pd.read_csv(again["truth"]), jittered)
     with pytest.raises(ValueError, match="would replace the clean one"):
         degrade_clip(clip["video"], clip["truth"], tmp_path / "clean", 0.5)
 
