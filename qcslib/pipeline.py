@@ -163,7 +163,10 @@ def _kernel_manager(socket_dir: str) -> type:
 def execute(nb: Path, executed: Path, params: dict, sockets: str) -> str | None:
     """Run notebook ``nb`` with papermill into ``executed``, given the ``params`` it declares, its kernel talking
     over IPC sockets in ``sockets``, its progress printed → None, or what failed: a cell (its error's first line),
-    or the kernel, which died."""
+    or the kernel, which died. Cells tagged ``interactive`` (widgets, for JupyterLab) are left out: a report has
+    no kernel to drive them, and a widget's comm messages once left a batch run waiting for good (nbval still runs
+    them under ``make test``)."""
+    import nbformat
     import papermill
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -174,7 +177,9 @@ def execute(nb: Path, executed: Path, params: dict, sockets: str) -> str | None:
     printer = ProgressPrinter(report, nb.stem)
     printer.start()
     try:
-        papermill.execute_notebook(str(nb), str(executed), parameters={k: v for k, v in params.items() if k in declared},
+        notebook = nbformat.read(nb, as_version=4)
+        notebook.cells = [c for c in notebook.cells if "interactive" not in c.metadata.get("tags", [])]
+        papermill.execute_notebook(notebook, str(executed), parameters={k: v for k, v in params.items() if k in declared},
                                    kernel_name="python3", cwd=str(ROOT), progress_bar=False,
                                    kernel_manager_class=_kernel_manager(sockets))
     except PapermillExecutionError as e:

@@ -96,6 +96,19 @@ def test_a_failing_notebook_stops_the_pipeline_and_keeps_what_ran(tmp_path, monk
     assert pipeline._kernel_manager(str(tmp_path))().transport == "ipc"  # the kernels talk over sockets in a folder
 
 
+def test_the_pipeline_leaves_interactive_cells_unexecuted(tmp_path, monkeypatch):
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    write_notebook(books / "01_widget.ipynb", ["profile = 'x'", "print('shown')", "raise RuntimeError('a widget')"])
+    nb = nbformat.read(books / "01_widget.ipynb", as_version=4)
+    nb.cells[2].metadata["tags"] = ["interactive"]
+    nbformat.write(nb, books / "01_widget.ipynb")
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", books)
+    assert pipeline.run("smoke", {"run_dir": str(tmp_path / "runs")}, out_dir=tmp_path / "out") == 0
+    executed = nbformat.read(tmp_path / "out" / "01_widget.ipynb", as_version=4)
+    assert "shown" in str(executed.cells) and "a widget" not in str(executed.cells)
+
+
 def test_progress_describes_the_run_and_estimates_the_time_left(tmp_path, monkeypatch, capsys):
     state = {"run_index": 2, "runs": 5, "run": "qcs-s1", "epoch": 3, "max_epochs": 10, "score": 0.612,
              "selection": "val", "epoch_seconds": 12.0, "epoch_units": 4.0, "later_units": 80.0}
