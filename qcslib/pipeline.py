@@ -258,7 +258,7 @@ def run(profile: str, extra: dict | None = None, only: list[str] | None = None, 
                                                               "total": total, "failed": failure,
                                                               "runs_at_start": runs_at_start, "machine": measured_on},
                                                              indent=1))
-    write_index(profile, params, out_dir, timings, failure, measured_on)
+    write_index(profile, params, out_dir, timings, failure, measured_on, runs_at_start)
     print(f"pipeline {'stopped' if failure else 'finished'} in {total:.1f} s: {out_dir / 'index.html'}")
     if failure:
         print(f"pipeline stopped: {failure}", file=sys.stderr)
@@ -308,9 +308,10 @@ def environment() -> dict:
 
 
 def write_index(profile: str, params: dict, out_dir: Path, timings: dict, failure: str | None,
-                measured_on: dict | None = None) -> None:
+                measured_on: dict | None = None, runs_at_start: int | None = None) -> None:
     """``index.html``: when, by which commit and on which machine (``measured_on``, as ``runtime.machine`` gives it)
-    the reports were rendered, each report with its time, every run under the run directory, the parameters and the
+    the reports were rendered, how many finished runs were on disk at the start (``runs_at_start``; their training
+    is not in the times), each report with its time, every run under the run directory, the parameters and the
     environment."""
     reports = "".join(  # every rendered report, also those of earlier runs (--only)
         f"<tr><td><a href='{html.escape(nb.stem)}.html'>{html.escape(nb.stem)}</a></td>"
@@ -321,6 +322,9 @@ def write_index(profile: str, params: dict, out_dir: Path, timings: dict, failur
     env = pd.Series(environment(), name="value").to_frame().to_html()
     status = f"<p class='fail'>Stopped: {html.escape(failure)}</p>" if failure else \
         f"<p>All {len(timings)} notebooks ran, in {sum(timings.values()):.1f} s.</p>"
+    if runs_at_start:
+        status += (f"<p>{runs_at_start} finished runs were on disk at the start and were reused (the runs table says "
+                   "which code trained them): the times above do not include their training.</p>")
     status += (f"<p>Rendered on {datetime.date.today()} by commit <code>{html.escape(git_commit())}</code>, on "
                f"{html.escape(describe_machine(measured_on))}; each notebook's seconds are in "
                f"<a href='timings.json'>timings.json</a>.</p>")

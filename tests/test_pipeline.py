@@ -310,7 +310,9 @@ def test_only_adds_its_timings_to_those_of_earlier_runs(tmp_path, monkeypatch, c
     assert merged["machine"]["cores"] >= 1 and merged["machine"]["fp32_matmul_gflops"] > 0
     index = (out / "index.html").read_text()
     assert f"by commit <code>{rundir.git_commit()}</code>, on " in index and "fp32 matmul" in index
-    assert "<a href='timings.json'>timings.json</a>" in index
+    assert "<a href='timings.json'>timings.json</a>" in index and "were on disk at the start" not in index
+    pipeline.write_index("smoke", runs, out, merged["seconds"], None, merged["machine"], runs_at_start=47)
+    assert ("47 finished runs were on disk at the start and were reused" in (out / "index.html").read_text())
     with pytest.raises(pipeline.ConfigError, match=r"timings.json: holds the timings of profile 'smoke', not 'cpu'"):
         pipeline.run("cpu", runs, only=["02"], out_dir=out)
     assert len(ran) == 4 and json.loads((out / "timings.json").read_text()) == merged
