@@ -97,10 +97,10 @@ def test_video_findings_say_what_the_run_is_what_was_chosen_and_what_it_did(tmp_
     chosen = {"smoother": "ema + hysteresis", "tau": 0.5, "margin": 0.1}
     val = pd.DataFrame({"clip": [0, 1, 0, 1], "tau": [0.0, 0.0, 0.5, 0.5], "margin": [0.0, 0.0, 0.1, 0.1]})
     effect = pd.DataFrame({"metric": ["accuracy", "macro_f1", "flicker", "delay_s"], "clips": [10, 10, 10, 8],
-                           "chosen − none": ["acc text", "f1 text", "flicker text", "delay text"]})
+                           "chosen − none": ["acc text", "f1 text", "flicker text", "delay text"]}).set_index("metric")
     clean = effect.assign(**{"chosen − none": ["clean text", "", "", ""]})
     sweep = pd.DataFrame({"nuisance": [0.0, 1.0], "accuracy none (%)": [70.0, 40.0],
-                          "accuracy chosen (%)": [71.0, 50.0]})
+                          "accuracy chosen (%)": [71.0, 50.0]}).set_index("nuisance")
     runs = [{"frames": 20, "seconds": dict.fromkeys(STAGES, 1.0)}]
     real = {"video": "x/photos.mp4", "frames": 80, "face_ids": [0, 1], "frames_without_face": 20, "error": None,
             "seconds": dict.fromkeys(STAGES, 2.0)}

@@ -235,7 +235,7 @@ def video(checkpoint: str | Path, template: str, chosen: dict, val_scores: pd.Da
         state = "converged" if s.get("converged") else "**not converged: the accuracies below are not a result**"
         run = f" (one run, seed {s['seed']}; chosen on the {s['selection']} split; {state})"
     settings = val_scores.groupby(["tau", "margin"]).ngroups
-    by_metric = effect.set_index("metric")
+    by_metric = effect
     lines = [f"- `{checkpoint}`{run} read {val_scores['clip'].nunique()} validation and {int(effect['clips'].max())} "
              f"held-out SynthFER clips (other people in each), faces placed by the clips' truth and detected every "
              f"{every} frame(s); nuisances of real video (shake, motion blur, flicker, occlusions, JPEG) added at "
@@ -248,8 +248,8 @@ def video(checkpoint: str | Path, template: str, chosen: dict, val_scores: pd.Da
                      f"4 metrics): accuracy {by_metric.loc['accuracy', 'chosen − none']}; macro-F1 "
                      f"{by_metric.loc['macro_f1', 'chosen − none']}; flicker {by_metric.loc['flicker', 'chosen − none']}; "
                      f"onset delay {by_metric.loc['delay_s', 'chosen − none']}.")
-        lines.append(f"- Without nuisances: accuracy {clean.set_index('metric').loc['accuracy', 'chosen − none']}.")
-    lines.append(f"- Over nuisance strengths {', '.join(f'{x:g}' for x in sweep['nuisance'])}: raw accuracy "
+        lines.append(f"- Without nuisances: accuracy {clean.loc['accuracy', 'chosen − none']}.")
+    lines.append(f"- Over nuisance strengths {', '.join(f'{x:g}' for x in sweep.index)}: raw accuracy "
                  + ", ".join(f"{a:.1f} %" for a in sweep["accuracy none (%)"]) + "; with the chosen smoother "
                  + ", ".join(f"{a:.1f} %" for a in sweep["accuracy chosen (%)"]) + " (means over the held-out clips).")
     lines += [f"- The pipeline ran at {_frame_rate(results):.1f} frames/s on the SynthFER clips (no detector) and "

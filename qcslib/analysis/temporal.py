@@ -163,8 +163,8 @@ def choose_smoother(scores: pd.DataFrame, metric: str = "macro_f1") -> dict:
 def smoother_effect(scores: pd.DataFrame, chosen: dict) -> pd.DataFrame:
     """``chosen`` against no smoothing on the clips of ``smoother_scores`` (held-out clips), per metric: the two
     means and the paired difference over clips with its 95 % t-interval (``stats.compare``, the clip in the seed's
-    place; the delay over the clips where both detected an onset), one Holm family. A metric no clip has (no
-    onset detected) says so."""
+    place; the delay over the clips where both detected an onset), one Holm family, one row per metric (the
+    index; the scores rounded to 0.01). A metric no clip has (no onset detected) says so."""
     pick = (scores["tau"] == chosen["tau"]) & (scores["margin"] == chosen["margin"])
     none = scores["smoother"] == "none"
     metrics = ("accuracy", "macro_f1", "flicker", "delay_s")
@@ -183,7 +183,7 @@ def smoother_effect(scores: pd.DataFrame, chosen: dict) -> pd.DataFrame:
                      "chosen": scale * scores.loc[pick, metric].mean(), "clips": c["seeds"] if c else 0,
                      "chosen − none": verdict(c, scale=scale, unit=unit, over="clips") if c else
                      "no clip has it with and without the smoother (no onset detected)"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).round(2).set_index("metric")
 
 
 def held_out(results: dict[float, list[dict]], chosen: dict) -> dict[float, pd.DataFrame]:
@@ -197,7 +197,8 @@ def held_out(results: dict[float, list[dict]], chosen: dict) -> dict[float, pd.D
 def nuisance_table(scores: dict[float, pd.DataFrame], chosen: dict) -> pd.DataFrame:
     """Per nuisance strength (``{strength: smoother_scores of the held-out clips with none and chosen}``): the
     mean per-frame accuracy, macro-F1 and flicker without smoothing and with ``chosen``, and chosen − none in
-    accuracy paired over the clips with its unadjusted 95 % interval, the strengths one Holm family."""
+    accuracy paired over the clips with its unadjusted 95 % interval, the strengths one Holm family; one row per
+    strength (the index)."""
     compared, rows = [], []
     for strength, table in scores.items():
         pick = (table["tau"] == chosen["tau"]) & (table["margin"] == chosen["margin"])
@@ -211,4 +212,4 @@ def nuisance_table(scores: dict[float, pd.DataFrame], chosen: dict) -> pd.DataFr
         rows.append(row)
     for row, c in zip(rows, with_holm(compared)):
         row["accuracy: chosen − none"] = verdict(c, over="clips")
-    return pd.DataFrame(rows).round(2)
+    return pd.DataFrame(rows).round(2).set_index("nuisance")
