@@ -407,8 +407,9 @@ def synthfer_clips(config: TrainConfig, params: NotebookParameters) -> dict[str,
 def read_clips(predictor, clips: dict[str, list[dict]], params: NotebookParameters) -> dict:
     """The clips of ``synthfer_clips`` degraded by ``video.nuisance.degrade_clip`` (seeded by the clip's index;
     the validation clips at ``params.nuisance``, the test clips at every strength of ``params.nuisance_sweep``, at
-    ``params.nuisance`` and at 0, as rendered), each read by ``predict_video`` with its truth as the face detector, raw (the smoothers
-    are applied afterwards, ``temporal.resmoothed``) → ``{"val": summaries, "test": {strength: summaries}}``."""
+    ``params.nuisance`` and at 0, as rendered), each read by ``predict_video`` with its truth as the face detector,
+    raw (the smoothers are applied afterwards, ``temporal.resmoothed``) → ``{"val": summaries, "test": {strength:
+    summaries}}``."""
     def read(split: str, strength: float) -> list[dict]:
         folder = Path(clips[split][0]["video"]).parent.with_name(f"{split}-nuisance-{strength:g}")
         degraded = [degrade_clip(c["video"], c["truth"], folder, strength, seed=k) for k, c in enumerate(clips[split])]

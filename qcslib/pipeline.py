@@ -182,7 +182,8 @@ def execute(nb: Path, executed: Path, params: dict, sockets: str) -> str | None:
         batch = Path(sockets) / nb.name  # the notebook as it runs here, beside the kernel's sockets
         nbformat.write(notebook, batch)
         papermill.execute_notebook(str(batch), str(executed),
-                                   parameters={k: v for k, v in params.items() if k in declared}, kernel_name="python3", cwd=str(ROOT), progress_bar=False,
+                                   parameters={k: v for k, v in params.items() if k in declared},
+                                   kernel_name="python3", cwd=str(ROOT), progress_bar=False,
                                    kernel_manager_class=_kernel_manager(sockets))
     except PapermillExecutionError as e:
         return f"{nb.name} failed in cell [{e.exec_count}]: {e.ename}: {e.evalue.splitlines()[0] if e.evalue else ''}"

@@ -28,7 +28,7 @@ import pandas as pd
 from .ablation import (bias_accuracy, finished, format_mean_std, read_run, run_all, run_table, stale, summarize,
                        train_variants)
 from .analysis.stats import compare, verdict, with_holm
-from .confidence import Calibration, calibration
+from .confidence import Calibration, calibration, ours
 from .data.sources import load_split
 from .export import export, export_int8
 from .latency import onnx_latency, torch_latency
@@ -209,8 +209,9 @@ def calibrations(teacher: dict, runs: pd.DataFrame, device: str = "auto"
     """Temperature scaling (``confidence.calibration``) of the teacher and of every student's best.pt, each fitted
     on its val split and stored in it (the int8 exports made after it apply it) → (one row per model: variant,
     seed, temperature and the ECE before and after on val and test; ``{"teacher": ..., "kd student": ...}``,
-    the teacher's and the first seed's KD student's calibrations, for reliability diagrams)."""
-    models = [("teacher", teacher["seed"], Path(teacher["checkpoint"]))]
+    the teacher's and the first seed's KD student's calibrations, for reliability diagrams). A teacher given as an
+    official checkpoint is left out: its file is the authors'."""
+    models = [("teacher", teacher["seed"], Path(teacher["checkpoint"]))] if ours(teacher["checkpoint"]) else []
     models += [(r.variant, r.seed, Path(r.run_dir) / "best.pt") for r in runs.itertuples()]
     rows, kept = [], {}
     for variant, seed, path in models:

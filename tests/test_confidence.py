@@ -4,12 +4,14 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import onnxruntime
 import pytest
 import torch
 
-from qcslib import confidence
+from qcslib import confidence, students
 from qcslib.__main__ import main
+from qcslib.analysis import findings, tables
 from qcslib.analysis.calibration import (expected_calibration_error, fit_temperature, negative_log_likelihood,
                                          reliability, scaled)
 from qcslib.confidence import Tempered, calibrate, calibration
@@ -118,17 +120,15 @@ def test_calibrate_refuses_an_official_checkpoint_in_one_line(tmp_path, capsys):
     write_official_checkpoint(path, random_official_state_dict("qcs", 7, seed=1))
     with pytest.raises(CheckpointError, match="official.pth: not a qcslib checkpoint"):
         calibrate(path, "synthfer", tmp_path)
+    table, kept = students.calibrations({"seed": None, "checkpoint": path},
+                                        pd.DataFrame(columns=["variant", "seed", "run_dir"]))
+    assert table.empty and kept == {}  # 10 with the authors' checkpoint as its teacher calibrates only the students
     assert main(["calibrate", "--checkpoint", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m qcslib calibrate: error: ") and err.count("\n") == 1
 
 
 def test_the_calibration_tables_and_findings_read_the_summaries():
-    import pandas as pd
-
-    from qcslib import students
-    from qcslib.analysis import findings, tables
-
     summary = {"fit_split": "val", "temperature": 1.5, "ece_before": 0.1, "ece_after": 0.02,
                "test_ece_before": 0.12, "test_ece_after": 0.05}
     table = tables.calibration({"qcs": summary, "official": None})

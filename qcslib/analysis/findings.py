@@ -297,6 +297,8 @@ def _calibration_line(calibrated: pd.DataFrame) -> str:
     parts = []
     for variant, name in (("teacher", "the teacher"), ("kd", "the KD students")):
         rows = calibrated[calibrated["variant"] == variant]
+        if rows.empty:  # a teacher given as an official checkpoint is not calibrated
+            continue
         before, after = 100 * rows["test_ece_before"].mean(), 100 * rows["test_ece_after"].mean()
         seeds = "" if variant == "teacher" else f" (mean over {len(rows)} seeds)"
         parts.append(f"{name} {before:.1f} % → **{after:.1f} %**{seeds}, "
