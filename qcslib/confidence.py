@@ -55,6 +55,20 @@ def _summary(probabilities: np.ndarray, labels: np.ndarray, temperature: float) 
             "nll_after": negative_log_likelihood(after, labels)}
 
 
+def checkpoint_data(checkpoint: str | Path, stored, dataset: str | None, root: str | Path | None,
+                    purpose: str) -> tuple[str, str | Path, dict]:
+    """The dataset, root and data options to score ``checkpoint`` (its file read as ``stored``) on: ``dataset`` and
+    ``root`` as given, else those of its stored training config (a relative root taken from the current directory,
+    as training took it); the stored ``data_options`` only for the dataset it was trained on. A DataError naming
+    the file when neither gives both (``purpose``: what for, and what to pass)."""
+    trained = stored.get("train_config") if isinstance(stored, dict) and isinstance(
+        stored.get("train_config"), dict) else {}
+    dataset, root = dataset or trained.get("dataset"), root or trained.get("data_root")
+    if not dataset or not root:
+        raise DataError(f"{checkpoint}: stores no training dataset/data_root to {purpose}")
+    return dataset, root, (trained.get("data_options") or {}) if dataset == trained.get("dataset") else {}
+
+
 def _ours(stored) -> bool:
     return isinstance(stored, dict) and stored.get("format") == FORMAT and "config" in stored
 
@@ -91,11 +105,7 @@ def calibration(checkpoint: str | Path, dataset: str | None = None, root: str | 
     if not _ours(stored):
         raise CheckpointError(f"{checkpoint}: not a qcslib checkpoint; calibrate writes its temperature into one "
                               "(an official checkpoint: train or convert one of ours)")
-    trained = stored.get("train_config") if isinstance(stored.get("train_config"), dict) else {}
-    dataset, root = dataset or trained.get("dataset"), root or trained.get("data_root")
-    if not dataset or not root:
-        raise DataError(f"{checkpoint}: stores no training dataset/data_root to calibrate on; pass them")
-    options = (trained.get("data_options") or {}) if dataset == trained.get("dataset") else {}
+    dataset, root, options = checkpoint_data(checkpoint, stored, dataset, root, "calibrate on; pass them")
     model, report = load_checkpoint(checkpoint)
     device = select_device(device)
     model.to(device)

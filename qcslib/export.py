@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .confidence import tempered
+from .confidence import checkpoint_data, tempered
 from .data.datasets import ImageDataset
 from .data.sources import DataError, Split, load_split, require_whole, verify_images
 from .data.transforms import build_transforms, recipe_for
@@ -131,14 +131,8 @@ def export_int8(checkpoint: str | Path, out: str | Path | None = None, mode: str
         raise ValueError("calibration applies to static int8 only (dynamic quantisation is not calibrated; auto "
                          "chooses dynamic for a QCS checkpoint)")
     calibration = 64 if calibration is None else calibration
-    stored, _ = read_torch_file(checkpoint)
-    trained = stored.get("train_config") if isinstance(stored.get("train_config"), dict) else {}
-    dataset = dataset or trained.get("dataset")
-    data_root = data_root or trained.get("data_root")
-    if not dataset or not data_root:
-        raise DataError(f"{checkpoint}: stores no training dataset/data_root to calibrate and score on; "
-                        "pass --dataset and --data-root")
-    options = (trained.get("data_options") or {}) if dataset == trained.get("dataset") else {}
+    dataset, data_root, options = checkpoint_data(checkpoint, read_torch_file(checkpoint)[0], dataset, data_root,
+                                                  "calibrate and score on; pass --dataset and --data-root")
     size = model.config.image_size
     recipe = recipe_for(dataset, report.meta)
     train = load_split(dataset, data_root, "train", **options)  # only the calibration sample is read
