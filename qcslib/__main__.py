@@ -19,7 +19,8 @@
   ``torchrun --nproc-per-node N -m qcslib distill ...`` for DDP); prints the run's summary JSON
 - ``evaluate --checkpoint PATH --dataset NAME --root DIR [--split test] [--trained-on DATASET]``: metrics of a
   checkpoint (ours or the authors' official release) on a split of its own dataset or another, as JSON; classes
-  are matched by name and only the shared ones are scored
+  are matched by name and only the shared ones are scored; ``ece`` is the calibration error of the probabilities
+  ``predict`` gives (divided by a stored temperature)
 - ``calibrate --checkpoint PATH [--dataset NAME --root DIR] [--split val] [--report-split test] [--dry-run]``: fit
   a temperature on a split (default: the checkpoint's val split) and store it in the checkpoint
   (``qcslib.confidence``); prints JSON with the ECE and NLL before and after, on that split and on the report
@@ -28,8 +29,8 @@
   classify every face in images or folders (an ``--out`` that holds earlier predictions is refused unless
   ``--overwrite``, which deletes them first); ``--json`` prints one list of records, a face's
   ``{file, face, box, landmarks, probabilities, label}`` or a failed file's ``{file, error}``; videos (by suffix)
-  and ``--camera N`` go through ``qcslib.video`` (``--every K --smooth TAU --hysteresis M --start S --end S``, ``--out``
-  needed)
+  and ``--camera N`` go through ``qcslib.video`` (``--every K --detect-side N --smooth TAU --hysteresis M --start S
+  --end S``, ``--out`` needed)
 - ``export --checkpoint PATH --format onnx|torchscript [--out PATH]``: the base branch with a dynamic batch,
   checked against PyTorch (max |Δ| ≤ 1e-4); prints JSON. ``--int8 [auto|dynamic|static]`` (onnx only) also
   quantises it (``qcslib.export.export_int8``; auto: static for a student, dynamic for QCS; static: calibrated
@@ -64,8 +65,8 @@ from .export import ExportError, export, export_int8
 from .train import distill, fit, load_profile
 from .train.evaluation import evaluate_checkpoint
 from .train.loop import TrainingError
-from .video import (VIDEO_OUTPUTS, VIDEO_SUFFIXES, Camera, FrameSource, VideoError, VideoFile, check_options,
-                    predict_video)
+from .video import (DETECT_SIDE, EVERY, VIDEO_OUTPUTS, VIDEO_SUFFIXES, Camera, FrameSource, VideoError, VideoFile,
+                    check_options, predict_video)
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +86,8 @@ def _predict(args) -> int:
                          "pass --out")
     if videos or args.camera is not None:
         check_options(args.every, args.smooth, args.hysteresis)
+        if 0 < args.detect_side < 32 or args.detect_side < 0:
+            raise ValueError(f"--detect-side must be 0 (full size) or at least 32 pixels, got {args.detect_side}")
     out = Path(args.out) if args.out else None
     earlier = _earlier_predictions(out) if out else []
     if earlier and not args.overwrite:
@@ -147,7 +150,8 @@ def _open_sources(videos: list[str], args) -> tuple[list[tuple[str, FrameSource]
 def _predict_videos(predictor, sources: list[tuple[str, FrameSource]], args) -> bool:
     """Each source into its own folder under ``--out``; a summary line (or JSON object) each. → whether any
     stopped early (its frames before that are still written)."""
-    failed, detector = False, FaceDetector() if sources else None
+    detector = FaceDetector(max_side=args.detect_side or None) if sources else None
+    failed = False
     for folder, source in sources:
         summary = predict_video(predictor, source, Path(args.out) / folder, detector, every=args.every,
                                 smooth=args.smooth, hysteresis=args.hysteresis)
@@ -255,8 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--overwrite", action="store_true",
                     help="replace the predictions an earlier run wrote into --out (default: refuse)")
     pr.add_argument("--camera", type=int, metavar="N", help="also read camera N (/dev/videoN) until --end or Ctrl-C")
-    pr.add_argument("--every", type=int, default=1, metavar="K",
-                    help="video: detect faces every K frames, track them in between (default 1)")
+    pr.add_argument("--every", type=int, default=EVERY, metavar="K",
+                    help=f"video: detect faces every K frames, track them in between, and detect again on the next "
+                         f"frame after a detection that lost a face or doubts one (default {EVERY})")
+    pr.add_argument("--detect-side", type=int, default=DETECT_SIDE, metavar="N",
+                    help=f"video: detect faces on frames shrunk to a longer side of N pixels (0: full size; default "
+                         f"{DETECT_SIDE}; the smallest face found is then 20 × (frame side / N) pixels)")
     pr.add_argument("--smooth", type=float, default=0.0, metavar="TAU",
                     help="video: EMA of each face's probabilities with time constant TAU seconds (default 0: off)")
     pr.add_argument("--hysteresis", type=float, default=0.0, metavar="M",

@@ -18,6 +18,7 @@ from qcslib.confidence import Tempered, calibrate, calibration
 from qcslib.export import export
 from qcslib.faces import classify, load_predictor
 from qcslib.models.weights import CheckpointError, load_checkpoint
+from qcslib.train.evaluation import evaluate_checkpoint
 
 
 def softmax(z):
@@ -98,6 +99,11 @@ def test_calibrate_stores_the_temperature_that_predict_and_export_apply(tiny_che
     assert probabilities.shape == (112, 7) and len(labels) == 112
     assert expected_calibration_error(again.after("test"), labels) == pytest.approx(result["test_ece_after"])
     assert expected_calibration_error(probabilities, labels) == pytest.approx(result["test_ece_before"])
+    evaluated = evaluate_checkpoint(path, "synthfer", smoke_data, device="cpu")  # what `evaluate` prints
+    assert evaluated["temperature"] == result["temperature"]
+    assert evaluated["ece"] == pytest.approx(result["test_ece_after"])
+    assert evaluated["ece_unscaled"] == pytest.approx(result["test_ece_before"])
+    assert "ece_unscaled" not in evaluate_checkpoint(source, "synthfer", smoke_data, device="cpu")
 
     predictor = load_predictor(path)
     assert isinstance(predictor.model, Tempered) and predictor.model.config.image_size == 64

@@ -36,6 +36,19 @@ def test_one_face_with_landmarks_inside_its_box(astronaut, detector):
     assert detector.detect(Image.new("RGB", (160, 160), (90, 140, 200))) == []
 
 
+def test_detecting_on_a_shrunk_copy_finds_the_same_face_in_photo_pixels(astronaut, detector):
+    wide = Image.new("RGB", (700, 512), (110, 110, 110))
+    wide.paste(astronaut, (150, 0))  # not square, and the face off-centre: both axes are scaled back
+    full = detector.detect(wide)[0]
+    shrunk = FaceDetector(max_side=300).detect(wide)[0]
+    width = full.box[2] - full.box[0]
+    np.testing.assert_allclose(shrunk.box, full.box, atol=0.08 * width)
+    np.testing.assert_allclose(shrunk.landmarks, full.landmarks, atol=0.04 * width)
+    assert abs(full.box[0] - (150 + detector.detect(astronaut)[0].box[0])) < 1  # where the paste put it
+    with pytest.raises(ValueError, match="max_side must be None \\(full size\\) or at least 32 pixels, got 8"):
+        FaceDetector(max_side=8)
+
+
 @pytest.mark.parametrize("template, size", [("rafdb", 100), ("synthfer", 112), ("rafdb", 64)])
 def test_the_aligned_crop_puts_the_landmarks_on_the_template(astronaut, detector, template, size):
     face = detector.detect(astronaut)[0]

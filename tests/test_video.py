@@ -16,7 +16,8 @@ import qcslib.__main__
 from qcslib import QCSConfig, save_checkpoint
 from qcslib.__main__ import main
 from qcslib.faces import TEMPLATES, Face, Predictor, load_predictor, predict_faces
-from qcslib.video import VIDEO_OUTPUTS, Camera, Frame, Smoother, Tracker, VideoError, VideoFile, iou, predict_video
+from qcslib.video import (DETECT_SIDE, VIDEO_OUTPUTS, Camera, DetectionSchedule, Frame, Smoother, Tracker, VideoError,
+                          VideoFile, iou, predict_video)
 
 CLASSES = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger"]
 SIDE, SQUARE = 64, 20
@@ -44,7 +45,11 @@ def write_video(path, images, fps=10, options=None):
 
 
 class SquareDetector:
-    """Finds the bright squares (no MTCNN): each one a face, its landmarks on SynthFER's template in its box."""
+    """Finds the bright squares (no MTCNN): each one a face, its landmarks on SynthFER's template in its box.
+    (``max_side``, FaceDetector's, is taken and ignored.)"""
+
+    def __init__(self, max_side=None):
+        self.max_side = max_side
 
     def detect(self, image, frame=None):
         mask = np.asarray(image).mean(axis=2) > 200
@@ -157,6 +162,37 @@ def test_a_face_missed_by_a_detection_is_not_carried_but_keeps_its_id_when_found
     assert [i for i, _ in tracker.update(6, [far])] == [1]  # no overlap: a new face
 
 
+def test_a_zooming_rolling_face_is_carried_point_by_point():
+    def face(frame):  # centred at (50, 40), growing 2 % a frame and turning 1° a frame
+        scale, angle = 30 * 1.02 ** frame, np.radians(frame)
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        points = np.array([50.0, 40.0]) + scale * (TEMPLATES["rafdb"] - 0.5) @ rotation.T
+        half = np.array([scale / 2, scale / 2])
+        return Face(np.r_[np.array([50.0, 40.0]) - half, np.array([50.0, 40.0]) + half], points, 0.99)
+
+    tracker = Tracker()
+    tracker.update(0, [face(0)])
+    tracker.update(4, [face(4)])
+    (_, carried), = tracker.carry(6)
+    true, still = face(6), face(4)
+    error = np.linalg.norm(carried.landmarks - true.landmarks, axis=1).max()
+    assert error < 0.1 * np.linalg.norm(still.landmarks - true.landmarks, axis=1).max()  # first order: close
+    assert carried.box[2] - carried.box[0] > still.box[2] - still.box[0]  # the box grows on
+
+
+def test_the_detector_runs_every_k_frames_and_again_at_once_when_tracking_is_in_doubt():
+    sure, unsure = crossing(0)[0], Face(crossing(0)[0].box, crossing(0)[0].landmarks, 0.93)
+    schedule = DetectionSchedule(every=5)
+    assert schedule.due(0)
+    schedule.after(0, [sure], tracked=0)
+    assert [f for f in range(1, 8) if schedule.due(f)] == [5, 6, 7]  # the next one is frame 5
+    for found, tracked in (([], 1), ([sure], 2), ([unsure], 1)):  # none, a face lost, a doubtful face
+        schedule.after(5, found, tracked)
+        assert schedule.due(6)
+    schedule.after(6, [sure, sure], tracked=2)
+    assert not schedule.due(10) and schedule.due(11)
+
+
 def test_the_ema_depends_on_time_not_on_the_frame_rate():
     tau = 0.4
 
@@ -267,7 +303,8 @@ def test_a_camera_goes_through_the_same_path_and_a_missing_one_is_a_clear_error(
 
 
 def test_the_predict_command_sends_videos_to_the_video_path(tmp_path, predictor, monkeypatch, capsys):
-    monkeypatch.setattr(qcslib.__main__, "FaceDetector", SquareDetector)
+    built = []
+    monkeypatch.setattr(qcslib.__main__, "FaceDetector", lambda **options: built.append(options) or SquareDetector())
     rng = np.random.default_rng(4)
     clip = write_video(tmp_path / "walk.mp4", [square_frame(2 * i, rng) for i in range(20)])
     (tmp_path / "cut.mkv").write_bytes(b"")  # an empty file with a video suffix
@@ -282,6 +319,7 @@ def test_the_predict_command_sends_videos_to_the_video_path(tmp_path, predictor,
     assert len(errors) == 1 and "cut.mkv: cannot open the video" in errors[0]
     summary = json.loads(captured.out.splitlines()[-1])
     assert summary["frames"] == 10 and summary["face_ids"] == [0]
+    assert built == [{"max_side": DETECT_SIDE}]  # detection on shrunk frames by default
     table = pd.read_csv(out / "000_walk" / "predictions.csv")
     assert list(table["frame"]) == list(range(5, 15)) and list(table["detected"]) == [1, 0, 0] * 3 + [1]
     assert {p.name for p in (out / "000_walk").iterdir()} == set(VIDEO_OUTPUTS) == {
@@ -309,6 +347,7 @@ def one_error_line(err: str) -> str:
     (["--start", "5"], "start 5 s is at or past the end of the video, which its header says is 2.00 s long"),
     (["--smooth", "inf"], "--smooth must be a finite number >= 0 seconds, got inf"),
     (["--hysteresis", "1"], "--hysteresis must be a margin in [0, 1), got 1.0"),
+    (["--detect-side", "16"], "--detect-side must be 0 (full size) or at least 32 pixels, got 16"),
 ])
 def test_a_bad_window_or_a_non_finite_value_is_a_one_line_error_before_any_work(tmp_path, predictor, capsys, flags,
                                                                                 message):

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..analysis.calibration import expected_calibration_error, scaled
 from ..analysis.metrics import classification_metrics
 from ..data.datasets import ImageDataset
 from ..data.sources import (ClassMapping, DataError, Split, checkpoint_classes, class_mapping, load_split,
@@ -161,7 +162,11 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, root: str | Path, 
                         allow_unreadable: bool = False, trained_on: str | None = None, **data_options) -> dict:
     """Load a checkpoint (ours, or the authors' official release) and evaluate it on a dataset split, of the
     dataset it was trained on or another → ``{checkpoint, dataset, split, scored, skipped, load, trained_on,
-    classes, dropped, model_only, **classification_metrics}``.
+    classes, dropped, model_only, temperature, ece, **classification_metrics}``.
+
+    ``temperature``: the one ``calibrate`` stored in the checkpoint, or None. ``ece``: the expected calibration
+    error (15 bins) of the probabilities ``predict`` gives, i.e. divided by that temperature where there is one;
+    then ``ece_unscaled`` is the ECE of the raw softmax too.
 
     Classes are matched by name (``checkpoint_mapping``): ours carry their class names and their transform recipe;
     official ones are taken to use ``trained_on``'s class order and official test transform (``trained_on`` None:
@@ -177,7 +182,11 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: str, root: str | Path, 
     device = select_device(device)
     scores = score_checkpoint(model.to(device), report, data, trained_on, batch_size=batch_size, device=device,
                               precision=precision, num_workers=num_workers)
+    temperature, labels = report.meta.get("temperature"), scores.split.labels
+    calibrated = scaled(scores.probabilities, temperature) if temperature else scores.probabilities
+    confidence = {"temperature": temperature, "ece": expected_calibration_error(calibrated, labels)} | (
+        {"ece_unscaled": expected_calibration_error(scores.probabilities, labels)} if temperature else {})
     return {"checkpoint": str(checkpoint), "dataset": dataset, "split": split,
             "scored": scored_text(scores, len(data.skipped)), "skipped": len(data.skipped), "load": str(report),
             "trained_on": scores.trained_on, "classes": list(scores.mapping.shared), "dropped": scores.dropped,
-            "model_only": list(scores.mapping.model_only), **scores.metrics}
+            "model_only": list(scores.mapping.model_only), **confidence, **scores.metrics}

@@ -6,12 +6,12 @@ runs them in turn). The lower modules import nothing from ``predict``, ``analysi
 from .decode import VIDEO_SUFFIXES, Camera, Frame, FrameSource, VideoError, VideoFile
 from .draw import draw_records
 from .encode import VideoWriter
-from .predict import VIDEO_OUTPUTS, check_options, predict_video
+from .predict import DETECT_SIDE, EVERY, VIDEO_OUTPUTS, check_options, predict_video
 from .report import STAGES, StageClock, csv_columns, csv_row, plot_timeline
 from .smooth import Hysteresis, Smoother, check_margin, check_tau
-from .track import Track, Tracker, iou
+from .track import DetectionSchedule, Track, Tracker, iou
 
 __all__ = ["VIDEO_SUFFIXES", "Camera", "Frame", "FrameSource", "VideoError", "VideoFile", "draw_records",
-           "VideoWriter", "VIDEO_OUTPUTS", "check_options", "predict_video", "STAGES", "StageClock", "csv_columns",
-           "csv_row", "plot_timeline", "Hysteresis", "Smoother", "check_margin", "check_tau", "Track", "Tracker",
-           "iou"]
+           "VideoWriter", "DETECT_SIDE", "EVERY", "VIDEO_OUTPUTS", "check_options", "predict_video", "STAGES", "StageClock", "csv_columns",
+           "csv_row", "plot_timeline", "Hysteresis", "Smoother", "check_margin", "check_tau", "DetectionSchedule",
+           "Track", "Tracker", "iou"]

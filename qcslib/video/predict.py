@@ -22,9 +22,11 @@ from .draw import draw_records
 from .encode import VideoWriter
 from .report import StageClock, csv_columns, csv_row, plot_timeline
 from .smooth import Hysteresis, Smoother, check_margin, check_tau
-from .track import Tracker
+from .track import DetectionSchedule, Tracker
 
 VIDEO_OUTPUTS = ("predictions.csv", "predictions.jsonl", "annotated.mp4", "timeline.png")  # what predict_video writes
+EVERY = 5  # default: detect every 5th frame (sooner when tracking is in doubt: DetectionSchedule)
+DETECT_SIDE = 320  # default: detect on frames shrunk to a longer side of 320 pixels (FaceDetector's max_side)
 
 def _timed(frames: Iterator[Frame], clock: StageClock) -> Iterator[Frame]:
     """``frames`` with the time spent producing each one counted as ``decode``."""
@@ -46,12 +48,13 @@ def check_options(every: int, smooth: float, hysteresis: float = 0.0) -> None:
     check_margin(hysteresis)
 
 
-def predict_video(predictor: Predictor, source: FrameSource, out, detector=None, every: int = 1,
+def predict_video(predictor: Predictor, source: FrameSource, out, detector=None, every: int = EVERY,
                   smooth: float = 0.0, progress: bool = True, hysteresis: float = 0.0) -> dict:
-    """Classify every face of every frame of ``source``, detecting faces every ``every`` frames and tracking them
-    in between, smoothing with time constant ``smooth`` seconds, then labelling with ``hysteresis``'s margin
-    (``video.smooth``). ``detector``: anything with ``detect(image,
-    frame) -> list[Face]`` (``frame`` the frame's index; default MTCNN's ``FaceDetector``). Writes to ``out``:
+    """Classify every face of every frame of ``source``, detecting faces every ``every`` frames (or sooner:
+    ``DetectionSchedule``) and tracking them in between, smoothing with time constant ``smooth`` seconds, then
+    labelling with ``hysteresis``'s margin (``video.smooth``). ``detector``: anything with ``detect(image,
+    frame) -> list[Face]`` (``frame`` the frame's index; default MTCNN's ``FaceDetector`` on frames shrunk to
+    ``DETECT_SIDE``). Writes to ``out``:
     ``predictions.csv`` and ``predictions.jsonl`` (one record per face per frame, ``{frame, time_s, face_id,
     detected, box, landmarks, probabilities, smoothed, label}``, and ``{frame, time_s, face_id: null}`` for a
     frame with no face), ``annotated.mp4`` and ``timeline.png``. Ctrl-C stops early and keeps what was done. → a
@@ -60,13 +63,13 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
     ``STAGES`` (``write``: smoothing, the records and the annotated video; the timeline plot is not counted)."""
     check_options(every, smooth, hysteresis)
     tracker, smoother, clock = Tracker(max_gap=max(30, 3 * every)), Smoother(smooth), StageClock()
-    labeller = Hysteresis(hysteresis)
-    detector = detector or FaceDetector()
+    labeller, schedule = Hysteresis(hysteresis), DetectionSchedule(every)
+    detector = detector or FaceDetector(max_side=DETECT_SIDE)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, classes, size = predictor.model, predictor.classes, predictor.model.config.image_size
     transform = build_transforms(predictor.recipe, size, train=False)
-    video = VideoWriter(out / "annotated.mp4", source.fps)
+    video = VideoWriter(out / "annotated.mp4", source.fps, preset="veryfast")
     frames = empty = 0
     ids: set[int] = set()
     error = None
@@ -78,11 +81,13 @@ def predict_video(predictor: Predictor, source: FrameSource, out, detector=None,
             for n, frame in enumerate(tqdm(_timed(source, clock), total=source.frames, unit="frame",
                                            desc=source.name, disable=not progress)):
                 photo = Image.fromarray(frame.image)
-                detected = n % every == 0
+                detected = schedule.due(n)
                 if detected:
                     with clock("detect"):
                         found = detector.detect(photo, frame.index)
                 with clock("track"):
+                    if detected:
+                        schedule.after(n, found, len(tracker.carry(frame.index)))
                     faces = tracker.update(frame.index, found) if detected else tracker.carry(frame.index)
                 records = []
                 if faces:

@@ -1,11 +1,15 @@
 """Stable face ids over video frames (``Tracker``).
 
-Between detections a face's box and landmarks move on at the velocity of its box centre between its last two
-detections (constant-velocity extrapolation; a new face stands still). At a detection frame, detections are matched
+Between detections a face's box corners and landmarks each move on at their own velocity between its last two
+detections (constant-velocity extrapolation of every point, so a face that pans, zooms or rolls is followed to
+first order; a new face stands still). At a detection frame, detections are matched
 to the tracks' extrapolated positions by the Hungarian algorithm on the cost
 ``(1 − IoU(box, box')) + mean_k |l_k − l'_k| / diag(box)`` over the 5 landmarks, a pair with IoU below ``min_iou``
 never matching; an unmatched detection starts a new id. Extrapolation is what keeps the ids through a crossing:
 when two boxes overlap, each track's predicted position is still on its own side of its path.
+
+``DetectionSchedule`` says on which frames to run the detector: every K-th frame, and sooner when tracking
+cannot be trusted (``DetectionSchedule.after``).
 """
 from __future__ import annotations
 
@@ -25,14 +29,15 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(w * h / union) if union > 0 else 0.0
 
 
-def _centre(box: np.ndarray) -> np.ndarray:
-    return (box[:2] + box[2:]) / 2
+def _points(box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(7, 2): the box's two corners, then the 5 landmarks."""
+    return np.concatenate([np.reshape(box, (2, 2)), landmarks])
 
 
 @dataclass
 class Track:
     """A face followed over frames: its id, box and landmarks at its last detection (frame ``frame``), and the
-    velocity of its box centre in pixels per frame."""
+    velocity of each of their points (``_points``: 7 × 2) in pixels per frame."""
 
     id: int
     box: np.ndarray
@@ -41,9 +46,10 @@ class Track:
     frame: int
 
     def at(self, frame: int) -> Face:
-        """Where the track is at ``frame``: moved on by ``velocity`` × the frames since its last detection."""
-        shift = self.velocity * (frame - self.frame)
-        return Face(self.box + np.tile(shift, 2), self.landmarks + shift, 1.0)
+        """Where the track is at ``frame``: each point moved on by its velocity × the frames since its last
+        detection."""
+        points = _points(self.box, self.landmarks) + self.velocity * (frame - self.frame)
+        return Face(points[:2].ravel(), points[2:], 1.0)
 
 
 class Tracker:
@@ -75,10 +81,11 @@ class Tracker:
         for j, face in enumerate(faces):
             if j in matched:
                 track = self.tracks[matched[j]]
-                track.velocity = (_centre(face.box) - _centre(track.box)) / max(1, frame - track.frame)
+                track.velocity = ((_points(face.box, face.landmarks) - _points(track.box, track.landmarks))
+                                  / max(1, frame - track.frame))
                 track.box, track.landmarks, track.frame = face.box, face.landmarks, frame
             else:
-                track = Track(self.next_id, face.box, face.landmarks, np.zeros(2), frame)
+                track = Track(self.next_id, face.box, face.landmarks, np.zeros((7, 2)), frame)
                 self.next_id += 1
                 self.tracks.append(track)
             out.append((track.id, face))
@@ -87,3 +94,22 @@ class Tracker:
 
     def carry(self, frame: int) -> list[tuple[int, Face]]:
         return [(t.id, t.at(frame)) for t in self.tracks if t.frame == self.last_detection]
+
+
+class DetectionSchedule:
+    """Run the detector on frame 0, then ``every`` frames after each detection, or on the very next frame when
+    that detection found no face, found fewer faces than were being tracked (a track lost), or found one whose
+    probability is below ``confident`` (a blurred, turned or half-hidden face, whose landmarks will not stay
+    where constant velocity puts them). So a face that enters the picture is found on the next frame, not up to
+    ``every`` frames later, and a lost one is searched for at once."""
+
+    def __init__(self, every: int = 1, confident: float = 0.95):
+        self.every, self.confident, self.next = every, confident, 0
+
+    def due(self, frame: int) -> bool:
+        return frame >= self.next
+
+    def after(self, frame: int, faces: list[Face], tracked: int) -> None:
+        """Record a detection at ``frame`` that found ``faces`` while ``tracked`` faces were being carried."""
+        doubtful = not faces or len(faces) < tracked or min(f.probability for f in faces) < self.confident
+        self.next = frame + (1 if doubtful else self.every)
