@@ -240,12 +240,13 @@ def test_cached_images_gather_a_batch_of_cached_pixels_with_labels_and_indices()
 
 def test_the_distill_command_names_its_run_after_the_profile_and_the_student(world, capsys):
     config, _, _, teacher_path, _, overrides = world
-    sets = [a for o in overrides + ["name=cli", "augment_on_device=true"] for a in ("--set", o)]  # as the cpu profile
+    sets = [a for o in overrides + ["name=cli", "augment_on_device=true", "hue=0.5"] for a in ("--set", o)]
     assert main(["distill", "--teacher", str(teacher_path), "--student", STUDENT, "--profile", "smoke", *sets,
                  "--alpha", "0"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["run_dir"] == str(config.run_dir.parent / f"cli-{STUDENT}") and printed["distill"]["alpha"] == 0
-    assert yaml.safe_load(open(Path(printed["run_dir"]) / "config.yaml"))["augment_on_device"] is True  # kept
+    stored = yaml.safe_load(open(Path(printed["run_dir"]) / "config.yaml"))
+    assert stored["augment_on_device"] is True and stored["hue"] == 0.5  # kept
 
 
 def test_distill_resume_goes_on_in_the_folder_of_its_last_pt(tmp_path, monkeypatch):
@@ -275,7 +276,11 @@ def test_a_kd_config_names_the_student_and_the_teacher_apart_and_round_trips(wor
                              ({"objective": "quadruplet"}, f"model: objective quadruplet trains a QCS model, got a "
                                                            f"{STUDENT} student"),
                              ({"model": config.model}, "model: objective kd trains a timm student"),
-                             ({"distill": None}, "distill: objective kd needs the distill section")]:
+                             ({"distill": None}, "distill: objective kd needs the distill section"),
+                             ({"hue": 0.7}, "hue must be in [0, 0.5] (a fraction of the hue circle; the recipes' is "
+                                            "0.1), got 0.7"),
+                             ({"transform": "ferplus", "hue": 0.5}, "hue=0.5: the ferplus recipe has no colour "
+                                                                    "jitter to widen")]:
         with pytest.raises(ConfigError, match=re.escape(message)) as error:
             kd.replace(**changes)
         assert "\n" not in str(error.value)

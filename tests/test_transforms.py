@@ -115,3 +115,24 @@ def test_a_checkpoint_is_evaluated_with_its_own_recipe_else_its_datasets():
     assert recipe_for("synthfer") == recipe_for(None) == "rafdb"
     assert recipe_for("folder", {}, default="ferplus") == "ferplus" and recipe_for("rafdb", default="ferplus") == "rafdb"
     assert {recipe_for(d) for d in DATASETS} <= set(RECIPES)
+
+
+@pytest.mark.parametrize("hue", [0.1, 0.5])
+def test_the_hue_setting_bounds_the_hue_shift_on_both_paths(hue):
+    """A flat red batch through the batch augment and the PIL transform: each image's hue moves by at most
+    ``hue`` of the circle, and at 0.5 the shifts spread far past the recipes' 0.1."""
+    from qcslib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
+    from torchvision.transforms.v2.functional._color import _rgb_to_hsv
+    red = torch.zeros(300, 3, 12, 12, dtype=torch.uint8)
+    red[:, 0], red[:, 1:] = 200, 40
+    torch.manual_seed(0)
+    batched = BatchAugment("rafdb", 12, hue=hue)(red)
+    pil = build_transforms("rafdb", 12, train=True, hue=hue)
+    single = torch.stack([pil(Image.fromarray(image.permute(1, 2, 0).numpy())) for image in red[:100]])
+    for out in (batched, single):
+        x = (out * column(IMAGENET_STD).view(1, 3, 1, 1) + column(IMAGENET_MEAN).view(1, 3, 1, 1)).clamp(0, 1)
+        h = _rgb_to_hsv(x)[:, 0].flatten(1).median(dim=1).values  # erasing leaves most pixels alone
+        shift = torch.minimum(h, 1 - h)  # red is hue 0: the distance round the circle
+        assert shift.max() <= hue + 0.01 and shift.max() > 0.8 * hue
+    with pytest.raises(ValueError, match=r"hue must be in \[0, 0.5\].*got 0.7"):
+        BatchAugment("rafdb", 12, hue=0.7)

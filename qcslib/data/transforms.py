@@ -2,12 +2,14 @@
 
 | recipe    | train (PIL → tensor)                                                                   | test                       |
 |-----------|-----------------------------------------------------------------------------------------|----------------------------|
-| rafdb     | Resize(s), HFlip, ColorJitter(0.2, 0.2, 0.2, 0.1), Normalize, RandomErasing(0.02–0.1)     | Resize(s), Normalize       |
+| rafdb     | Resize(s), HFlip, ColorJitter(0.2, 0.2, 0.2, hue), Normalize, RandomErasing(0.02–0.1)     | Resize(s), Normalize       |
 | ferplus   | Resize(s), HFlip, Normalize, RandomErasing(0.02–0.1)                                      | Resize(s), Normalize       |
 | affectnet | Resize(s·236/224), HFlip, Rotation(12°), RandomCrop(s), ColorJitter, Normalize, Erasing(0.03–0.1) | Resize(s·236/224), CenterCrop(s), Normalize |
 
 These are the official mains' (QCS and DCS on RAF-DB; FERPlus and DCS AffectNet-8; QCS and DCS
-AffectNet-7, QCS AffectNet-8). Normalize uses the ImageNet mean and std. ``recipe_for`` says which
+AffectNet-7, QCS AffectNet-8), whose ColorJitter shifts the hue by up to ``hue`` = 0.1 of the hue circle; a
+training config's ``hue`` widens it (0.5: any hue), to take away a colour shortcut. Normalize uses the ImageNet
+mean and std. ``recipe_for`` says which
 recipe a checkpoint is evaluated with on a dataset.
 
 ``build_split_transforms`` cuts a train recipe in two, so that the loader only decodes and resizes and
@@ -27,6 +29,7 @@ from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 RECIPES = ("rafdb", "ferplus", "affectnet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+HUE = 0.1  # the recipes' colour jitter: hue shifted by up to ±0.1 of the hue circle
 _DATASET_RECIPE = {"rafdb": "rafdb", "ferplus": "ferplus", "affectnet7": "affectnet", "affectnet8": "affectnet"}
 
 
@@ -43,13 +46,22 @@ def resize_size(recipe: str, image_size: int) -> int:
     return round(image_size * 236 / 224) if recipe == "affectnet" else image_size
 
 
-def build_transforms(recipe: str = "rafdb", image_size: int = 224, train: bool = True) -> T.Compose:
-    """The ``recipe``'s train or test transform, producing (3, image_size, image_size) float tensors."""
+def check_hue(hue: float) -> None:
+    """Raise ValueError unless ``hue`` (the colour jitter's largest hue shift) is in [0, 0.5]."""
+    if not 0 <= hue <= 0.5:
+        raise ValueError(f"hue must be in [0, 0.5] (a fraction of the hue circle; the recipes' is {HUE}), got {hue}")
+
+
+def build_transforms(recipe: str = "rafdb", image_size: int = 224, train: bool = True, hue: float = HUE
+                     ) -> T.Compose:
+    """The ``recipe``'s train or test transform, producing (3, image_size, image_size) float tensors. ``hue``: the
+    colour jitter's largest hue shift (recipes with colour jitter; 0.5 draws any hue)."""
     if recipe not in RECIPES:
         raise ValueError(f"transform recipe must be one of {RECIPES}, got {recipe!r}")
+    check_hue(hue)
     s = image_size
     to_tensor = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    jitter = T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1)
+    jitter = T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=hue)
     if recipe == "affectnet":
         big = resize_size(recipe, s)
         if not train:
@@ -63,7 +75,8 @@ def build_transforms(recipe: str = "rafdb", image_size: int = 224, train: bool =
                       T.RandomErasing(scale=(0.02, 0.1))])
 
 
-def build_split_transforms(recipe: str = "rafdb", image_size: int = 224) -> tuple[T.Compose, BatchAugment]:
+def build_split_transforms(recipe: str = "rafdb", image_size: int = 224, hue: float = HUE
+                           ) -> tuple[T.Compose, BatchAugment]:
     """The train recipe cut in two: ``(loader part, batch part)``.
 
     The loader part only resizes and returns uint8 (3, s', s') tensors (s' = ``resize_size``), which is cheap;
@@ -72,7 +85,7 @@ def build_split_transforms(recipe: str = "rafdb", image_size: int = 224) -> tupl
     if recipe not in RECIPES:
         raise ValueError(f"transform recipe must be one of {RECIPES}, got {recipe!r}")
     return T.Compose([T.Resize((resize_size(recipe, image_size),) * 2), T.PILToTensor()]), \
-        BatchAugment(recipe, image_size)
+        BatchAugment(recipe, image_size, hue)
 
 
 class BatchAugment:
@@ -82,7 +95,7 @@ class BatchAugment:
         flip (p ½) → [affectnet: rotate by U(−12°, 12°), nearest, zero fill; random s × s crop]
         → [rafdb, affectnet: colour jitter, its four steps in a random order per image:
            brightness x·b, contrast b·x + (1 − b)·mean(gray x), saturation b·x + (1 − b)·gray x (each
-           b ~ U(0.8, 1.2), clamped to [0, 1]), hue h + U(−0.1, 0.1) in HSV]
+           b ~ U(0.8, 1.2), clamped to [0, 1]), hue h + U(−hue, hue) in HSV (``hue`` 0.1 in the recipes)]
         → normalise (ImageNet) → erasing (p ½: a zero rectangle of U(scale) of the area, aspect ratio
            log-uniform in (0.3, 3.3), the first of 10 draws that fits, as torchvision's RandomErasing)
 
@@ -90,10 +103,11 @@ class BatchAugment:
     The draws come from torch's CPU generator: seed it (``torch.random.fork_rng`` + ``manual_seed``) to repeat
     them."""
 
-    def __init__(self, recipe: str, image_size: int):
+    def __init__(self, recipe: str, image_size: int, hue: float = HUE):
         if recipe not in RECIPES:
             raise ValueError(f"transform recipe must be one of {RECIPES}, got {recipe!r}")
-        self.recipe, self.size = recipe, image_size
+        check_hue(hue)
+        self.recipe, self.size, self.hue = recipe, image_size, hue
         self.erase_scale = (0.03, 0.1) if recipe == "affectnet" else (0.02, 0.1)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -105,7 +119,8 @@ class BatchAugment:
         if self.recipe == "affectnet":
             x = rotate_and_crop(x, _draw(n, x.device, -12, 12), self.size)
         if self.recipe != "ferplus":
-            x = color_jitter(x, *(_draw(n, x.device, 0.8, 1.2) for _ in range(3)), _draw(n, x.device, -0.1, 0.1),
+            x = color_jitter(x, *(_draw(n, x.device, 0.8, 1.2) for _ in range(3)),
+                             _draw(n, x.device, -self.hue, self.hue),
                              torch.argsort(torch.rand(n, 4), dim=1).to(x.device))
         x = self.normalize(x)
         return erase(x, *erasing_boxes(n, x.shape[-2], x.shape[-1], self.erase_scale, x.device))

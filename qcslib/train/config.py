@@ -43,7 +43,7 @@ import yaml
 
 from ..data.sources import DATASETS, SPLITS, DataOptions
 from ..data.synthfer import DOMAINS, SynthFERSettings
-from ..data.transforms import RECIPES
+from ..data.transforms import HUE, RECIPES, check_hue
 from ..data.quadruplets import NEGATIVES
 from ..models.qcs import SIZES, QCSConfig
 from ..models.student import ARCHITECTURE, StudentConfig
@@ -98,6 +98,8 @@ class TrainConfig:
     val_fraction: float = 0.0            # selection val: 0 = the dataset's own val split; > 0 = hold out this
                                          # stratified fraction of train instead (seeded by `seed`)
     transform: str = "rafdb"             # transform recipe: rafdb | ferplus | affectnet
+    hue: float = HUE                     # the recipe's colour jitter shifts hue by up to ± this (0–0.5 of the
+                                         # circle; 0.5: any hue, against a colour shortcut); rafdb, affectnet only
     negatives: str = "data"              # quadruplet negatives: data | balanced (official AffectNet)
     oversample: bool = False             # anchors drawn ∝ 1/class count (official AffectNet)
     epoch_fraction: float = 1.0          # anchors per epoch / train images (official AffectNet: 1/12; > 1: several
@@ -150,6 +152,12 @@ class TrainConfig:
         _choice("selection", self.selection, SELECTIONS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("transform", self.transform, RECIPES)
+        try:
+            check_hue(self.hue)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.hue != HUE and self.transform == "ferplus":
+            raise ConfigError(f"hue={self.hue}: the ferplus recipe has no colour jitter to widen")
         _choice("negatives", self.negatives, NEGATIVES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("precision", self.precision, PRECISIONS)

@@ -136,9 +136,9 @@ class DistillationTask:
             train_cache, progress)
         self.sampler = ImageSampler(len(data.train), config.seed, world.rank, world.size)
         if config.augment_on_device:
-            transform, self.augment = build_split_transforms(config.transform, size)
+            transform, self.augment = build_split_transforms(config.transform, size, config.hue)
         else:
-            transform, self.augment = build_transforms(config.transform, size, train=True), None
+            transform, self.augment = build_transforms(config.transform, size, train=True, hue=config.hue), None
         if self.augment is not None and train_cache is not None:  # the loader half would only copy the pixels
             dataset, collate = CachedImages(data.train, train_cache), as_batch
         else:

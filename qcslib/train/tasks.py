@@ -120,9 +120,10 @@ class QuadrupletTask:
                                          num_anchors=anchors if anchors != len(data.train) or config.oversample
                                          else None, rank=world.rank, world_size=world.size)
         if config.augment_on_device:
-            transform, self.augment = build_split_transforms(config.transform, net.config.image_size)
+            transform, self.augment = build_split_transforms(config.transform, net.config.image_size, config.hue)
         else:
-            transform, self.augment = build_transforms(config.transform, net.config.image_size, train=True), None
+            transform = build_transforms(config.transform, net.config.image_size, train=True, hue=config.hue)
+            self.augment = None
         if self.augment is not None and caches[0] is not None:  # the loader half would only copy the cached pixels
             dataset, collate = CachedQuadruplets(data.train, caches[0], net.branches), as_batch
         else:
