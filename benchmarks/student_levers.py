@@ -10,7 +10,7 @@ images, cached), ``online`` (the teacher scores every augmented batch: its targe
 ``hue`` (colour jitter over the whole hue circle, ``hue=0.5``, against the background-hue shortcut), ``online+hue``
 and ``labels+hue`` (α 0: no teacher, the same augmentation). Each run: the profile's recipe, the default student
 (``DEFAULT_STUDENT``) at the teacher's image size, best.pt chosen on val; runs go to
-``<profile runs_dir>/levers/<lever>-s<seed>``. A screen, not a result: few seeds, for choosing what notebook 10
+``<profile run_dir>/levers/<lever>-s<seed>``. A screen, not a result: few seeds, for choosing what notebook 10
 should train. Writes reports/bench/student_levers.json.
 """
 import argparse
@@ -60,8 +60,8 @@ def main():
     for lever in args.levers:
         alpha, online, overrides = LEVERS[lever]
         for seed in args.seeds:
-            base = profile.replace(seed=seed, name=f"{lever}-s{seed}", runs_dir=str(Path(profile.runs_dir) / "levers"),
-                                   **overrides)
+            base = profile.replace(seed=seed, name=f"{lever}-s{seed}",
+                                   runs_dir=str(Path(profile.run_dir) / "levers"), **overrides)
             config = distill_config(base, args.teacher, teacher.config, DEFAULT_STUDENT, alpha=alpha,
                                     teacher_online=online)
             run = fit(config, overwrite=True, progress=False)
