@@ -7,8 +7,8 @@ and bias-conflicting test images.
 
 Levers (``LEVERS``): ``kd`` (notebook 10's default student: α 0.9, T 4, the teacher's logits on un-augmented
 images, cached), ``online`` (the teacher scores every augmented batch: its targets see the student's colours),
-``hue`` (colour jitter over the whole hue circle, ``hue=0.5``, against the background-hue shortcut), ``online+hue``
-and ``labels+hue`` (α 0: no teacher, the same augmentation). Each run: the profile's recipe, the default student
+``hue`` (colour jitter over the whole hue circle, ``hue=0.5``, against the background-hue shortcut), ``online+hue``,
+``online+hue0.25`` (half the circle) and ``labels+hue`` (α 0: no teacher, the same augmentation). Each run: the profile's recipe, the default student
 (``DEFAULT_STUDENT``) at the teacher's image size, best.pt chosen on val; runs go to
 ``<profile run_dir>/levers/<lever>-s<seed>``. A screen, not a result: few seeds, for choosing what notebook 10
 should train. Writes reports/bench/student_levers.json.
@@ -34,6 +34,7 @@ LEVERS = {  # name → (α, teacher online, overrides)
     "online": (0.9, True, {}),
     "hue": (0.9, False, {"hue": 0.5}),
     "online+hue": (0.9, True, {"hue": 0.5}),
+    "online+hue0.25": (0.9, True, {"hue": 0.25}),
     "labels+hue": (0.0, False, {"hue": 0.5}),
 }
 
@@ -57,6 +58,7 @@ def main():
         return bias_accuracy(model.to(device), test, meta, size, profile.transform, device=device, progress=False)
 
     rows = [{"lever": "teacher", "seed": None, **scored(args.teacher)}]
+    print(rows[-1], flush=True)
     for lever in args.levers:
         alpha, online, overrides = LEVERS[lever]
         for seed in args.seeds:
@@ -74,7 +76,7 @@ def main():
     machine = machine_line()
     print(f"\n{machine}\nprofile {args.profile}, teacher {args.teacher}, student {DEFAULT_STUDENT} at {size} px, "
           f"seeds {args.seeds}\n")
-    print(table.round(4).to_markdown(index=False))
+    print(table.round(4).to_string(index=False))
     write_json("student_levers", {"machine": machine, "profile": args.profile, "teacher": args.teacher,
                                   "rows": json.loads(table.to_json(orient="records"))})
 
