@@ -12,8 +12,8 @@ a new one enters.
 1. **Frames per second.** ``predict_video`` as ``python -m qcslib predict`` runs it (decode, MTCNN, track, align,
    classify, smooth, write the CSV, JSONL and annotated video, plot the timeline): wall time after a 1-second
    warm-up run, model loading excluded. Settings: the defaults (``--every EVERY --detect-side DETECT_SIDE``), the
-   reference (``--every 1 --detect-side 0``: MTCNN on every full frame) and the two in between; ``--smooth 0.1
-   --hysteresis 0.3`` (what notebook 09 chose on its validation clips) on the defaults as well. Each row's
+   reference (``--every 1 --detect-side 0``: MTCNN on every full frame), settings in between (``SETTINGS``), and
+   ``--smooth 0.1 --hysteresis 0.3`` (what notebook 09 chose on its validation clips) on the defaults. Each row's
    seconds per stage come from the summary ``predict_video`` returns.
 2. **Agreement** with the reference, smoothed the same way: the share of frames with the same label (a frame
    with a face in one and none in the other counts as a disagreement), the share with a face in both or neither,

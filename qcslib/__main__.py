@@ -86,7 +86,7 @@ def _predict(args) -> int:
                          "pass --out")
     if videos or args.camera is not None:
         check_options(args.every, args.smooth, args.hysteresis)
-        if 0 < args.detect_side < 32 or args.detect_side < 0:
+        if args.detect_side < 0 or 0 < args.detect_side < 32:
             raise ValueError(f"--detect-side must be 0 (full size) or at least 32 pixels, got {args.detect_side}")
     out = Path(args.out) if args.out else None
     earlier = _earlier_predictions(out) if out else []

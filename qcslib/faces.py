@@ -56,9 +56,9 @@ class FaceDetector:
     video frame's index, which ``predict_video`` passes every detector, is not needed here.)
 
     ``max_side``: detect on a copy shrunk (bilinear) so that its longer side is at most this many pixels, and
-    scale the boxes and landmarks back. MTCNN's cost grows with the image's area (its first stage scans an image
-    pyramid down from faces of 20 pixels), so a 640 × 480 frame shrunk to 320 × 240 costs about a quarter as
-    much, and its smallest findable face becomes 40 pixels. None: the image as it is."""
+    scale the boxes and landmarks back. MTCNN's first stage scans an image pyramid down from faces of 20 pixels,
+    so its cost grows with the image's area; on a frame shrunk by half, the smallest face it finds is 40 pixels
+    of the frame. None: the image as it is."""
 
     def __init__(self, device: str = "cpu", min_probability: float = 0.9, max_side: int | None = None):
         from facenet_pytorch import MTCNN  # installed with --no-deps: its metadata pins an old torch and numpy

@@ -12,6 +12,6 @@ from .smooth import Hysteresis, Smoother, check_margin, check_tau
 from .track import DetectionSchedule, Track, Tracker, iou
 
 __all__ = ["VIDEO_SUFFIXES", "Camera", "Frame", "FrameSource", "VideoError", "VideoFile", "draw_records",
-           "VideoWriter", "DETECT_SIDE", "EVERY", "VIDEO_OUTPUTS", "check_options", "predict_video", "STAGES", "StageClock", "csv_columns",
-           "csv_row", "plot_timeline", "Hysteresis", "Smoother", "check_margin", "check_tau", "DetectionSchedule",
-           "Track", "Tracker", "iou"]
+           "VideoWriter", "DETECT_SIDE", "EVERY", "VIDEO_OUTPUTS", "check_options", "predict_video", "STAGES",
+           "StageClock", "csv_columns", "csv_row", "plot_timeline", "Hysteresis", "Smoother", "check_margin",
+           "check_tau", "DetectionSchedule", "Track", "Tracker", "iou"]

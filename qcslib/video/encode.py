@@ -12,8 +12,7 @@ class VideoWriter:
     """An H.264 (libx264, else MPEG-4 part 2) mp4, opened at the first frame. ``lossless``: H.264 at CRF 0, whose
     decoded frames are exactly the frames given (in yuv420p); lossy x264 in this build does not always encode the
     same frames the same way twice, lossless it decodes to the same pixels. ``preset``: x264's speed/size trade-off
-    (``veryfast`` encodes a 640 × 480 frame in about 70 % of the default ``medium``'s time, in a larger file;
-    None: x264's default)."""
+    (``veryfast``: faster than the default ``medium``, in a larger file; None: x264's default)."""
 
     def __init__(self, path: Path, fps: float, lossless: bool = False, preset: str | None = None):
         self.path, self.fps, self.lossless, self.preset, self.container = path, fps, lossless, preset, None

@@ -100,8 +100,8 @@ class DetectionSchedule:
     """Run the detector on frame 0, then ``every`` frames after each detection, or on the very next frame when
     that detection found no face, found fewer faces than were being tracked (a track lost), or found one whose
     probability is below ``confident`` (a blurred, turned or half-hidden face, whose landmarks will not stay
-    where constant velocity puts them). So a face that enters the picture is found on the next frame, not up to
-    ``every`` frames later, and a lost one is searched for at once."""
+    where constant velocity puts them). So while no face is in view every frame is searched, and the first face to
+    enter is found at once rather than up to ``every`` frames later; a face that is lost is searched for at once."""
 
     def __init__(self, every: int = 1, confident: float = 0.95):
         self.every, self.confident, self.next = every, confident, 0
