@@ -361,7 +361,8 @@ def test_run_states_say_why_a_run_ended_and_a_still_rising_run_is_not_converged(
 
 
 def test_a_run_that_stops_improving_stops_early_and_stays_stopped(tmp_path, smoke_data):
-    config = smoke(tmp_path, smoke_data, "epochs=6", "patience=1", "lr=1e-12")  # val accuracy cannot move
+    # val accuracy cannot move at this lr, so a quarter of the anchors per epoch decides as much as all of them
+    config = smoke(tmp_path, smoke_data, "epochs=6", "patience=1", "lr=1e-12", "epoch_fraction=0.25")
     run = fit(config, progress=False)
     s = run.summary
     assert (s["stopped_early"], s["stop_reason"], s["stopped_epoch"], s["max_epochs"], s["converged"]) == \
@@ -426,7 +427,8 @@ def record_evaluations(monkeypatch) -> list[str]:
 
 def test_selection_never_reads_test_unless_asked(tmp_path, smoke_data, monkeypatch):
     calls = record_evaluations(monkeypatch)
-    fit(smoke(tmp_path, smoke_data, "epochs=2", "patience=0", "name=val"), progress=False)
+    short = ("epochs=2", "epoch_fraction=0.5", "patience=0")  # two epochs of half the anchors each
+    fit(smoke(tmp_path, smoke_data, *short, "name=val"), progress=False)
     assert calls == ["val", "val", "test", "test"]  # test only once training stopped: chosen and last model
     # whatever the test labels say, the run decides the same: here they are all shuffled
     shuffled = tmp_path / "shuffled"
@@ -434,12 +436,12 @@ def test_selection_never_reads_test_unless_asked(tmp_path, smoke_data, monkeypat
     lines = (shuffled / "test.txt").read_text().splitlines()
     labels = np.random.default_rng(0).permutation([line.split()[1] for line in lines])
     (shuffled / "test.txt").write_text("".join(f"{line.split()[0]} {y}\n" for line, y in zip(lines, labels)))
-    other = fit(smoke(tmp_path, shuffled, "epochs=2", "patience=0", "name=shuffled"), progress=False)
+    other = fit(smoke(tmp_path, shuffled, *short, "name=shuffled"), progress=False)
     pd.testing.assert_frame_equal(without_timing(tmp_path / "val"), without_timing(other.dir))
     assert torch.equal(torch.load(other.best_checkpoint, weights_only=False)["state_dict"]["base.encoder.head.weight"],
                        torch.load(tmp_path / "val" / "best.pt", weights_only=False)["state_dict"]["base.encoder.head.weight"])
     calls.clear()
-    paper = fit(smoke(tmp_path, smoke_data, "epochs=2", "patience=0", "name=paper", "selection=test"), progress=False)
+    paper = fit(smoke(tmp_path, smoke_data, *short, "name=paper", "selection=test"), progress=False)
     assert calls == ["test", "test"]  # the paper's protocol: the best test epoch
     m = paper.metrics()
     assert paper.summary["selection"] == "test" and "val_accuracy" not in m
@@ -497,8 +499,8 @@ def test_hold_out_is_stratified_seeded_and_disjoint():
 
 
 def test_two_runs_with_one_seed_agree_and_another_seed_differs(tmp_path, smoke_data):
-    runs = [fit(smoke(tmp_path, smoke_data, "epochs=2", f"name={n}", f"seed={s}", *extra), progress=False).dir
-            for n, s, extra in (("a", 0, []), ("b", 0, ["num_workers=1"]), ("c", 1, []))]
+    runs = [fit(smoke(tmp_path, smoke_data, "epochs=2", "epoch_fraction=0.5", f"name={n}", f"seed={s}", *extra),
+                progress=False).dir for n, s, extra in (("a", 0, []), ("b", 0, ["num_workers=1"]), ("c", 1, []))]
     a, b, c = (without_timing(r) for r in runs)
     pd.testing.assert_frame_equal(a, b)  # the worker processes do not change the augmentation either
     assert not a.equals(c)
