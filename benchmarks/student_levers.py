@@ -8,7 +8,7 @@ and bias-conflicting test images.
 Levers (``LEVERS``): ``kd`` (notebook 10's default student: α 0.9, T 4, the teacher's logits on un-augmented
 images, cached), ``online`` (the teacher scores every augmented batch: its targets see the student's colours),
 ``hue`` (colour jitter over the whole hue circle, ``hue=0.5``, against the background-hue shortcut), ``online+hue``,
-``hue0.25`` and ``online+hue0.25`` (half the circle) and ``labels+hue`` (α 0: no teacher, the same augmentation). Each run: the profile's recipe, the default student
+``hue0.25`` and ``online+hue0.25`` (half the circle), ``online+hue0.25 patient`` (patience 6 epochs, limit 30) and ``labels+hue`` (α 0: no teacher, the same augmentation). Each run: the profile's recipe, the default student
 (``DEFAULT_STUDENT``) at the teacher's image size, best.pt chosen on val; runs go to
 ``<profile run_dir>/levers/<lever>-s<seed>``. A screen, not a result: few seeds, for choosing what notebook 10
 should train. Writes reports/bench/student_levers.json.
@@ -36,6 +36,7 @@ LEVERS = {  # name → (α, teacher online, overrides)
     "hue0.25": (0.9, False, {"hue": 0.25}),
     "online+hue": (0.9, True, {"hue": 0.5}),
     "online+hue0.25": (0.9, True, {"hue": 0.25}),
+    "online+hue0.25 patient": (0.9, True, {"hue": 0.25, "patience": 6, "epochs": 30}),
     "labels+hue": (0.0, False, {"hue": 0.5}),
 }
 
@@ -63,7 +64,7 @@ def main():
     for lever in args.levers:
         alpha, online, overrides = LEVERS[lever]
         for seed in args.seeds:
-            base = profile.replace(seed=seed, name=f"{lever}-s{seed}",
+            base = profile.replace(seed=seed, name=f"{lever.replace(' ', '_')}-s{seed}",
                                    runs_dir=str(Path(profile.run_dir) / "levers"), **overrides)
             config = distill_config(base, args.teacher, teacher.config, DEFAULT_STUDENT, alpha=alpha,
                                     teacher_online=online)
