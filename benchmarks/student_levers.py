@@ -8,10 +8,11 @@ and bias-conflicting test images.
 Levers (``LEVERS``): ``kd`` (notebook 10's default student: α 0.9, T 4, the teacher's logits on un-augmented
 images, cached), ``online`` (the teacher scores every augmented batch: its targets see the student's colours),
 ``hue`` (colour jitter over the whole hue circle, ``hue=0.5``, against the background-hue shortcut), ``online+hue``,
-``hue0.25`` and ``online+hue0.25`` (half the circle), ``online+hue0.25 patient`` (patience 6 epochs, limit 30) and ``labels+hue`` (α 0: no teacher, the same augmentation). Each run: the profile's recipe, the default student
-(``DEFAULT_STUDENT``) at the teacher's image size, best.pt chosen on val; runs go to
-``<profile run_dir>/levers/<lever>-s<seed>``. A screen, not a result: few seeds, for choosing what notebook 10
-should train. Writes reports/bench/student_levers.json.
+``hue0.25`` and ``online+hue0.25`` (half the circle), ``online+hue0.25 patient`` (the same with patience 6 and a
+30-epoch limit) and ``labels+hue`` (α 0: no teacher, the same augmentation). Each run: the profile's recipe, the
+default student (``DEFAULT_STUDENT``) at the teacher's image size, best.pt chosen on val; runs go to
+``<profile run_dir>/levers/<lever>-s<seed>`` (spaces as underscores). A screen, not a result: few seeds, for
+choosing what notebook 10 should train. Writes reports/bench/student_levers.json.
 """
 import argparse
 import json
