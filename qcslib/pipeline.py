@@ -351,6 +351,29 @@ network a run trains (the <code>baseline_matched</code> runs train the baseline 
 STYLE = re.compile(r"<style[^>]*>(.*?)</style>\s*", re.S)
 
 
+def shared_css(pages: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The ``<style>`` blocks that every notebook page (every page but ``index.html``) holds, in the first page's
+    order, and the pages with those blocks taken out and ``style.css`` linked where the first of them stood. A
+    page's own blocks (a styled table's, the index's few lines) stay where they are."""
+    notebooks = [STYLE.findall(text) for name, text in pages.items() if name != "index.html"]
+    shared = [block for block in (notebooks[0] if notebooks else []) if all(block in page for page in notebooks[1:])]
+
+    def linked(text: str) -> str:
+        if not shared or not all(block in STYLE.findall(text) for block in shared):
+            return text  # the index, which holds none of them
+        kept, link = list(shared), ['<link rel="stylesheet" href="style.css">\n']
+
+        def swap(match: re.Match) -> str:
+            if match.group(1) not in kept:
+                return match.group(0)
+            kept.remove(match.group(1))
+            return link.pop() if link else ""
+
+        return STYLE.sub(swap, text)
+
+    return shared, {name: linked(text) for name, text in pages.items()}
+
+
 def write_gallery(out_dir: Path, gallery: Path, run_dir: Path, scale: float = 0.6) -> int:
     """Copy the HTML reports of ``out_dir`` (and its index and ``timings.json``) to ``gallery``, every embedded PNG
     downscaled by ``scale`` and reduced to 256 colours, and the notebooks' shared CSS written once to ``style.css``
@@ -374,13 +397,9 @@ def write_gallery(out_dir: Path, gallery: Path, run_dir: Path, scale: float = 0.
         return f'src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"'
 
     gallery.mkdir(parents=True, exist_ok=True)
-    pages = {page.name: page.read_text(encoding="utf-8") for page in sorted(out_dir.glob("*.html"))}
-    shared = next((STYLE.findall(t) for name, t in pages.items() if name != "index.html"), [])
+    shared, pages = shared_css({page.name: page.read_text(encoding="utf-8") for page in sorted(out_dir.glob("*.html"))})
     written = (gallery / "style.css").write_text("\n".join(shared), encoding="utf-8") if shared else 0
     for name, text in pages.items():
-        if shared and STYLE.findall(text) == shared:  # the notebooks' pages; the index keeps its own few lines
-            first = STYLE.search(text).start()
-            text = text[:first] + '<link rel="stylesheet" href="style.css">\n' + STYLE.sub("", text[first:])
         text = re.sub(r'src="data:image/png;base64,([A-Za-z0-9+/=\s]+)"', shrink, text)
         written += (gallery / name).write_text(text, encoding="utf-8")
     if (out_dir / "timings.json").exists():

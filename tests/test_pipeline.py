@@ -146,9 +146,10 @@ def test_the_gallery_copies_the_reports_with_smaller_figures_and_the_css_once(tm
     reports, runs, gallery = tmp_path / "reports", tmp_path / "runs", tmp_path / "gallery"
     reports.mkdir()
     css = "<style type='text/css'>body{margin:0}</style>\n<style>.x{color:red}</style>\n"
-    for name in ("04_ablations", "05_tsne"):
-        (reports / f"{name}.html").write_text(f'<html><head>{css}</head><p>{name}</p><img src="data:image/png;base64,'
-                                              f'{figure}"></html>')
+    table = "<style>#T_1 td{color:blue}</style>"  # a styled table's own block, in 04 only
+    for name, own in (("04_ablations", table), ("05_tsne", "")):
+        (reports / f"{name}.html").write_text(f'<html><head>{css}</head><p>{name}</p>{own}<img '
+                                              f'src="data:image/png;base64,{figure}"></html>')
     (reports / "index.html").write_text("<html><head><style>td{border:1px}</style></head></html>")
     (reports / "04_ablations.ipynb").write_text("{}")
     (reports / "timings.json").write_text('{"total": 5.0}')
@@ -158,7 +159,10 @@ def test_the_gallery_copies_the_reports_with_smaller_figures_and_the_css_once(tm
     assert written == sum(len(p.read_text()) for p in gallery.iterdir())  # what it says it wrote is the files
     assert (gallery / "style.css").read_text() == "body{margin:0}\n.x{color:red}"
     page = (gallery / "04_ablations.html").read_text()
-    assert "<style" not in page and page.count('<link rel="stylesheet" href="style.css">') == 1
+    assert page.count("<style") == 1 and table in page  # the table's own block stays where it was
+    assert page.count('<link rel="stylesheet" href="style.css">') == 1 and page.index("style.css") < page.index(table)
+    other = (gallery / "05_tsne.html").read_text()
+    assert "<style" not in other and other.count('<link rel="stylesheet" href="style.css">') == 1
     assert "<style>td{border:1px}</style>" in (gallery / "index.html").read_text()  # its own, kept inline
     small = Image.open(io.BytesIO(base64.b64decode(page.split("base64,")[1].split('"')[0])))
     assert small.size == (250, 150) and "<p>04_ablations</p>" in page
