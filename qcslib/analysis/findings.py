@@ -235,7 +235,6 @@ def video(checkpoint: str | Path, template: str, chosen: dict, val_scores: pd.Da
         state = "converged" if s.get("converged") else "**not converged: the accuracies below are not a result**"
         run = f" (one run, seed {s['seed']}; chosen on the {s['selection']} split; {state})"
     settings = val_scores.groupby(["tau", "margin"]).ngroups
-    by_metric = effect
     lines = [f"- `{checkpoint}`{run} read {val_scores['clip'].nunique()} validation and {int(effect['clips'].max())} "
              f"held-out SynthFER clips (other people in each), faces placed by the clips' truth and detected every "
              f"{every} frame(s); nuisances of real video (shake, motion blur, flicker, occlusions, JPEG) added at "
@@ -245,9 +244,9 @@ def video(checkpoint: str | Path, template: str, chosen: dict, val_scores: pd.Da
         lines.append("- No smoother beat raw labels on the validation clips, so the held-out clips are read raw.")
     else:
         lines.append(f"- On the held-out clips at strength {nuisance:g} (the clip is the unit; one Holm family of "
-                     f"4 metrics): accuracy {by_metric.loc['accuracy', 'chosen − none']}; macro-F1 "
-                     f"{by_metric.loc['macro_f1', 'chosen − none']}; flicker {by_metric.loc['flicker', 'chosen − none']}; "
-                     f"onset delay {by_metric.loc['delay_s', 'chosen − none']}.")
+                     f"4 metrics): accuracy {effect.loc['accuracy', 'chosen − none']}; macro-F1 "
+                     f"{effect.loc['macro_f1', 'chosen − none']}; flicker {effect.loc['flicker', 'chosen − none']}; "
+                     f"onset delay {effect.loc['delay_s', 'chosen − none']}.")
         lines.append(f"- Without nuisances: accuracy {clean.loc['accuracy', 'chosen − none']}.")
     lines.append(f"- Over nuisance strengths {', '.join(f'{x:g}' for x in sweep.index)}: raw accuracy "
                  + ", ".join(f"{a:.1f} %" for a in sweep["accuracy none (%)"]) + "; with the chosen smoother "
