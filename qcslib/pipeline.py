@@ -359,7 +359,8 @@ def shared_css(pages: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     shared = [block for block in (notebooks[0] if notebooks else []) if all(block in page for page in notebooks[1:])]
 
     def linked(text: str) -> str:
-        if not shared or not all(block in STYLE.findall(text) for block in shared):
+        found = STYLE.findall(text)
+        if not shared or not all(block in found for block in shared):
             return text  # the index, which holds none of them
         kept, link = list(shared), ['<link rel="stylesheet" href="style.css">\n']
 
